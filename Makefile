@@ -1,0 +1,39 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast proto bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: 2.13.0 is the CPU build on the machine's disk; an open range pulls CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its dev tools
+
+proto: $(STAMP)  ## regenerate gen/ from proto/
+	$(BIN)/python scripts/gen_proto.py
+
+test: $(STAMP)  ## run the whole suite against real Milvus and Redis processes
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## pure-logic tests only (no servers)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: $(STAMP)  ## start an embedded cluster, import a sample catalog, run searches, print results
+	$(BIN)/python -m shardproxy.demo
+
+bench: $(STAMP)  ## proxy vs direct Milvus benchmark (JSON + PNG under bench/out/)
+	$(BIN)/python bench/proxy_vs_direct.py
+
+clean:  ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis
