@@ -1,0 +1,3 @@
+from shardproxy.cli import app
+
+app(prog_name="shardproxy")

@@ -1,0 +1,175 @@
+"""Admin API (our own proto, real gRPC status codes): nodes, ring, cluster status."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from pymilvus.grpc_gen import milvus_pb2
+from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
+
+from shardproxy.cluster import Cluster
+from shardproxy.errors import FailedPrecondition, InvalidArgument, ProxyError, Unavailable, Unimplemented
+from shardproxy.metastore import NodeRecord, NodeState
+from shardproxy.nodepool import NodeClient
+
+log = logging.getLogger(__name__)
+
+_STATE = {
+    NodeState.ACTIVE: admin_pb2.NODE_STATE_ACTIVE,
+    NodeState.JOINING: admin_pb2.NODE_STATE_JOINING,
+    NodeState.DRAINING: admin_pb2.NODE_STATE_DRAINING,
+    NodeState.DRAINED: admin_pb2.NODE_STATE_DRAINED,
+    NodeState.DOWN: admin_pb2.NODE_STATE_DOWN,
+    NodeState.SPARE: admin_pb2.NODE_STATE_SPARE,
+}
+STATE_NAMES = {v: k.value for k, v in _STATE.items()}
+
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-_\[\]:]+:\d{1,5}$")
+
+
+def node_pb(n: NodeRecord) -> admin_pb2.Node:
+    return admin_pb2.Node(id=n.id, address=n.address, state=_STATE[n.state], weight=n.weight)
+
+
+def default_node_id(address: str) -> str:
+    return "node-" + re.sub(r"[^A-Za-z0-9]+", "-", address).strip("-")
+
+
+def admin_rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(self, request, context)
+        except ProxyError as exc:
+            await context.abort(exc.grpc_code, exc.message)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("admin %s failed", fn.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
+async def collection_rows(client: NodeClient, name: str) -> int | None:
+    """Rows of one collection on one node, or None when the node does not answer."""
+    try:
+        resp = await client.call(
+            "GetCollectionStatistics", milvus_pb2.GetCollectionStatisticsRequest(collection_name=name), timeout=5
+        )
+    except ProxyError:
+        return None
+    stats = {kv.key: kv.value for kv in resp.stats}
+    return int(stats.get("row_count", 0))
+
+
+class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._lock = asyncio.Lock()
+
+    async def _ring_holds_data(self) -> list[str]:
+        """Collections that hold rows on some ring node (moving them needs rebalancing)."""
+        holding = []
+        for rec in await self.cluster.store.collections():
+            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in self.cluster.ring_clients()))
+            if any(counts):
+                holding.append(f"{rec.name} ({sum(c or 0 for c in counts)} rows)")
+        return holding
+
+    @admin_rpc
+    async def AddNode(self, request: admin_pb2.AddNodeRequest, context: Any) -> admin_pb2.AddNodeResponse:
+        address = request.address.strip()
+        if not _ADDRESS_RE.match(address):
+            raise InvalidArgument(f"invalid node address {address!r}; expected HOST:PORT")
+        weight = request.weight or 1
+        if weight < 1 or weight > 1000:
+            raise InvalidArgument(f"weight {weight} out of range [1, 1000]")
+        node = NodeRecord(id=request.id or default_node_id(address), address=address, weight=weight)
+        async with self._lock:
+            await self.cluster.refresh(force=True)
+            probe = NodeClient(node, timeout_s=5, write_concurrency=1)
+            try:
+                if not await probe.healthy(timeout=5):
+                    raise Unavailable(f"no Milvus server answers at {address}")
+                holding = await self._ring_holds_data()
+                if holding:
+                    raise FailedPrecondition(
+                        "cannot add a node while collections hold data: "
+                        + ", ".join(holding)
+                        + "; the new node would own keys that live elsewhere. Moving data comes with "
+                        "online rebalancing (`shardproxy node add` will then migrate rows)."
+                    )
+                await probe.sync(await self.cluster.store.collections())
+            finally:
+                await probe.close()
+            epoch = await self.cluster.store.put_node(node, bump_epoch=True, must_be_new=True)
+            await self.cluster.refresh(force=True)
+        log.info("node %s (%s, weight %d) added; ring epoch %d", node.id, address, weight, epoch)
+        return admin_pb2.AddNodeResponse(node=node_pb(node), ring_epoch=epoch)
+
+    @admin_rpc
+    async def ListNodes(self, request: Any, context: Any) -> admin_pb2.ListNodesResponse:
+        nodes = await self.cluster.store.nodes()
+        return admin_pb2.ListNodesResponse(
+            nodes=[node_pb(n) for n in nodes], ring_epoch=await self.cluster.store.epoch()
+        )
+
+    @admin_rpc
+    async def RemoveNode(self, request: admin_pb2.RemoveNodeRequest, context: Any) -> admin_pb2.RemoveNodeResponse:
+        async with self._lock:
+            node = await self.cluster.store.node(request.node_id)
+            client = self.cluster.pool.clients.get(node.id)
+            if client is not None and node.state not in (NodeState.DRAINED, NodeState.SPARE):
+                for rec in await self.cluster.store.collections():
+                    rows = await collection_rows(client, rec.name)
+                    if rows is None or rows:
+                        raise FailedPrecondition(
+                            f"node {node.id} still holds data ({rec.name}: {rows if rows is not None else 'unknown'} rows); "
+                            "drain it first"
+                        )
+            epoch = await self.cluster.store.delete_node(node.id)
+            await self.cluster.refresh(force=True)
+        log.info("node %s removed; ring epoch %d", node.id, epoch)
+        return admin_pb2.RemoveNodeResponse(ring_epoch=epoch)
+
+    @admin_rpc
+    async def DrainNode(self, request: Any, context: Any) -> Any:
+        raise Unimplemented("DrainNode: online rebalancing is not available in this release")
+
+    @admin_rpc
+    async def RebalanceStatus(self, request: Any, context: Any) -> Any:
+        return admin_pb2.RebalanceStatusResponse(active=False, target_epoch=await self.cluster.store.epoch())
+
+    @admin_rpc
+    async def ClusterStatus(self, request: Any, context: Any) -> admin_pb2.ClusterStatusResponse:
+        await self.cluster.refresh()
+        nodes = await self.cluster.store.nodes()
+        out = admin_pb2.ClusterStatusResponse(
+            nodes=[node_pb(n) for n in nodes], ring_epoch=await self.cluster.store.epoch()
+        )
+        clients = [self.cluster.pool.clients[n.id] for n in nodes if n.id in self.cluster.pool.clients]
+        for rec in await self.cluster.store.collections():
+            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in clients))
+            vf = rec.default_vector_field() if rec.vector_fields else ""
+            cs = admin_pb2.CollectionStatus(
+                name=rec.name,
+                total_rows=sum(c or 0 for c in counts),
+                dimension=rec.dim(vf) if vf else 0,
+                metric_type=rec.metric(vf) if vf else "",
+                auto_id=rec.auto_id,
+                model_id=_model_id(rec.schema.description),
+            )
+            for c, n in zip(clients, counts):
+                cs.nodes.append(admin_pb2.CollectionNodeRows(node_id=c.id, rows=n or 0, reachable=n is not None))
+            out.collections.append(cs)
+        return out
+
+
+def _model_id(description: str) -> str:
+    m = re.search(r"model_id=(\S+)", description or "")
+    return m.group(1) if m else ""

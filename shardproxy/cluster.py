@@ -1,0 +1,218 @@
+"""The proxy's live view of the cluster: registry, ring, node clients, collection records.
+
+Everything here is rebuilt from Redis; a proxy holds only caches. A watcher follows the
+``{prefix}:events`` channel and checks the ring epoch every ``ring_check_interval_s``, so a
+change made through any proxy (or the CLI) reaches every proxy within about a second. A health
+loop re-syncs nodes that come back (milvus-lite forgets the load state across restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from shardproxy.config import ProxySettings
+from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
+from shardproxy.metastore import (
+    RING_STATES,
+    SEARCH_STATES,
+    CollectionRecord,
+    MetaStore,
+    NodeRecord,
+    NodeState,
+)
+from shardproxy.nodepool import NodeClient, NodePool
+from shardproxy.ring import Ring, RingNode
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL_S = 3.0
+
+
+class Cluster:
+    def __init__(self, settings: ProxySettings, store: MetaStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or MetaStore(settings.redis_url)
+        self.pool = NodePool(settings.node_timeout_s, settings.node_write_concurrency)
+        self.nodes: list[NodeRecord] = []
+        self.ring: Ring = Ring([])
+        self.epoch = -1
+        self._collections: dict[str, CollectionRecord] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._refresh_lock = asyncio.Lock()
+        self._id_blocks: dict[str, tuple[int, int]] = {}
+        self._id_lock = asyncio.Lock()
+        self._health: dict[str, bool] = {}
+
+    # -- lifecycle
+    async def start(self) -> None:
+        await self.refresh(force=True)
+        self._tasks.append(asyncio.create_task(self._watch_events(), name="events"))
+        self._tasks.append(asyncio.create_task(self._watch_epoch(), name="epoch"))
+        self._tasks.append(asyncio.create_task(self._health_loop(), name="health"))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.pool.close()
+        await self.store.close()
+
+    async def refresh(self, force: bool = False) -> None:
+        """Reload the registry and ring from Redis if the epoch moved (or when forced)."""
+        async with self._refresh_lock:
+            epoch = await self.store.epoch()
+            if not force and epoch == self.epoch:
+                return
+            nodes = await self.store.nodes()
+            ring_nodes = [RingNode(n.id, n.weight) for n in nodes if n.state in RING_STATES]
+            self.nodes = nodes
+            self.ring = Ring(ring_nodes, vnodes=self.settings.vnodes)
+            self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
+            self._collections.clear()
+            if self.epoch != epoch:
+                log.info(
+                    "ring epoch %s: %d node(s) %s", epoch, len(nodes),
+                    ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "-",
+                )
+            self.epoch = epoch
+        await self.sync_nodes([c for c in self.pool.clients.values() if not c.synced])
+
+    async def sync_nodes(self, clients: Iterable[NodeClient]) -> None:
+        records = await self.store.collections()
+        for client in clients:
+            try:
+                done = await client.sync(records)
+                self._health[client.id] = True
+                if done:
+                    log.info("node %s brought to the recorded state: %s", client.id, "; ".join(done))
+            except ProxyError as exc:
+                client.synced = False
+                if self._health.get(client.id, True):
+                    log.warning("node %s is not reachable yet: %s", client.id, exc.message)
+                self._health[client.id] = False
+
+    async def _watch_events(self) -> None:
+        while True:
+            try:
+                pubsub = self.store.r.pubsub()
+                await pubsub.subscribe(self.store.events_channel)
+                async for msg in pubsub.listen():
+                    if msg.get("type") != "message":
+                        continue
+                    data = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
+                    kind, _, arg = data.partition(" ")
+                    if kind == "ring":
+                        await self.refresh()
+                    elif kind == "collection":
+                        self._collections.pop(arg, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep watching through Redis hiccups
+                log.warning("event watcher: %s; retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def _watch_epoch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ring_check_interval_s)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("ring check failed: %s", exc)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+            try:
+                await self.check_health()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("health check failed: %s", exc)
+
+    async def check_health(self) -> dict[str, bool]:
+        clients = list(self.pool.clients.values())
+        results = await asyncio.gather(*(c.healthy() for c in clients))
+        for c, ok in zip(clients, results):
+            was = self._health.get(c.id)
+            if ok and (not c.synced or was is False):
+                c.synced = False
+                log.info("node %s answers again; re-syncing its collections", c.id)
+                await self.sync_nodes([c])
+            elif not ok:
+                if was is not False:
+                    log.warning("node %s (%s) stopped answering", c.id, c.address)
+                c.synced = False
+                self._health[c.id] = False
+        return {c.id: self._health.get(c.id, False) for c in clients}
+
+    # -- views
+    def ring_clients(self) -> list[NodeClient]:
+        ids = set(self.ring.node_ids)
+        return [c for nid, c in sorted(self.pool.clients.items()) if nid in ids]
+
+    def search_clients(self) -> list[NodeClient]:
+        ids = {n.id for n in self.nodes if n.state in SEARCH_STATES}
+        return [c for nid, c in sorted(self.pool.clients.items()) if nid in ids]
+
+    def all_clients(self) -> list[NodeClient]:
+        return [c for _, c in sorted(self.pool.clients.items())]
+
+    def require_nodes(self) -> None:
+        if not self.ring:
+            raise FailedPrecondition("no Milvus node is registered; add one with `shardproxy node add ADDR`")
+
+    async def collection(self, name: str) -> CollectionRecord:
+        rec = self._collections.get(name)
+        if rec is None:
+            rec = await self.store.collection(name)
+            if rec is None:
+                raise CollectionNotFound(name)
+            self._collections[name] = rec
+        return rec
+
+    def forget(self, name: str) -> None:
+        self._collections.pop(name, None)
+
+    async def reserve_ids(self, name: str, count: int) -> list[int]:
+        """``count`` auto ids, unique across proxies (blocks reserved from a Redis counter)."""
+        out: list[int] = []
+        async with self._id_lock:
+            while len(out) < count:
+                nxt, end = self._id_blocks.get(name, (1, 0))
+                if nxt > end:
+                    size = max(self.settings.id_block_size, count - len(out))
+                    first = await self.store.reserve_ids(name, size)
+                    nxt, end = first, first + size - 1
+                take = min(count - len(out), end - nxt + 1)
+                out.extend(range(nxt, nxt + take))
+                self._id_blocks[name] = (nxt + take, end)
+        return out
+
+    def drop_id_block(self, name: str) -> None:
+        self._id_blocks.pop(name, None)
+
+
+async def fan_out(
+    clients: Iterable[NodeClient], call: Callable[[NodeClient], Awaitable[Any]]
+) -> dict[str, Any]:
+    """Run ``call`` on every client in parallel. If any node is unreachable, raise one
+    :class:`Unavailable` naming every failed node; other errors propagate as they are."""
+    clients = list(clients)
+    results = await asyncio.gather(*(call(c) for c in clients), return_exceptions=True)
+    failed = [(c, r) for c, r in zip(clients, results) if isinstance(r, Unavailable)]
+    if failed:
+        names = ", ".join(f"{c.id} ({c.address})" for c, _ in failed)
+        detail = failed[0][1].message
+        raise Unavailable(f"node(s) unavailable: {names}; {detail}")
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return {c.id: r for c, r in zip(clients, results)}

@@ -1,0 +1,35 @@
+"""Proxy settings: one source of truth, read from environment variables (prefix ``SHARDPROXY_``)
+and overridable by CLI flags. ``deploy/`` files refer to exactly these names."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProxySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHARDPROXY_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address the proxy binds to")
+    port: int = Field(19530, description="port of the Milvus data plane, admin API, health, reflection")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding shard metadata")
+    metrics_port: int = Field(0, description="Prometheus /metrics port (0 = off)")
+    proxy_id: str = Field("", description="name of this proxy in logs and id blocks (default: host:port)")
+
+    vnodes: int = Field(160, description="virtual nodes per unit of weight on the hash ring")
+    node_timeout_s: float = Field(30.0, description="deadline of one call to one Milvus node")
+    node_write_concurrency: int = Field(
+        1, description="concurrent writes per node and collection (milvus-lite needs 1)"
+    )
+    max_request_bytes: int = Field(64 * 1024 * 1024, description="largest request the proxy accepts")
+    max_top_k: int = Field(16384, description="largest limit (and offset+limit) of a search or query")
+    max_nq: int = Field(16384, description="most query vectors in one search")
+    id_block_size: int = Field(10000, description="auto_id values a proxy reserves from Redis at a time")
+    ring_check_interval_s: float = Field(1.0, description="how often the proxy checks the ring epoch")
+    image_search: bool = Field(True, description="serve the SearchByImage API in this process")
+    log_level: str = Field("INFO", description="log level")
+    log_json: bool = Field(False, description="structured JSON logs instead of readable lines")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"

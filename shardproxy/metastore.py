@@ -1,0 +1,317 @@
+"""Shard metadata in Redis: the node registry, the ring epoch, collection records, id blocks.
+
+Key layout (all keys under one prefix, default ``shardproxy``; documented in the README):
+
+=================================  ======  ===================================================
+key                                type    content
+=================================  ======  ===================================================
+``{p}:nodes``                      hash    node id -> JSON ``{id, address, weight, state}``
+``{p}:ring:epoch``                 string  integer, bumped on every ring change
+``{p}:events``                     pubsub  ``ring <epoch>`` / ``collection <name>`` notices
+``{p}:collections``                set     collection names
+``{p}:collection:{name}``          hash    ``create`` (CreateCollectionRequest bytes),
+                                           ``index:{field}`` (CreateIndexRequest bytes),
+                                           ``loaded`` ("1"/"0"), ``load`` (LoadCollectionRequest
+                                           bytes), ``created_at``
+``{p}:ids:{name}``                 string  auto_id counter; proxies reserve blocks with INCRBY
+=================================  ======  ===================================================
+
+The proxy is stateless: everything it needs to rebuild its routing lives here.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import redis.asyncio as aioredis
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from shardproxy.errors import AlreadyExists, NotFound
+
+DEFAULT_PREFIX = "shardproxy"
+
+
+class NodeState(str, enum.Enum):
+    ACTIVE = "active"
+    JOINING = "joining"
+    DRAINING = "draining"
+    DRAINED = "drained"
+    DOWN = "down"
+    SPARE = "spare"
+
+
+# States whose nodes own keys on the ring, and states whose nodes are searched.
+RING_STATES = frozenset({NodeState.ACTIVE, NodeState.DOWN})
+SEARCH_STATES = frozenset({NodeState.ACTIVE, NodeState.JOINING, NodeState.DRAINING, NodeState.DOWN})
+
+
+@dataclass
+class NodeRecord:
+    id: str
+    address: str
+    weight: int = 1
+    state: NodeState = NodeState.ACTIVE
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["state"] = self.state.value
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "NodeRecord":
+        d = json.loads(raw)
+        return cls(id=d["id"], address=d["address"], weight=int(d.get("weight", 1)), state=NodeState(d["state"]))
+
+
+@dataclass
+class CollectionRecord:
+    """What the proxy remembers about a collection, enough to recreate it on any node."""
+
+    name: str
+    create: milvus_pb2.CreateCollectionRequest
+    indexes: dict[str, milvus_pb2.CreateIndexRequest] = field(default_factory=dict)
+    loaded: bool = False
+    load: milvus_pb2.LoadCollectionRequest | None = None
+
+    @cached_property
+    def schema(self) -> schema_pb2.CollectionSchema:
+        s = schema_pb2.CollectionSchema()
+        s.ParseFromString(self.create.schema)
+        return s
+
+    @cached_property
+    def node_create(self) -> milvus_pb2.CreateCollectionRequest:
+        """The CreateCollection request sent to nodes: auto_id is switched off there, because the
+        proxy assigns ids itself so that rows are routed by key."""
+        if not self.auto_id:
+            return self.create
+        schema = schema_pb2.CollectionSchema()
+        schema.CopyFrom(self.schema)
+        schema.autoID = False
+        for f in schema.fields:
+            if f.is_primary_key:
+                f.autoID = False
+        req = milvus_pb2.CreateCollectionRequest()
+        req.CopyFrom(self.create)
+        req.schema = schema.SerializeToString()
+        return req
+
+    @property
+    def pk_field(self) -> schema_pb2.FieldSchema:
+        for f in self.schema.fields:
+            if f.is_primary_key:
+                return f
+        raise ValueError(f"collection {self.name} has no primary key")
+
+    @property
+    def pk_name(self) -> str:
+        return self.pk_field.name
+
+    @property
+    def pk_is_str(self) -> bool:
+        return self.pk_field.data_type == schema_pb2.DataType.VarChar
+
+    @property
+    def auto_id(self) -> bool:
+        return bool(self.pk_field.autoID or self.schema.autoID)
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.schema.enable_dynamic_field)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.schema.fields]
+
+    def field(self, name: str) -> schema_pb2.FieldSchema | None:
+        return next((f for f in self.schema.fields if f.name == name), None)
+
+    @property
+    def vector_fields(self) -> dict[str, schema_pb2.FieldSchema]:
+        return {
+            f.name: f
+            for f in self.schema.fields
+            if f.data_type
+            in (
+                schema_pb2.DataType.FloatVector,
+                schema_pb2.DataType.BinaryVector,
+                schema_pb2.DataType.Float16Vector,
+                schema_pb2.DataType.BFloat16Vector,
+                schema_pb2.DataType.SparseFloatVector,
+                schema_pb2.DataType.Int8Vector,
+            )
+        }
+
+    def dim(self, field_name: str) -> int:
+        f = self.vector_fields[field_name]
+        for kv in f.type_params:
+            if kv.key == "dim":
+                return int(kv.value)
+        return 0
+
+    def metric(self, field_name: str | None = None) -> str:
+        """Metric of the vector field's index ("" when unknown)."""
+        names = [field_name] if field_name else list(self.vector_fields)
+        for name in names:
+            req = self.indexes.get(name)
+            if req is None:
+                continue
+            for kv in req.extra_params:
+                if kv.key == "metric_type":
+                    return kv.value.upper()
+        return ""
+
+    def default_vector_field(self) -> str:
+        vf = list(self.vector_fields)
+        if not vf:
+            raise ValueError(f"collection {self.name} has no vector field")
+        return vf[0]
+
+
+class MetaStore:
+    """Async access to the metadata in Redis."""
+
+    def __init__(self, redis_url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.r: aioredis.Redis = aioredis.from_url(redis_url, decode_responses=False)
+
+    # -- keys
+    def k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def events_channel(self) -> str:
+        return self.k("events")
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    # -- nodes and ring
+    async def nodes(self) -> list[NodeRecord]:
+        raw = await self.r.hgetall(self.k("nodes"))
+        return sorted((NodeRecord.from_json(v) for v in raw.values()), key=lambda n: n.id)
+
+    async def node(self, node_id: str) -> NodeRecord:
+        raw = await self.r.hget(self.k("nodes"), node_id)
+        if raw is None:
+            raise NotFound(f"node {node_id!r} is not registered")
+        return NodeRecord.from_json(raw)
+
+    async def epoch(self) -> int:
+        raw = await self.r.get(self.k("ring", "epoch"))
+        return int(raw or 0)
+
+    async def put_node(self, node: NodeRecord, *, bump_epoch: bool, must_be_new: bool = False) -> int:
+        """Write a node record (atomically bumping the epoch when the ring changes)."""
+        key = self.k("nodes")
+        async with self.r.pipeline(transaction=True) as pipe:
+            if must_be_new:
+                if await self.r.hexists(key, node.id):
+                    raise AlreadyExists(f"node {node.id!r} is already registered")
+                for existing in await self.nodes():
+                    if existing.address == node.address:
+                        raise AlreadyExists(
+                            f"address {node.address} is already registered as node {existing.id!r}"
+                        )
+            pipe.hset(key, node.id, node.to_json())
+            if bump_epoch:
+                pipe.incr(self.k("ring", "epoch"))
+            res = await pipe.execute()
+        epoch = int(res[-1]) if bump_epoch else await self.epoch()
+        await self.publish(f"ring {epoch}")
+        return epoch
+
+    async def delete_node(self, node_id: str) -> int:
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.k("nodes"), node_id)
+            pipe.incr(self.k("ring", "epoch"))
+            res = await pipe.execute()
+        if not res[0]:
+            raise NotFound(f"node {node_id!r} is not registered")
+        await self.publish(f"ring {int(res[1])}")
+        return int(res[1])
+
+    async def publish(self, message: str) -> None:
+        await self.r.publish(self.events_channel, message)
+
+    # -- collections
+    async def collection_names(self) -> list[str]:
+        names = await self.r.smembers(self.k("collections"))
+        return sorted(n.decode() for n in names)
+
+    async def collection(self, name: str) -> CollectionRecord | None:
+        raw = await self.r.hgetall(self.k("collection", name))
+        if not raw or b"create" not in raw:
+            return None
+        create = milvus_pb2.CreateCollectionRequest()
+        create.ParseFromString(raw[b"create"])
+        rec = CollectionRecord(name=name, create=create, loaded=raw.get(b"loaded") == b"1")
+        for k, v in raw.items():
+            key = k.decode()
+            if key.startswith("index:"):
+                req = milvus_pb2.CreateIndexRequest()
+                req.ParseFromString(v)
+                rec.indexes[key[len("index:") :]] = req
+        if b"load" in raw:
+            rec.load = milvus_pb2.LoadCollectionRequest()
+            rec.load.ParseFromString(raw[b"load"])
+        return rec
+
+    async def collections(self) -> list[CollectionRecord]:
+        out = []
+        for name in await self.collection_names():
+            rec = await self.collection(name)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    async def create_collection(self, req: milvus_pb2.CreateCollectionRequest) -> bool:
+        """Record a new collection; False if it already exists."""
+        key = self.k("collection", req.collection_name)
+        created = await self.r.hsetnx(key, "create", req.SerializeToString())
+        if created:
+            await self.r.hset(key, mapping={"loaded": "0", "created_at": str(time.time())})
+            await self.r.sadd(self.k("collections"), req.collection_name)
+            await self.publish(f"collection {req.collection_name}")
+        return bool(created)
+
+    async def drop_collection(self, name: str) -> None:
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(self.k("collection", name))
+            pipe.delete(self.k("ids", name))
+            pipe.srem(self.k("collections"), name)
+            await pipe.execute()
+        await self.publish(f"collection {name}")
+
+    async def put_index(self, name: str, req: milvus_pb2.CreateIndexRequest) -> None:
+        await self.r.hset(self.k("collection", name), f"index:{req.field_name}", req.SerializeToString())
+        await self.publish(f"collection {name}")
+
+    async def drop_index(self, name: str, field_name: str) -> None:
+        await self.r.hdel(self.k("collection", name), f"index:{field_name}")
+        await self.publish(f"collection {name}")
+
+    async def set_loaded(self, name: str, loaded: bool, req: milvus_pb2.LoadCollectionRequest | None = None) -> None:
+        mapping: dict[str, bytes | str] = {"loaded": "1" if loaded else "0"}
+        if req is not None:
+            mapping["load"] = req.SerializeToString()
+        await self.r.hset(self.k("collection", name), mapping=mapping)
+        await self.publish(f"collection {name}")
+
+    async def reserve_ids(self, name: str, count: int) -> int:
+        """Reserve ``count`` consecutive auto ids; returns the first. Unique across proxies."""
+        end = await self.r.incrby(self.k("ids", name), count)
+        return int(end) - count + 1
+
+
+def loaded_names(records: Iterable[CollectionRecord]) -> list[str]:
+    return [r.name for r in records if r.loaded]

@@ -1,0 +1,153 @@
+"""Connections to the Milvus nodes: one grpc.aio channel per node, typed calls with deadlines,
+per-(node, collection) write limits, and bringing a (re)connected node to the recorded state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import grpc
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
+
+from shardproxy.errors import NodeError, Unavailable, is_ok
+from shardproxy.metastore import CollectionRecord, NodeRecord
+
+log = logging.getLogger(__name__)
+
+_MAX_MSG = 512 * 1024 * 1024
+T = TypeVar("T")
+
+
+def _status_of(resp: Any) -> common_pb2.Status:
+    if isinstance(resp, common_pb2.Status):
+        return resp
+    return resp.status
+
+
+class NodeClient:
+    """One Milvus node."""
+
+    def __init__(self, record: NodeRecord, timeout_s: float, write_concurrency: int) -> None:
+        self.record = record
+        self.timeout_s = timeout_s
+        self.write_concurrency = write_concurrency
+        self.channel = grpc.aio.insecure_channel(
+            record.address,
+            options=[
+                ("grpc.max_send_message_length", _MAX_MSG),
+                ("grpc.max_receive_message_length", _MAX_MSG),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+        )
+        self.stub = milvus_pb2_grpc.MilvusServiceStub(self.channel)
+        self._write_locks: dict[str, asyncio.Semaphore] = {}
+        self.synced = False  # True once the node holds every recorded collection in its state
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def address(self) -> str:
+        return self.record.address
+
+    def write_slot(self, collection: str) -> asyncio.Semaphore:
+        sem = self._write_locks.get(collection)
+        if sem is None:
+            sem = self._write_locks[collection] = asyncio.Semaphore(self.write_concurrency)
+        return sem
+
+    async def call(self, method: str, request: Any, *, timeout: float | None = None, check: bool = True) -> Any:
+        """Call one RPC; transport failures become :class:`Unavailable` naming the node, and
+        (with ``check``) a Milvus error status becomes :class:`NodeError`."""
+        fn: Callable[..., Awaitable[Any]] = getattr(self.stub, method)
+        try:
+            resp = await fn(request, timeout=timeout or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(
+                f"node {self.id} ({self.address}) failed during {method}: {exc.code().name}: {exc.details()}"
+            ) from exc
+        if check:
+            st = _status_of(resp)
+            if not is_ok(st):
+                raise NodeError(self.id, st)
+        return resp
+
+    async def write(self, method: str, collection: str, request: Any) -> Any:
+        async with self.write_slot(collection):
+            return await self.call(method, request)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    # -- bringing a node to the recorded state
+    async def sync(self, records: Iterable[CollectionRecord]) -> list[str]:
+        """Create missing collections and indexes and load what should be loaded. Idempotent.
+        Returns what it did, for the log."""
+        done: list[str] = []
+        for rec in records:
+            has = await self.call("HasCollection", milvus_pb2.HasCollectionRequest(collection_name=rec.name))
+            if not has.value:
+                await self.call("CreateCollection", rec.node_create)
+                done.append(f"created {rec.name}")
+            if rec.indexes:
+                desc = await self.call(
+                    "DescribeIndex", milvus_pb2.DescribeIndexRequest(collection_name=rec.name), check=False
+                )
+                have = {d.field_name for d in desc.index_descriptions} if is_ok(desc.status) else set()
+                for field_name, req in rec.indexes.items():
+                    if field_name not in have:
+                        await self.call("CreateIndex", req)
+                        done.append(f"indexed {rec.name}.{field_name}")
+            if rec.loaded:
+                st = await self.call(
+                    "GetLoadState", milvus_pb2.GetLoadStateRequest(collection_name=rec.name)
+                )
+                if st.state != common_pb2.LoadState.LoadStateLoaded:
+                    await self.call(
+                        "LoadCollection", rec.load or milvus_pb2.LoadCollectionRequest(collection_name=rec.name)
+                    )
+                    done.append(f"loaded {rec.name}")
+        self.synced = True
+        return done
+
+    async def healthy(self, timeout: float = 2.0) -> bool:
+        try:
+            await self.call("GetVersion", milvus_pb2.GetVersionRequest(), timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            return False
+
+
+class NodePool:
+    """The set of node clients, rebuilt incrementally when the registry changes."""
+
+    def __init__(self, timeout_s: float, write_concurrency: int) -> None:
+        self.timeout_s = timeout_s
+        self.write_concurrency = write_concurrency
+        self.clients: dict[str, NodeClient] = {}
+
+    def update(self, records: Iterable[NodeRecord]) -> list[NodeClient]:
+        """Apply the registry; returns the clients that are new (need a sync)."""
+        wanted = {r.id: r for r in records}
+        new: list[NodeClient] = []
+        for nid in list(self.clients):
+            if nid not in wanted or self.clients[nid].address != wanted[nid].address:
+                client = self.clients.pop(nid)
+                asyncio.ensure_future(client.close())
+        for nid, rec in wanted.items():
+            if nid in self.clients:
+                self.clients[nid].record = rec
+            else:
+                self.clients[nid] = NodeClient(rec, self.timeout_s, self.write_concurrency)
+                new.append(self.clients[nid])
+        return new
+
+    def get(self, node_id: str) -> NodeClient:
+        return self.clients[node_id]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.clients.values()), return_exceptions=True)
+        self.clients.clear()

