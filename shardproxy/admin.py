@@ -14,8 +14,9 @@ from pymilvus.grpc_gen import milvus_pb2
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy.cluster import Cluster
-from shardproxy.errors import FailedPrecondition, InvalidArgument, ProxyError, Unavailable, Unimplemented
+from shardproxy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ProxyError, Unavailable
 from shardproxy.metastore import NodeRecord, NodeState
+from shardproxy.moves import MoveState
 from shardproxy.nodepool import NodeClient
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,17 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                 holding.append(f"{rec.name} ({sum(c or 0 for c in counts)} rows)")
         return holding
 
+    def _spawn_migrator(self) -> int:
+        if not self.cluster.settings.migrator_autostart:
+            return 0
+        from shardproxy import migrator
+
+        s = self.cluster.settings
+        log_path = s.migrator_log or f"/tmp/shardproxy-migrator-{s.port}.log"
+        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes)
+        log.info("migrator started (pid %d, log %s)", pid, log_path)
+        return pid
+
     @admin_rpc
     async def AddNode(self, request: admin_pb2.AddNodeRequest, context: Any) -> admin_pb2.AddNodeResponse:
         address = request.address.strip()
@@ -92,25 +104,75 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         node = NodeRecord(id=request.id or default_node_id(address), address=address, weight=weight)
         async with self._lock:
             await self.cluster.refresh(force=True)
+            known = await self.cluster.store.nodes()
+            spare = next((n for n in known if n.address == address and n.state == NodeState.SPARE), None)
+            if spare is not None:  # a spare node joins under its registered id
+                node.id = request.id or spare.id
+                if node.id != spare.id:
+                    raise InvalidArgument(f"{address} is registered as spare node {spare.id!r}")
+            if request.spare:
+                node.state = NodeState.SPARE
             probe = NodeClient(node, timeout_s=5, write_concurrency=1)
             try:
                 if not await probe.healthy(timeout=5):
                     raise Unavailable(f"no Milvus server answers at {address}")
-                holding = await self._ring_holds_data()
-                if holding:
-                    raise FailedPrecondition(
-                        "cannot add a node while collections hold data: "
-                        + ", ".join(holding)
-                        + "; the new node would own keys that live elsewhere. Moving data comes with "
-                        "online rebalancing (`shardproxy node add` will then migrate rows)."
-                    )
+                holding = [] if request.spare else await self._ring_holds_data()
+                # The new node first receives every collection's DDL (schema, indexes, load).
                 await probe.sync(await self.cluster.store.collections())
             finally:
                 await probe.close()
-            epoch = await self.cluster.store.put_node(node, bump_epoch=True, must_be_new=True)
+            moving = False
+            if holding:
+                if spare is None:
+                    for existing in known:
+                        if existing.id == node.id or existing.address == address:
+                            raise AlreadyExists(f"node {node.id!r} ({address}) is already registered")
+                node.state = NodeState.JOINING
+                epoch, target = await self.cluster.moves.start(node, "add")
+                moving = True
+                log.info("node %s joining; moving data (%s), target epoch %d", node.id, ", ".join(holding), target)
+            else:
+                epoch = await self.cluster.store.put_node(node, bump_epoch=True, must_be_new=spare is None)
             await self.cluster.refresh(force=True)
-        log.info("node %s (%s, weight %d) added; ring epoch %d", node.id, address, weight, epoch)
-        return admin_pb2.AddNodeResponse(node=node_pb(node), ring_epoch=epoch)
+            if moving:
+                self._spawn_migrator()
+        log.info("node %s (%s, weight %d) %s; ring epoch %d", node.id, address, weight, node.state.value, epoch)
+        return admin_pb2.AddNodeResponse(node=node_pb(node), ring_epoch=epoch, moving=moving)
+
+    @admin_rpc
+    async def DrainNode(self, request: admin_pb2.DrainNodeRequest, context: Any) -> admin_pb2.DrainNodeResponse:
+        async with self._lock:
+            await self.cluster.refresh(force=True)
+            node = await self.cluster.store.node(request.node_id)
+            if node.state != NodeState.ACTIVE:
+                raise FailedPrecondition(f"node {node.id} is {node.state.value}; only an active node can be drained")
+            others = [n for n in self.cluster.nodes if n.id != node.id and n.state == NodeState.ACTIVE]
+            if not others:
+                raise FailedPrecondition(f"node {node.id} is the last active node; add another before draining it")
+            holding = await self._ring_holds_data()
+            if holding:
+                node.state = NodeState.DRAINING
+                epoch, target = await self.cluster.moves.start(node, "drain")
+                await self.cluster.refresh(force=True)
+                self._spawn_migrator()
+                log.info("node %s draining, target epoch %d", node.id, target)
+            else:
+                node.state = NodeState.DRAINED
+                epoch = await self.cluster.store.put_node(node, bump_epoch=True)
+                await self.cluster.refresh(force=True)
+        return admin_pb2.DrainNodeResponse(node=node_pb(node), ring_epoch=epoch)
+
+    @admin_rpc
+    async def ResumeRebalance(self, request: Any, context: Any) -> admin_pb2.ResumeRebalanceResponse:
+        ms = await self.cluster.moves.state()
+        if not ms.running:
+            return admin_pb2.ResumeRebalanceResponse(started=False, message="no rebalance is running")
+        if ms.lease_holder:
+            return admin_pb2.ResumeRebalanceResponse(
+                started=False, migrator_pid=ms.migrator_pid, message="a migrator holds the lease"
+            )
+        pid = self._spawn_migrator()
+        return admin_pb2.ResumeRebalanceResponse(started=bool(pid), migrator_pid=pid, message="migrator started")
 
     @admin_rpc
     async def ListNodes(self, request: Any, context: Any) -> admin_pb2.ListNodesResponse:
@@ -123,6 +185,8 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
     async def RemoveNode(self, request: admin_pb2.RemoveNodeRequest, context: Any) -> admin_pb2.RemoveNodeResponse:
         async with self._lock:
             node = await self.cluster.store.node(request.node_id)
+            if node.state in (NodeState.JOINING, NodeState.DRAINING):
+                raise FailedPrecondition(f"node {node.id} is {node.state.value}; wait for the rebalance to end")
             client = self.cluster.pool.clients.get(node.id)
             if client is not None and node.state not in (NodeState.DRAINED, NodeState.SPARE):
                 for rec in await self.cluster.store.collections():
@@ -138,12 +202,8 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         return admin_pb2.RemoveNodeResponse(ring_epoch=epoch)
 
     @admin_rpc
-    async def DrainNode(self, request: Any, context: Any) -> Any:
-        raise Unimplemented("DrainNode: online rebalancing is not available in this release")
-
-    @admin_rpc
-    async def RebalanceStatus(self, request: Any, context: Any) -> Any:
-        return admin_pb2.RebalanceStatusResponse(active=False, target_epoch=await self.cluster.store.epoch())
+    async def RebalanceStatus(self, request: Any, context: Any) -> admin_pb2.RebalanceStatusResponse:
+        return rebalance_pb(await self.cluster.moves.state(), await self.cluster.store.epoch())
 
     @admin_rpc
     async def ClusterStatus(self, request: Any, context: Any) -> admin_pb2.ClusterStatusResponse:
@@ -168,6 +228,21 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                 cs.nodes.append(admin_pb2.CollectionNodeRows(node_id=c.id, rows=n or 0, reachable=n is not None))
             out.collections.append(cs)
         return out
+
+
+def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse:
+    out = admin_pb2.RebalanceStatusResponse(
+        active=ms.running, target_epoch=ms.target_epoch if ms.running else epoch,
+        rows_moved=ms.rows_moved, rows_to_move=ms.rows_to_move, rows_per_second=ms.rate(),
+        kind=ms.kind, node_id=ms.node, state=ms.state, eta_seconds=ms.eta_s(),
+        migrator_running=bool(ms.lease_holder), migrator_pid=ms.migrator_pid,
+        started_at=ms.started_at, finished_at=ms.finished_at,
+    )
+    for (coll, src), c in sorted(ms.cursors.items()):
+        out.cursors.append(admin_pb2.RebalanceCursor(
+            collection=coll, source_node=src, rows_scanned=c.scanned, rows_moved=c.moved, done=c.done
+        ))
+    return out
 
 
 def _model_id(description: str) -> str:

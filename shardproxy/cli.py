@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 
 import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
@@ -73,13 +72,91 @@ def node_add(
     proxy: ProxyOpt = "127.0.0.1:19530",
     weight: Annotated[int, typer.Option(help="relative share of the keys")] = 1,
     node_id: Annotated[str, typer.Option("--id", help="node id (default: derived from the address)")] = "",
+    spare: Annotated[bool, typer.Option("--spare", help="register as a spare, outside the ring")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the data move to its end")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
 ) -> None:
-    """Register a Milvus node and put it on the ring."""
+    """Put a Milvus node on the ring; rows whose owner changes move to it online."""
     try:
-        resp = _admin(proxy).AddNode(admin_pb2.AddNodeRequest(address=address, weight=weight, id=node_id), timeout=120)
+        resp = _admin(proxy).AddNode(
+            admin_pb2.AddNodeRequest(address=address, weight=weight, id=node_id, spare=spare), timeout=120
+        )
     except grpc.RpcError as exc:
         _fail(exc)
-    console.print(f"added [bold]{resp.node.id}[/bold] ({resp.node.address}), ring epoch {resp.ring_epoch}")
+    if not as_json:
+        console.print(f"added [bold]{resp.node.id}[/bold] ({resp.node.address}, "
+                      f"{STATE_NAMES.get(resp.node.state, '?')}), ring epoch {resp.ring_epoch}")
+    final = _follow(proxy, as_json) if (resp.moving and wait) else None
+    if as_json:
+        print(json.dumps({"node": resp.node.id, "address": resp.node.address, "ring_epoch": resp.ring_epoch,
+                          "moving": resp.moving, "rebalance": final}))
+
+
+@node_app.command("drain")
+def node_drain(
+    node_id: Annotated[str, typer.Argument(help="node id")],
+    proxy: ProxyOpt = "127.0.0.1:19530",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the data move to its end")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
+) -> None:
+    """Move every row off a node online; it ends `drained`, ready for `node remove`."""
+    try:
+        resp = _admin(proxy).DrainNode(admin_pb2.DrainNodeRequest(node_id=node_id), timeout=120)
+    except grpc.RpcError as exc:
+        _fail(exc)
+    if not as_json:
+        console.print(f"[bold]{node_id}[/bold] is {STATE_NAMES.get(resp.node.state, '?')}, ring epoch {resp.ring_epoch}")
+    moving = resp.node.state == admin_pb2.NODE_STATE_DRAINING
+    final = _follow(proxy, as_json) if (moving and wait) else None
+    if as_json:
+        print(json.dumps({"node": node_id, "state": STATE_NAMES.get(resp.node.state, "?"),
+                          "ring_epoch": resp.ring_epoch, "rebalance": final}))
+
+
+def rebalance_dict(resp: admin_pb2.RebalanceStatusResponse) -> dict:
+    return {
+        "active": resp.active, "state": resp.state or "none", "kind": resp.kind, "node": resp.node_id,
+        "target_epoch": resp.target_epoch, "rows_moved": resp.rows_moved, "rows_to_move": resp.rows_to_move,
+        "rows_per_second": round(resp.rows_per_second, 1), "eta_seconds": round(resp.eta_seconds, 1),
+        "migrator_running": resp.migrator_running, "migrator_pid": resp.migrator_pid,
+        "started_at": resp.started_at, "finished_at": resp.finished_at,
+        "cursors": [{"collection": c.collection, "source": c.source_node, "rows_scanned": c.rows_scanned,
+                     "rows_moved": c.rows_moved, "done": c.done} for c in resp.cursors],
+    }
+
+
+def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5) -> dict:
+    """Poll RebalanceStatus until the move ends; a live rich progress bar unless ``quiet``."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    stub = _admin(proxy)
+
+    def status() -> admin_pb2.RebalanceStatusResponse:
+        return stub.RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
+
+    if quiet:
+        while (resp := status()).active:
+            time.sleep(poll_s)
+        return rebalance_dict(resp)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("rows  {task.fields[rate]:>8.0f} rows/s"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        resp = status()
+        task = progress.add_task(f"{resp.kind or 'move'} {resp.node_id}", total=None, rate=0.0)
+        while True:
+            total = resp.rows_to_move if resp.rows_to_move >= 0 else None
+            progress.update(task, total=total, completed=resp.rows_moved, rate=resp.rows_per_second)
+            if not resp.active:
+                break
+            if not resp.migrator_running and resp.rows_to_move >= 0:
+                progress.console.print("[yellow]no migrator holds the lease[/yellow]; "
+                                       "`shardproxy rebalance resume` starts one")
+            time.sleep(poll_s)
+            resp = status()
+    console.print(f"done: {resp.rows_moved:,} row(s) moved, ring epoch {resp.target_epoch}")
+    return rebalance_dict(resp)
 
 
 @node_app.command("remove")
@@ -164,17 +241,76 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool,
 
 
 @rebalance_app.command("status")
-def rebalance_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Progress of data moves between nodes."""
+def rebalance_status(
+    proxy: ProxyOpt = "127.0.0.1:19530",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="live progress bar until the move ends")] = False,
+) -> None:
+    """Progress of the running data move (rows moved / to move, rate, ETA, cursors)."""
     try:
         resp = _admin(proxy).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
+        if watch and resp.active and not as_json:
+            _follow(proxy)
+            resp = _admin(proxy).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
-    data = MessageToDict(resp, always_print_fields_with_no_presence=True)
+    data = rebalance_dict(resp)
     if as_json:
         print(json.dumps(data))
-    else:
-        console.print("a rebalance is running" if resp.active else "no rebalance is running", data)
+        return
+    if not data["kind"]:
+        console.print("no rebalance has run")
+        return
+    head = "[green]running[/green]" if resp.active else "done"
+    total = data["rows_to_move"]
+    pct = f" ({100 * data['rows_moved'] / total:.1f}%)" if total > 0 else ""
+    console.print(
+        f"{head}: {data['kind']} {data['node']}, target epoch {data['target_epoch']}; "
+        f"{data['rows_moved']:,} / {total if total >= 0 else '?'} row(s){pct}, "
+        f"{data['rows_per_second']:,.0f} rows/s"
+        + (f", ETA {data['eta_seconds']:.0f} s" if resp.active and data["eta_seconds"] >= 0 else "")
+        + ("" if not resp.active else
+           (f"; migrator pid {data['migrator_pid']}" if data["migrator_running"] else "; [yellow]no migrator running[/yellow]"))
+    )
+    table = Table(title="cursors")
+    for col in ("collection", "source", "scanned", "moved", "done"):
+        table.add_column(col)
+    for c in data["cursors"]:
+        table.add_row(c["collection"], c["source"], f"{c['rows_scanned']:,}", f"{c['rows_moved']:,}", "yes" if c["done"] else "no")
+    console.print(table)
+
+
+@rebalance_app.command("resume")
+def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530") -> None:
+    """Start a migrator for the running move if none runs (e.g. after a crash)."""
+    try:
+        resp = _admin(proxy).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
+    except grpc.RpcError as exc:
+        _fail(exc)
+    console.print(resp.message + (f" (pid {resp.migrator_pid})" if resp.migrator_pid else ""))
+
+
+@rebalance_app.command("run")
+def rebalance_run(
+    redis_url: Annotated[str, typer.Option(envvar="SHARDPROXY_REDIS_URL", help="Redis holding shard metadata")] = "redis://127.0.0.1:6379/0",
+    prefix: Annotated[str, typer.Option(help="Redis key prefix")] = "shardproxy",
+    vnodes: Annotated[int, typer.Option(help="vnodes per unit of weight (as the proxies)")] = 160,
+    batch: Annotated[int, typer.Option(help="rows carried per step")] = 1000,
+    max_rows_per_s: Annotated[float, typer.Option(help="throttle (0 = none)")] = 0.0,
+    wait_lease: Annotated[float, typer.Option(help="seconds to wait for another migrator's lease to expire")] = 0.0,
+) -> None:
+    """Run the migrator in the foreground: carry the running move to its end (resumes from the
+    cursors in Redis; exits at once when no move runs or another migrator holds the lease)."""
+    logs.setup("INFO")
+    from shardproxy.migrator import LeaseLost, MigratorOptions, run_migrator
+
+    try:
+        epoch = asyncio.run(run_migrator(redis_url, prefix, MigratorOptions(batch=batch, max_rows_per_s=max_rows_per_s),
+                                         vnodes, wait_lease_s=wait_lease))
+    except LeaseLost as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(3) from None
+    console.print("nothing to do" if epoch < 0 else f"move done, ring epoch {epoch}")
 
 
 @dev_app.command("up")
@@ -183,12 +319,15 @@ def dev_up(
     port: Annotated[int, typer.Option(help="proxy port")] = 19530,
     data_dir: Annotated[Path, typer.Option(help="where nodes, Redis and logs keep their files")] = Path(".data/dev"),
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one embedding worker")] = True,
+    proxies: Annotated[int, typer.Option(help="proxies on the same Redis (ports PORT, then free ones)", min=1, max=8)] = 1,
+    spare: Annotated[int, typer.Option(help="extra Milvus nodes started as spares, outside the ring, for `node add`", min=0, max=8)] = 0,
 ) -> None:
     """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
     logs.setup("INFO")
     from shardproxy.devcluster import DevCluster
 
-    cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker)
+    cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
+                         proxies=proxies, spare=spare)
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -199,8 +338,12 @@ def dev_up(
         console.print(
             f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold] "
             f"(pymilvus: MilvusClient(uri=\"{cluster.proxy_uri}\")), redis at {cluster.redis_url}, "
-            f"{len(cluster.milvus)} Milvus node(s), data in {data_dir}",
+            f"{cluster.nodes} Milvus node(s), data in {data_dir}",
         )
+        for p in cluster.more_proxies:
+            console.print(f"  also proxy at [bold]{p.address}[/bold]")
+        for n in cluster.spare_nodes:
+            console.print(f"  spare Milvus node at {n.address}: `shardproxy node add {n.address}`")
         sys.stdout.flush()
         cluster.wait_forever()
     except KeyboardInterrupt:

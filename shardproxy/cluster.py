@@ -17,15 +17,16 @@ from typing import Any
 from shardproxy.config import ProxySettings
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
-    RING_STATES,
     SEARCH_STATES,
     CollectionRecord,
     MetaStore,
     NodeRecord,
     NodeState,
 )
+from shardproxy import metrics, routing
+from shardproxy.moves import MoveStore
 from shardproxy.nodepool import NodeClient, NodePool
-from shardproxy.ring import Ring, RingNode
+from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ class Cluster:
         self.store = store or MetaStore(settings.redis_url)
         self.pool = NodePool(settings.node_timeout_s, settings.node_write_concurrency)
         self.nodes: list[NodeRecord] = []
-        self.ring: Ring = Ring([])
+        self.ring: Ring = Ring([])  # the target ring: owners of new writes (same as current without a move)
+        self.current_ring: Ring = Ring([])  # owners before the running move, if any
+        self.moving = False
+        self.moves = MoveStore(self.store)
         self.epoch = -1
         self._collections: dict[str, CollectionRecord] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -70,9 +74,13 @@ class Cluster:
             if not force and epoch == self.epoch:
                 return
             nodes = await self.store.nodes()
-            ring_nodes = [RingNode(n.id, n.weight) for n in nodes if n.state in RING_STATES]
             self.nodes = nodes
-            self.ring = Ring(ring_nodes, vnodes=self.settings.vnodes)
+            self.ring = routing.target_ring(nodes, self.settings.vnodes)
+            self.current_ring = routing.current_ring(nodes, self.settings.vnodes)
+            self.moving = routing.moving(nodes)
+            for st in NodeState:
+                metrics.NODES.labels(state=st.value).set(sum(1 for n in nodes if n.state == st))
+            metrics.RING_EPOCH.set(epoch)
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
             if self.epoch != epoch:

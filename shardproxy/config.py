@@ -26,6 +26,8 @@ class ProxySettings(BaseSettings):
     max_nq: int = Field(16384, description="most query vectors in one search")
     id_block_size: int = Field(10000, description="auto_id values a proxy reserves from Redis at a time")
     ring_check_interval_s: float = Field(1.0, description="how often the proxy checks the ring epoch")
+    migrator_autostart: bool = Field(True, description="start a migrator process when this proxy starts a move")
+    migrator_log: str = Field("", description="log file of migrators this proxy starts (default /tmp/shardproxy-migrator-PORT.log)")
     image_search: bool = Field(True, description="serve the SearchByImage API in this process")
     log_level: str = Field("INFO", description="log level")
     log_json: bool = Field(False, description="structured JSON logs instead of readable lines")

@@ -1,11 +1,13 @@
-"""An embedded cluster on one machine, all real processes: N milvus-lite nodes, one Redis
-(valkey), one proxy. Ports are remembered in ``DATA_DIR/cluster.json`` so a restart on the same
+"""An embedded cluster on one machine, all real processes: N milvus-lite nodes (plus S spare
+nodes, started and registered as ``spare``, outside the ring), one Redis (valkey), P proxies on
+the same Redis. Ports are remembered in ``DATA_DIR/cluster.json`` so a restart on the same
 data dir finds its nodes (and their data) again."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,17 @@ class DevCluster:
     milvus: list[ManagedProcess] = field(default_factory=list)
     proxy: ManagedProcess | None = None
     extra: list[ManagedProcess] = field(default_factory=list)
+    proxies: int = 1
+    spare: int = 0
+    more_proxies: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def all_proxies(self) -> list[ManagedProcess]:
+        return [p for p in [self.proxy, *self.more_proxies] if p is not None]
+
+    @property
+    def spare_nodes(self) -> list[ManagedProcess]:
+        return self.milvus[self.nodes :]
 
     @property
     def redis_url(self) -> str:
@@ -52,12 +65,15 @@ class DevCluster:
             layout = json.loads(path.read_text())
         else:
             layout = {"redis_port": procs.free_port(self.host), "nodes": []}
-        while len(layout["nodes"]) < self.nodes:
+        while len(layout["nodes"]) < self.nodes + self.spare:
             i = len(layout["nodes"])
             layout["nodes"].append({"id": f"node-{i}", "port": procs.free_port(self.host)})
         if self.proxy_port:
             layout["proxy_port"] = self.proxy_port
         layout.setdefault("proxy_port", procs.free_port(self.host))
+        more = layout.setdefault("more_proxy_ports", [])
+        while len(more) < self.proxies - 1:
+            more.append(procs.free_port(self.host))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(layout, indent=2))
         return layout
@@ -68,36 +84,56 @@ class DevCluster:
         try:
             self.redis = procs.start_redis(self.data_dir / "redis", layout["redis_port"], self.host)
             log.info("redis ready at %s", self.redis.address)
-            for spec in layout["nodes"][: self.nodes]:
+            specs = layout["nodes"][: self.nodes + self.spare]
+            for spec in specs:
                 node = procs.start_milvus(self.data_dir / spec["id"], spec["port"], self.host, name=spec["id"])
                 self.milvus.append(node)
                 log.info("milvus %s ready at %s", spec["id"], node.address)
             self.start_proxy(layout["proxy_port"])
-            self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in layout["nodes"][: self.nodes]])
+            for i, port in enumerate(layout["more_proxy_ports"][: self.proxies - 1], start=1):
+                self.more_proxies.append(self._spawn_proxy(port, f"proxy-{i}"))
+            self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[: self.nodes]])
+            self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[self.nodes :]], spare=True)
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _env(self) -> dict[str, str]:
+        """Environment of proxies (and the migrators they start): this checkout on PYTHONPATH,
+        so child processes run the same code as the caller."""
+        root = Path(__file__).resolve().parent.parent
+        paths = [str(root), str(root / "gen")]
+        old = os.environ.get("PYTHONPATH")
+        return {
+            "PYTHONPATH": os.pathsep.join(paths + ([old] if old else [])),
+            "SHARDPROXY_MIGRATOR_LOG": str(self.data_dir / "migrator.log"),
+            **self.proxy_env,
+        }
+
+    def _spawn_proxy(self, port: int | None, name: str) -> ManagedProcess:
+        proxy = procs.start_proxy(
+            self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=self._env(), name=name
+        )
+        log.info("%s ready at %s", name, proxy.address)
+        return proxy
+
     def start_proxy(self, port: int | None = None) -> ManagedProcess:
         port = port or (self.proxy.port if self.proxy else None)
-        self.proxy = procs.start_proxy(
-            self.redis_url, port, self.host, log_path=self.data_dir / "proxy.log", extra_env=self.proxy_env
-        )
-        log.info("proxy ready at %s", self.proxy.address)
+        self.proxy = self._spawn_proxy(port, "proxy")
         return self.proxy
 
     def admin(self) -> admin_pb2_grpc.ShardAdminStub:
         channel = grpc.insecure_channel(self.proxy_address)
         return admin_pb2_grpc.ShardAdminStub(channel)
 
-    def register_nodes(self, nodes: list[tuple[str, str]]) -> None:
+    def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()
         known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30).nodes}
         for node_id, address in nodes:
             if node_id in known:
                 continue
-            stub.AddNode(admin_pb2.AddNodeRequest(address=address, id=node_id), timeout=60)
+            stub.AddNode(admin_pb2.AddNodeRequest(address=address, id=node_id, spare=spare), timeout=60)
             log.info("registered %s (%s)", node_id, address)
 
     def restart_proxy(self) -> None:
@@ -107,7 +143,7 @@ class DevCluster:
         self.start_proxy(port)
 
     def stop(self) -> None:
-        for p in [*self.extra, self.proxy, *self.milvus, self.redis]:
+        for p in [*self.extra, *self.more_proxies, self.proxy, *self.milvus, self.redis]:
             if p is not None:
                 try:
                     p.stop()
@@ -116,7 +152,7 @@ class DevCluster:
 
     def wait_forever(self) -> None:
         while True:
-            for p in [self.redis, self.proxy, *self.milvus, *self.extra]:
+            for p in [self.redis, *self.all_proxies, *self.milvus, *self.extra]:
                 if p is not None and not p.alive():
                     log.error("%s exited with code %s (log: %s)", p.name, p.proc.returncode, p.log_path)
             time.sleep(2)

@@ -34,3 +34,9 @@ def serve(port: int, host: str = "0.0.0.0") -> None:
     """Serve /metrics on ``port`` (0 = off)."""
     if port:
         start_http_server(port, addr=host)
+
+MIGRATION_ROWS = Counter("shardproxy_migration_rows_moved_total", "Rows carried to their new owner by the migrator")
+MIGRATION_REMAINING = Gauge("shardproxy_migration_rows_remaining", "Rows the running move still has to carry")
+PARTIAL_RESULTS = Counter(
+    "shardproxy_partial_results_total", "Reads answered without some shards (partial policy)", ["method"]
+)

@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from shardproxy import fielddata, merge, metrics, validation
+from shardproxy import fielddata, merge, metrics, routing, validation
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -401,8 +401,14 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         pks = fielddata.column_values(pk_col)
         if len(set(pks)) != len(pks) and method == "Upsert":
             raise InvalidArgument("duplicate primary keys in one upsert batch")
-        parts = self.cluster.ring.split(pks)
+        parts = routing.write_split(self.cluster.ring, pks)
         clients = {c.id: c for c in self.cluster.ring_clients()}
+        if self.cluster.moving:
+            # Tell the migrator these keys were written at their new owner (it must not copy
+            # an older version over them); see shardproxy/migrator.py.
+            await self.cluster.moves.touch(
+                rec.name, routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks), "w"
+            )
 
         async def send(node_id: str, rows: np.ndarray) -> Any:
             sub = type(request)()
@@ -464,6 +470,11 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
         pks = validation.pk_list(request.expr, rec.pk_name, rec.pk_is_str)
         if pks is not None:
+            if self.cluster.moving:
+                # Tombstones first, then the delete: a row the migrator is copying cannot come back.
+                await self.cluster.moves.touch(
+                    rec.name, routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks), "d"
+                )
             targets = self._by_owner(rec, pks)
         else:
             targets = {c.id: request for c in self.cluster.search_clients()}
@@ -478,8 +489,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         return out
 
     def _by_owner(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, Any]:
-        """One ``pk in [...]`` request per owner node (Delete or Query, built by the caller)."""
-        parts = self.cluster.ring.split(list(pks)) if pks else {}
+        """One ``pk in [...]`` request per node that may hold the keys (Delete or Query, built by
+        the caller): the owner, and during a move also the key's owner on the current ring."""
+        if self.cluster.moving:
+            parts: dict[str, Any] = routing.read_split(self.cluster.current_ring, self.cluster.ring, list(pks))
+        else:
+            parts = self.cluster.ring.split(list(pks)) if pks else {}
         out: dict[str, Any] = {}
         for nid, rows in parts.items():
             values = [pks[i] for i in rows]

@@ -37,22 +37,26 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class AddNodeRequest(_message.Message):
-    __slots__ = ("address", "weight", "id")
+    __slots__ = ("address", "weight", "id", "spare")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    SPARE_FIELD_NUMBER: _ClassVar[int]
     address: str
     weight: int
     id: str
-    def __init__(self, address: _Optional[str] = ..., weight: _Optional[int] = ..., id: _Optional[str] = ...) -> None: ...
+    spare: bool
+    def __init__(self, address: _Optional[str] = ..., weight: _Optional[int] = ..., id: _Optional[str] = ..., spare: _Optional[bool] = ...) -> None: ...
 
 class AddNodeResponse(_message.Message):
-    __slots__ = ("node", "ring_epoch")
+    __slots__ = ("node", "ring_epoch", "moving")
     NODE_FIELD_NUMBER: _ClassVar[int]
     RING_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MOVING_FIELD_NUMBER: _ClassVar[int]
     node: Node
     ring_epoch: int
-    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., ring_epoch: _Optional[int] = ...) -> None: ...
+    moving: bool
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., ring_epoch: _Optional[int] = ..., moving: _Optional[bool] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
@@ -153,17 +157,47 @@ class RebalanceCursor(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., source_node: _Optional[str] = ..., rows_scanned: _Optional[int] = ..., rows_moved: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class RebalanceStatusResponse(_message.Message):
-    __slots__ = ("active", "target_epoch", "rows_moved", "rows_to_move", "rows_per_second", "cursors")
+    __slots__ = ("active", "target_epoch", "rows_moved", "rows_to_move", "rows_per_second", "cursors", "kind", "node_id", "state", "eta_seconds", "migrator_running", "migrator_pid", "started_at", "finished_at")
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     TARGET_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ROWS_MOVED_FIELD_NUMBER: _ClassVar[int]
     ROWS_TO_MOVE_FIELD_NUMBER: _ClassVar[int]
     ROWS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     CURSORS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATOR_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    MIGRATOR_PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     active: bool
     target_epoch: int
     rows_moved: int
     rows_to_move: int
     rows_per_second: float
     cursors: _containers.RepeatedCompositeFieldContainer[RebalanceCursor]
-    def __init__(self, active: _Optional[bool] = ..., target_epoch: _Optional[int] = ..., rows_moved: _Optional[int] = ..., rows_to_move: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., cursors: _Optional[_Iterable[_Union[RebalanceCursor, _Mapping]]] = ...) -> None: ...
+    kind: str
+    node_id: str
+    state: str
+    eta_seconds: float
+    migrator_running: bool
+    migrator_pid: int
+    started_at: float
+    finished_at: float
+    def __init__(self, active: _Optional[bool] = ..., target_epoch: _Optional[int] = ..., rows_moved: _Optional[int] = ..., rows_to_move: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., cursors: _Optional[_Iterable[_Union[RebalanceCursor, _Mapping]]] = ..., kind: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., migrator_running: _Optional[bool] = ..., migrator_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ...) -> None: ...
+
+class ResumeRebalanceRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResumeRebalanceResponse(_message.Message):
+    __slots__ = ("started", "migrator_pid", "message")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    MIGRATOR_PID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    started: bool
+    migrator_pid: int
+    message: str
+    def __init__(self, started: _Optional[bool] = ..., migrator_pid: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

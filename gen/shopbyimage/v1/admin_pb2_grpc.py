@@ -64,6 +64,11 @@ class ShardAdminStub:
                 request_serializer=shopbyimage_dot_v1_dot_admin__pb2.RebalanceStatusRequest.SerializeToString,
                 response_deserializer=shopbyimage_dot_v1_dot_admin__pb2.RebalanceStatusResponse.FromString,
                 _registered_method=True)
+        self.ResumeRebalance = channel.unary_unary(
+                '/shopbyimage.v1.ShardAdmin/ResumeRebalance',
+                request_serializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceRequest.SerializeToString,
+                response_deserializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceResponse.FromString,
+                _registered_method=True)
 
 
 class ShardAdminServicer:
@@ -105,6 +110,13 @@ class ShardAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeRebalance(self, request, context):
+        """Start a migrator for the running move if none holds the lease (after a crash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +149,11 @@ def add_ShardAdminServicer_to_server(servicer, server):
                     servicer.RebalanceStatus,
                     request_deserializer=shopbyimage_dot_v1_dot_admin__pb2.RebalanceStatusRequest.FromString,
                     response_serializer=shopbyimage_dot_v1_dot_admin__pb2.RebalanceStatusResponse.SerializeToString,
+            ),
+            'ResumeRebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRebalance,
+                    request_deserializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceRequest.FromString,
+                    response_serializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +318,33 @@ class ShardAdmin:
             '/shopbyimage.v1.ShardAdmin/RebalanceStatus',
             shopbyimage_dot_v1_dot_admin__pb2.RebalanceStatusRequest.SerializeToString,
             shopbyimage_dot_v1_dot_admin__pb2.RebalanceStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopbyimage.v1.ShardAdmin/ResumeRebalance',
+            shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceRequest.SerializeToString,
+            shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,335 @@
+"""The migrator: carries the keys whose owner changes from their old node to their new one.
+
+Runs as its own process (``shardproxy rebalance run``; the proxy that accepted ``node add`` /
+``node drain`` starts one). It can be killed with -9 at any moment and started again: it
+resumes from the cursors in Redis. Exactly one runs at a time: it holds the Redis lease
+``{p}:move:lease`` (``SET NX PX``, renewed), whose token starts with the target epoch; every
+cursor write and the final epoch bump check the token (fencing).
+
+For each collection and each node of the current ring (the *source*), in primary-key order:
+
+1. after a grace period (every proxy now writes to the target owners), scan the source's
+   primary keys once (``pk > cursor``, ``iterator=True`` so milvus-lite returns them ordered by
+   pk; keys only) and keep those whose owner on the target ring is another node: that sum over
+   all sources is ``rows_to_move``;
+2. take them ``batch`` at a time, in pk order;
+3. drop keys a proxy wrote or deleted since the move began (the ``touched`` hash: the proxy's
+   write at the new owner is newer than our copy);
+4. read the full rows (``output_fields=["*"]``) and upsert them on their new owner, through the
+   node's write slot; after the acknowledgement, re-check ``touched``: a key deleted in the
+   meantime is deleted on the new owner too (tombstones are written before the delete, so a
+   delete can never be lost to a copy);
+5. wait ``settle_s`` (a search that started before the upsert landed still finds the row on the
+   source), then delete the moved keys on the source;
+6. advance the cursor (fenced).
+
+Each step is idempotent, so a crash anywhere repeats at most one batch. When every cursor is
+done the node's final state (``active`` for a join, ``drained`` for a drain) and the epoch
+bump are written in one Lua script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+
+from shardproxy import fielddata, metrics, routing
+
+from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord, NodeState
+from shardproxy.moves import Cursor, MoveState, MoveStore
+from shardproxy.nodepool import NodeClient
+from shardproxy.ring import Ring
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    pass
+
+
+@dataclass
+class MigratorOptions:
+    batch: int = 1000  # rows carried per step
+    lease_ttl_s: float = 10.0
+    settle_s: float = 0.2
+    grace_s: float = 2.5  # after the move starts: every proxy has seen it (ring check interval is 1 s)
+    node_timeout_s: float = 60.0
+    max_rows_per_s: float = 0.0  # 0 = unthrottled
+
+
+def pk_expr(pk_name: str, values: Sequence[int | str], is_str: bool) -> str:
+    from shardproxy.servicer import pk_expr as _pk_expr
+
+    return _pk_expr(pk_name, values, is_str)
+
+
+def _after(pk_name: str, last: int | str | None, is_str: bool) -> str:
+    if last is None:
+        return f'{pk_name} >= ""' if is_str else f"{pk_name} >= -9223372036854775808"
+    if is_str:
+        import json
+
+        return f"{pk_name} > {json.dumps(str(last))}"
+    return f"{pk_name} > {int(last)}"
+
+
+def _kvs(**kw: str) -> list[common_pb2.KeyValuePair]:
+    return [common_pb2.KeyValuePair(key=k, value=v) for k, v in kw.items()]
+
+
+async def scan_pks(client: NodeClient, rec: CollectionRecord, last: int | str | None, batch: int) -> list[int | str]:
+    """The next ``batch`` primary keys of ``rec`` on one node after ``last``, ascending."""
+    req = milvus_pb2.QueryRequest(
+        collection_name=rec.name, expr=_after(rec.pk_name, last, rec.pk_is_str), output_fields=[rec.pk_name],
+        query_params=_kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
+        consistency_level=common_pb2.ConsistencyLevel.Strong,
+    )
+    resp = await client.call("Query", req)
+    col = next((fd for fd in resp.fields_data if fd.field_name == rec.pk_name), None)
+    pks = fielddata.column_values(col) if col is not None else []
+    pks.sort()
+    return pks
+
+
+async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[int | str]) -> list[schema_pb2.FieldData]:
+    req = milvus_pb2.QueryRequest(
+        collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str), output_fields=["*"],
+        query_params=_kvs(limit=str(len(pks))), consistency_level=common_pb2.ConsistencyLevel.Strong,
+    )
+    resp = await client.call("Query", req)
+    return list(resp.fields_data)
+
+
+class Migrator:
+    def __init__(self, store: MetaStore, options: MigratorOptions | None = None, vnodes: int = 160) -> None:
+        self.store = store
+        self.moves = MoveStore(store)
+        self.opt = options or MigratorOptions()
+        self.vnodes = vnodes
+        self.token = ""
+        self.clients: dict[str, NodeClient] = {}
+        self._lost = asyncio.Event()
+        self._t0 = time.monotonic()
+        self._moved_here = 0
+
+    # -- lease
+    async def _keep_lease(self) -> None:
+        ttl = int(self.opt.lease_ttl_s * 1000)
+        while True:
+            await asyncio.sleep(self.opt.lease_ttl_s / 3)
+            try:
+                ok = await self.moves.renew(self.token, ttl)
+            except Exception as exc:  # noqa: BLE001 - Redis hiccup: try again, the TTL covers us
+                log.warning("lease renewal failed: %s", exc)
+                continue
+            if not ok:
+                log.error("lost the migrator lease; stopping")
+                self._lost.set()
+                return
+
+    def _check(self) -> None:
+        if self._lost.is_set():
+            raise LeaseLost("lease lost")
+
+    def client(self, node: NodeRecord) -> NodeClient:
+        c = self.clients.get(node.id)
+        if c is None:
+            c = self.clients[node.id] = NodeClient(node, self.opt.node_timeout_s, 1)
+        return c
+
+    # -- main
+    async def run(self, wait_lease_s: float = 0.0) -> int:
+        """Carry out the running move. Returns the final epoch, or -1 when there is nothing to do."""
+        ms = await self.moves.state()
+        if not ms.running:
+            log.info("no move is running")
+            return -1
+        deadline = time.monotonic() + wait_lease_s
+        while True:
+            token = await self.moves.acquire(ms.target_epoch, int(self.opt.lease_ttl_s * 1000))
+            if token:
+                break
+            if time.monotonic() >= deadline:
+                raise LeaseLost("another migrator holds the lease")
+            await asyncio.sleep(0.5)
+        self.token = token
+        keeper = asyncio.create_task(self._keep_lease())
+        try:
+            await self.moves.set_fields(migrator_pid=os.getpid(), migrator_host=socket.gethostname())
+            log.info("migrator %s: %s %s, target epoch %d", os.getpid(), ms.kind, ms.node, ms.target_epoch)
+            return await self._run(ms)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            if not self._lost.is_set():
+                await self.moves.release(self.token)
+            for c in self.clients.values():
+                await c.close()
+
+    async def _run(self, ms: MoveState) -> int:
+        nodes = await self.store.nodes()
+        by_id = {n.id: n for n in nodes}
+        current = routing.current_ring(nodes, self.vnodes)
+        target = routing.target_ring(nodes, self.vnodes)
+        records = await self.store.collections()
+        # The new owners get every collection's DDL (schema, indexes, load) first.
+        t0 = time.monotonic()
+        for nid in target.node_ids:
+            if by_id[nid].state != NodeState.DOWN:
+                await self.client(by_id[nid]).sync(records)
+        log.info("target nodes synced in %.1f s", time.monotonic() - t0)
+        wait = ms.started_at + self.opt.grace_s - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        sources = [by_id[nid] for nid in current.node_ids]
+        # One pk-only snapshot per (collection, source): keys whose owner changes can only be
+        # there from before the move (since the grace period every write goes to the target).
+        plan: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+        for rec in records:
+            for src in sources:
+                cur = ms.cursors.get((rec.name, src.id), Cursor())
+                if cur.done:
+                    continue
+                t0 = time.monotonic()
+                plan[(rec.name, src.id)] = await self._moving_keys(rec, src, target, cur.last)
+                log.info("%s on %s: %d key(s) to move (scan took %.1f s)", rec.name, src.id,
+                         len(plan[(rec.name, src.id)]), time.monotonic() - t0)
+        if ms.rows_to_move < 0:
+            total = sum(len(v) for v in plan.values())
+            await self.moves.set_fields(rows_to_move=total)
+            ms.rows_to_move = total
+            log.info("%d row(s) to move", total)
+        metrics.MIGRATION_REMAINING.set(max(0, ms.rows_to_move - ms.rows_moved))
+        for rec in records:
+            for src in sources:
+                key = (rec.name, src.id)
+                if key in plan:
+                    cur = ms.cursors.get(key, Cursor())
+                    await self._move(rec, src, cur, plan[key], by_id)
+        self._check()
+        node = by_id[ms.node]
+        final = NodeState.ACTIVE if ms.kind == "add" else NodeState.DRAINED
+        done = NodeRecord(id=node.id, address=node.address, weight=node.weight, state=final)
+        epoch = await self.moves.finish(self.token, done)
+        if epoch < 0:
+            raise LeaseLost("lease lost before the final epoch bump")
+        metrics.MIGRATION_REMAINING.set(0)
+        log.info("move done: %s is %s, ring epoch %d", node.id, final.value, epoch)
+        return epoch
+
+    async def _moving_keys(self, rec: CollectionRecord, src: NodeRecord, target: Ring,
+                           after: Any) -> list[tuple[Any, str]]:
+        """Keys on ``src`` after ``after`` whose target owner is another node, ascending, with
+        their new owner."""
+        client = self.client(src)
+        last = after
+        out: list[tuple[Any, str]] = []
+        while True:
+            self._check()
+            pks = await scan_pks(client, rec, last, 16384)
+            if not pks:
+                return out
+            out.extend((pk, o) for pk, o in zip(pks, target.owners(pks)) if o != src.id)
+            last = pks[-1]
+
+    async def _move(self, rec: CollectionRecord, src: NodeRecord, cur: Cursor, keys: list[tuple[Any, str]],
+                    by_id: dict[str, NodeRecord]) -> None:
+        client = self.client(src)
+        log.info("moving %d row(s) of %s from %s (cursor %s)", len(keys), rec.name, src.id, cur.last)
+        for i in range(0, len(keys), self.opt.batch):
+            self._check()
+            t0 = time.monotonic()
+            moving = keys[i : i + self.opt.batch]
+            await self._carry(rec, client, moving, by_id)
+            cur.last = moving[-1][0]
+            cur.scanned += len(moving)
+            cur.moved += len(moving)
+            if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, len(moving)):
+                raise LeaseLost("cursor write refused")
+            self._moved_here += len(moving)
+            metrics.MIGRATION_ROWS.inc(len(moving))
+            metrics.MIGRATION_REMAINING.dec(len(moving))
+            if self.opt.max_rows_per_s > 0:
+                pause = len(moving) / self.opt.max_rows_per_s - (time.monotonic() - t0)
+                if pause > 0:
+                    await asyncio.sleep(pause)
+        cur.done = True
+        if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, 0):
+            raise LeaseLost("cursor write refused")
+
+    async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, str]],
+                     by_id: dict[str, NodeRecord]) -> None:
+        pks = [pk for pk, _ in moving]
+        marks = await self.moves.touched(rec.name, pks)
+        copy = [(pk, o) for (pk, o), m in zip(moving, marks) if m is None]
+        if copy:
+            fields = await fetch_rows(src, rec, [pk for pk, _ in copy])
+            pk_col = next(fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic)
+            got = fielddata.column_values(pk_col)
+            owner_of = dict(copy)
+            groups: dict[str, list[int]] = {}
+            for i, pk in enumerate(got):
+                groups.setdefault(owner_of[pk], []).append(i)
+
+            async def send(nid: str, rows: list[int]) -> None:
+                req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(rows))
+                req.fields_data.extend(fielddata.take_all(fields, rows))
+                await self.client(by_id[nid]).write("Upsert", rec.name, req)
+
+            await asyncio.gather(*(send(n, r) for n, r in groups.items()))
+            # Deleted by a client while we copied? Then delete the copy as well.
+            after = await self.moves.touched(rec.name, [pk for pk, _ in copy])
+            gone: dict[str, list[Any]] = {}
+            for (pk, o), m in zip(copy, after):
+                if m == "d":
+                    gone.setdefault(o, []).append(pk)
+            for nid, dpks in gone.items():
+                await self.client(by_id[nid]).write(
+                    "Delete", rec.name,
+                    milvus_pb2.DeleteRequest(collection_name=rec.name, expr=pk_expr(rec.pk_name, dpks, rec.pk_is_str)),
+                )
+        if self.opt.settle_s > 0:
+            await asyncio.sleep(self.opt.settle_s)
+        await src.write(
+            "Delete", rec.name,
+            milvus_pb2.DeleteRequest(collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
+        )
+
+
+async def run_migrator(redis_url: str, prefix: str, options: MigratorOptions, vnodes: int,
+                       wait_lease_s: float = 0.0) -> int:
+    store = MetaStore(redis_url, prefix)
+    try:
+        return await Migrator(store, options, vnodes).run(wait_lease_s=wait_lease_s)
+    finally:
+        await store.close()
+
+
+def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int) -> int:  # noqa: D401
+    """Start a detached migrator process (``shardproxy rebalance run``); returns its pid."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shardproxy", "rebalance", "run", "--redis-url", redis_url, "--prefix", prefix,
+         "--vnodes", str(vnodes), "--wait-lease", "15"],
+        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    logf.close()
+    import threading
+
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()  # no zombie after kill -9
+    return proc.pid
+
+

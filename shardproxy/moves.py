@@ -1,0 +1,238 @@
+"""Redis state of a ring change (a *move*): the move record, per-(collection, source) cursors,
+the migrator lease with its fencing token, and the keys touched by clients during the move.
+
+=====================================  ======  ================================================
+key                                    type    content
+=====================================  ======  ================================================
+``{p}:move``                           hash    ``id``, ``kind`` (add/drain), ``node``, ``state``
+                                               (running/done), ``target_epoch`` (the fencing
+                                               token), ``started_at``, ``finished_at``,
+                                               ``rows_to_move`` (-1 until counted),
+                                               ``rows_moved``, ``migrator_pid``,
+                                               ``migrator_host``
+``{p}:move:cursor``                    hash    ``{collection}|{source}`` -> JSON ``{last,
+                                               scanned, moved, done}``
+``{p}:move:lease``                     string  ``{target_epoch}:{uuid}`` of the one migrator
+                                               allowed to run, ``SET NX PX``, renewed
+``{p}:move:touched:{collection}``      hash    pk -> ``w`` (written) / ``d`` (deleted) by a
+                                               proxy during the move (see migrator.py)
+=====================================  ======  ================================================
+
+Starting a move (node record + epoch bump + fresh move record) and finishing it (node record
++ epoch bump + ``state=done``) are single Lua scripts, so they are atomic. Every cursor write
+and the finish check the lease token first (fencing): a migrator that lost its lease, e.g.
+one that was paused and replaced, can no longer advance anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from shardproxy.errors import FailedPrecondition
+from shardproxy.metastore import MetaStore, NodeRecord
+
+TOUCHED_TTL_S = 7 * 24 * 3600
+
+_START = """
+local st = redis.call('HGET', KEYS[3], 'state')
+if st == 'running' then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local e = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('HSET', KEYS[3], 'state', 'running', 'kind', ARGV[3], 'node', ARGV[1],
+           'target_epoch', e + 1, 'started_at', ARGV[4], 'rows_moved', 0, 'rows_to_move', -1,
+           'id', ARGV[5])
+return e
+"""
+
+_CURSOR = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if tonumber(ARGV[4]) ~= 0 then redis.call('HINCRBY', KEYS[3], 'rows_moved', ARGV[4]) end
+return 1
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+_FINISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+local e = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[4], 'state', 'done', 'finished_at', ARGV[4])
+redis.call('DEL', KEYS[1])
+return e
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Cursor:
+    last: int | str | None = None
+    scanned: int = 0
+    moved: int = 0
+    done: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"last": self.last, "scanned": self.scanned, "moved": self.moved, "done": self.done})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "Cursor":
+        d = json.loads(raw)
+        return cls(last=d.get("last"), scanned=int(d.get("scanned", 0)), moved=int(d.get("moved", 0)),
+                   done=bool(d.get("done")))
+
+
+@dataclass
+class MoveState:
+    id: str = ""
+    kind: str = ""
+    node: str = ""
+    state: str = ""
+    target_epoch: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    rows_to_move: int = -1
+    rows_moved: int = 0
+    migrator_pid: int = 0
+    migrator_host: str = ""
+    lease_holder: str = ""
+    cursors: dict[tuple[str, str], Cursor] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def rate(self, now: float | None = None) -> float:
+        end = self.finished_at or (now or time.time())
+        elapsed = max(1e-6, end - self.started_at) if self.started_at else 0.0
+        return self.rows_moved / elapsed if elapsed else 0.0
+
+    def eta_s(self) -> float:
+        if self.rows_to_move < 0 or not self.running:
+            return 0.0
+        rate = self.rate()
+        left = max(0, self.rows_to_move - self.rows_moved)
+        return left / rate if rate > 0 else -1.0
+
+
+class MoveStore:
+    def __init__(self, store: MetaStore) -> None:
+        self.store = store
+        self.r = store.r
+        self._start = self.r.register_script(_START)
+        self._cursor = self.r.register_script(_CURSOR)
+        self._renew = self.r.register_script(_RENEW)
+        self._finish = self.r.register_script(_FINISH)
+        self._release = self.r.register_script(_RELEASE)
+
+    # keys
+    @property
+    def move_key(self) -> str:
+        return self.store.k("move")
+
+    @property
+    def cursor_key(self) -> str:
+        return self.store.k("move", "cursor")
+
+    @property
+    def lease_key(self) -> str:
+        return self.store.k("move", "lease")
+
+    def touched_key(self, collection: str) -> str:
+        return self.store.k("move", "touched", collection)
+
+    # -- the move record
+    async def start(self, node: NodeRecord, kind: str) -> tuple[int, int]:
+        """Put ``node`` in its moving state (joining/draining), bump the epoch and open a fresh
+        move record, atomically. Returns (new epoch, target epoch)."""
+        res = await self._start(
+            keys=[self.store.k("nodes"), self.store.k("ring", "epoch"), self.move_key, self.cursor_key, self.lease_key],
+            args=[node.id, node.to_json(), kind, str(time.time()), uuid.uuid4().hex],
+        )
+        epoch = int(res)
+        if epoch < 0:
+            raise FailedPrecondition("a rebalance is already running; wait for it (`shardproxy rebalance status`)")
+        for name in await self.store.collection_names():
+            await self.r.delete(self.touched_key(name))
+        await self.store.publish(f"ring {epoch}")
+        return epoch, epoch + 1
+
+    async def state(self) -> MoveState:
+        raw = {k.decode(): v.decode() for k, v in (await self.r.hgetall(self.move_key)).items()}
+        if not raw:
+            return MoveState()
+        ms = MoveState(
+            id=raw.get("id", ""), kind=raw.get("kind", ""), node=raw.get("node", ""), state=raw.get("state", ""),
+            target_epoch=int(raw.get("target_epoch", 0)), started_at=float(raw.get("started_at", 0) or 0),
+            finished_at=float(raw.get("finished_at", 0) or 0), rows_to_move=int(raw.get("rows_to_move", -1)),
+            rows_moved=int(raw.get("rows_moved", 0)), migrator_pid=int(raw.get("migrator_pid", 0) or 0),
+            migrator_host=raw.get("migrator_host", ""),
+        )
+        lease = await self.r.get(self.lease_key)
+        ms.lease_holder = lease.decode() if lease else ""
+        for k, v in (await self.r.hgetall(self.cursor_key)).items():
+            coll, _, src = k.decode().partition("|")
+            ms.cursors[(coll, src)] = Cursor.from_json(v)
+        return ms
+
+    async def set_fields(self, **fields: Any) -> None:
+        await self.r.hset(self.move_key, mapping={k: str(v) for k, v in fields.items()})
+
+    # -- lease (fencing token = target epoch)
+    async def acquire(self, target_epoch: int, ttl_ms: int) -> str | None:
+        token = f"{target_epoch}:{uuid.uuid4().hex}"
+        ok = await self.r.set(self.lease_key, token, nx=True, px=ttl_ms)
+        return token if ok else None
+
+    async def renew(self, token: str, ttl_ms: int) -> bool:
+        return bool(await self._renew(keys=[self.lease_key], args=[token, ttl_ms]))
+
+    async def release(self, token: str) -> None:
+        await self._release(keys=[self.lease_key], args=[token])
+
+    async def write_cursor(self, token: str, collection: str, source: str, cursor: Cursor, moved_delta: int) -> bool:
+        return bool(await self._cursor(
+            keys=[self.lease_key, self.cursor_key, self.move_key],
+            args=[token, f"{collection}|{source}", cursor.to_json(), moved_delta],
+        ))
+
+    async def finish(self, token: str, node: NodeRecord) -> int:
+        """Final node state + epoch bump + move done, atomically; -1 if the lease was lost."""
+        res = await self._finish(
+            keys=[self.lease_key, self.store.k("nodes"), self.store.k("ring", "epoch"), self.move_key],
+            args=[token, node.id, node.to_json(), str(time.time())],
+        )
+        epoch = int(res)
+        if epoch >= 0:
+            for name in await self.store.collection_names():
+                await self.r.delete(self.touched_key(name))
+            await self.store.publish(f"ring {epoch}")
+        return epoch
+
+    # -- keys touched by clients during a move
+    async def touch(self, collection: str, pks: list[int | str], mark: str) -> None:
+        if not pks:
+            return
+        key = self.touched_key(collection)
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={str(pk): mark for pk in pks})
+            pipe.expire(key, TOUCHED_TTL_S)
+            await pipe.execute()
+
+    async def touched(self, collection: str, pks: list[int | str]) -> list[str | None]:
+        if not pks:
+            return []
+        vals = await self.r.hmget(self.touched_key(collection), [str(pk) for pk in pks])
+        return [v.decode() if v is not None else None for v in vals]
