@@ -51,6 +51,9 @@ from shardproxy.ring import Ring
 log = logging.getLogger(__name__)
 
 
+SCAN_BATCH = 16384
+
+
 class LeaseLost(Exception):
     pass
 
@@ -234,10 +237,12 @@ class Migrator:
         out: list[tuple[Any, str]] = []
         while True:
             self._check()
-            pks = await scan_pks(client, rec, last, 16384)
-            if not pks:
-                return out
+            pks = await scan_pks(client, rec, last, SCAN_BATCH)
             out.extend((pk, o) for pk, o in zip(pks, target.owners(pks)) if o != src.id)
+            if len(pks) < SCAN_BATCH:
+                # The end, as of now. Keys written from here on were routed to their target
+                # owners, so they never need moving; do not chase the writers' tail.
+                return out
             last = pks[-1]
 
     async def _move(self, rec: CollectionRecord, src: NodeRecord, cur: Cursor, keys: list[tuple[Any, str]],
