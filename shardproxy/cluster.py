@@ -30,7 +30,8 @@ from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
 
-HEALTH_INTERVAL_S = 3.0
+HEALTH_INTERVAL_S = 3.0  # default; ProxySettings.health_interval_s wins
+DOWN_AFTER_FAILURES = 2  # consecutive failed checks before a node is marked down in Redis
 
 
 class Cluster:
@@ -49,7 +50,8 @@ class Cluster:
         self._refresh_lock = asyncio.Lock()
         self._id_blocks: dict[str, tuple[int, int]] = {}
         self._id_lock = asyncio.Lock()
-        self._health: dict[str, bool] = {}
+        self._health: dict[str, bool] = {}  # False = circuit open: not called until it answers a check
+        self._fails: dict[str, int] = {}
 
     # -- lifecycle
     async def start(self) -> None:
@@ -137,7 +139,7 @@ class Cluster:
 
     async def _health_loop(self) -> None:
         while True:
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+            await asyncio.sleep(getattr(self.settings, "health_interval_s", HEALTH_INTERVAL_S))
             try:
                 await self.check_health()
             except asyncio.CancelledError:
@@ -146,20 +148,139 @@ class Cluster:
                 log.warning("health check failed: %s", exc)
 
     async def check_health(self) -> dict[str, bool]:
+        """Check every node. A node failing ``DOWN_AFTER_FAILURES`` checks in a row is marked
+        ``down`` in Redis (by whichever proxy notices first; every proxy then skips it). A node
+        that answers again is re-synced (milvus-lite forgets the load state), gets the writes it
+        missed replayed from its replicas (hinted handoff), and only then is marked ``active``."""
         clients = list(self.pool.clients.values())
         results = await asyncio.gather(*(c.healthy() for c in clients))
         for c, ok in zip(clients, results):
             was = self._health.get(c.id)
-            if ok and (not c.synced or was is False):
-                c.synced = False
-                log.info("node %s answers again; re-syncing its collections", c.id)
-                await self.sync_nodes([c])
-            elif not ok:
+            if ok:
+                self._fails[c.id] = 0
+                if not c.synced or was is False:
+                    c.synced = False
+                    log.info("node %s answers again; re-syncing its collections", c.id)
+                    await self.sync_nodes([c])
+                if c.synced:
+                    try:
+                        await self.catch_up(c)
+                    except Exception as exc:  # noqa: BLE001 - try again at the next check
+                        log.warning("catch-up of node %s failed: %s", c.id, exc)
+            else:
                 if was is not False:
                     log.warning("node %s (%s) stopped answering", c.id, c.address)
                 c.synced = False
                 self._health[c.id] = False
+                self._fails[c.id] = self._fails.get(c.id, 0) + 1
+                if self._fails[c.id] >= DOWN_AFTER_FAILURES and c.record.state == NodeState.ACTIVE:
+                    await self._set_state(c.id, NodeState.DOWN, expect=NodeState.ACTIVE)
         return {c.id: self._health.get(c.id, False) for c in clients}
+
+    async def _set_state(self, node_id: str, state: NodeState, expect: NodeState) -> None:
+        rec = await self.store.node(node_id)
+        if rec.state != expect:
+            return
+        rec.state = state
+        epoch = await self.store.put_node(rec, bump_epoch=True)
+        log.warning("node %s marked %s (ring epoch %d)", node_id, state.value, epoch)
+        await self.refresh()
+
+    # -- hinted handoff
+    def hints_key(self, node_id: str, collection: str) -> str:
+        return self.store.k("hints", node_id, collection)
+
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str]) -> None:
+        values = [str(pk) for pk in pks]
+        if values:
+            await self.store.r.sadd(self.hints_key(node_id, collection), *values)
+
+    async def catch_up(self, client: NodeClient) -> None:
+        """Replay the hints of a node that answers; mark it active when it was down."""
+        rec_state = client.record.state
+        has_hints = False
+        for name in await self.store.collection_names():
+            if await self.store.r.scard(self.hints_key(client.id, name)):
+                has_hints = True
+                break
+        if not has_hints and rec_state != NodeState.DOWN:
+            return
+        lock = self.store.k("catchup", client.id)
+        token = f"{self.settings.proxy_id or self.settings.address}:{id(self)}"
+        if not await self.store.r.set(lock, token, nx=True, px=120_000):
+            return  # another proxy is on it
+        try:
+            for rec in await self.store.collections():
+                await self._replay(client, rec)
+            if rec_state == NodeState.DOWN:
+                await self._set_state(client.id, NodeState.ACTIVE, expect=NodeState.DOWN)
+                for rec in await self.store.collections():  # writes hinted while we switched
+                    await self._replay(client, rec)
+            self._health[client.id] = True
+        finally:
+            if (await self.store.r.get(lock) or b"").decode() == token:
+                await self.store.r.delete(lock)
+
+    async def _replay(self, client: NodeClient, rec: CollectionRecord) -> int:
+        from pymilvus.grpc_gen import milvus_pb2
+
+        from shardproxy import fielddata, merge, routing
+        from shardproxy.migrator import fetch_rows, pk_expr
+
+        key = self.hints_key(client.id, rec.name)
+        done = 0
+        while True:
+            raw = await self.store.r.srandmember(key, 1000)
+            if not raw:
+                return done
+            pks: list = [v.decode() if rec.pk_is_str else int(v) for v in raw]
+            holders = routing.replica_split(self.ring, pks, rec.replicas)
+            if self.moving:
+                for nid, rows in routing.replica_split(self.current_ring, pks, rec.replicas).items():
+                    holders.setdefault(nid, rows)
+            found: list = []
+            for nid in holders:
+                other = self.pool.clients.get(nid)
+                if nid == client.id or other is None or not self.is_live(nid):
+                    continue
+                found.append(await fetch_rows(other, rec, pks))
+            merged = merge.merge_query_rows(found, rec.pk_name, 0, None) if found else []
+            present: set = set()
+            if merged:
+                pk_col = next(fd for fd in merged if fd.field_name == rec.pk_name)
+                present = set(fielddata.column_values(pk_col))
+                req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(present))
+                req.fields_data.extend(merged)
+                await client.write("Upsert", rec.name, req)
+            gone = [pk for pk in pks if pk not in present]
+            if gone:
+                await client.write("Delete", rec.name, milvus_pb2.DeleteRequest(
+                    collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
+            await self.store.r.srem(key, *raw)
+            done += len(pks)
+            log.info("node %s: replayed %d hinted key(s) of %s (%d upserted, %d deleted)",
+                     client.id, len(pks), rec.name, len(present), len(gone))
+
+    def is_live(self, node_id: str) -> bool:
+        """Worth calling: not marked down in Redis and its circuit is closed."""
+        c = self.pool.clients.get(node_id)
+        if c is None or c.record.state in (NodeState.DOWN, NodeState.SPARE):
+            return False
+        return self._health.get(node_id, True) is not False
+
+    def mark_failed(self, node_id: str) -> None:
+        """Open the circuit after a failed call; the health loop closes it when the node answers."""
+        self._health[node_id] = False
+
+    def missing_shards(self, rec: CollectionRecord, down: Iterable[str]) -> list[str]:
+        from shardproxy import routing
+
+        down = set(down)
+        out = set(routing.missing_shards(self.ring, rec.replicas, down))
+        if self.moving:
+            out |= set(routing.missing_shards(self.current_ring, rec.replicas, down))
+        # joining/draining nodes hold data outside either ring's replica sets while a move runs
+        return sorted(out)
 
     # -- views
     def ring_clients(self) -> list[NodeClient]:

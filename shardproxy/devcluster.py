@@ -35,6 +35,7 @@ class DevCluster:
     extra: list[ManagedProcess] = field(default_factory=list)
     proxies: int = 1
     spare: int = 0
+    replicas: int = 1  # default replication factor of new collections (proxy setting)
     more_proxies: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -108,6 +109,7 @@ class DevCluster:
         return {
             "PYTHONPATH": os.pathsep.join(paths + ([old] if old else [])),
             "SHARDPROXY_MIGRATOR_LOG": str(self.data_dir / "migrator.log"),
+            "SHARDPROXY_DEFAULT_REPLICAS": str(self.replicas),
             **self.proxy_env,
         }
 
@@ -135,6 +137,15 @@ class DevCluster:
                 continue
             stub.AddNode(admin_pb2.AddNodeRequest(address=address, id=node_id, spare=spare), timeout=60)
             log.info("registered %s (%s)", node_id, address)
+
+    def restart_node(self, index: int) -> ManagedProcess:
+        """Start node ``index`` again on its port and data dir (after a stop or kill)."""
+        old = self.milvus[index]
+        old.kill()
+        spec_id = old.name
+        node = procs.start_milvus(self.data_dir / spec_id, old.port, self.host, name=spec_id)
+        self.milvus[index] = node
+        return node
 
     def restart_proxy(self) -> None:
         assert self.proxy is not None

@@ -14,7 +14,12 @@ key                                type    content
                                            ``loaded`` ("1"/"0"), ``load`` (LoadCollectionRequest
                                            bytes), ``created_at``
 ``{p}:ids:{name}``                 string  auto_id counter; proxies reserve blocks with INCRBY
+``{p}:hints:{node}:{name}``        set     pks written/deleted while ``node`` was down (replay)
+``{p}:catchup:{node}``             string  lock of the proxy replaying ``node``'s hints
 =================================  ======  ===================================================
+
+Collection hashes also hold ``replicas`` (R) and ``write_ack`` (all/quorum). The move keys
+(``{p}:move*``) are described in :mod:`shardproxy.moves`.
 
 The proxy is stateless: everything it needs to rebuild its routing lives here.
 """
@@ -77,6 +82,12 @@ class CollectionRecord:
     indexes: dict[str, milvus_pb2.CreateIndexRequest] = field(default_factory=dict)
     loaded: bool = False
     load: milvus_pb2.LoadCollectionRequest | None = None
+    replicas: int = 1  # R: each key lives on R distinct successive ring nodes
+    write_ack: str = "all"  # "all" or "quorum" (R // 2 + 1 replicas acknowledge a row)
+
+    @property
+    def acks_needed(self) -> int:
+        return self.replicas if self.write_ack == "all" else self.replicas // 2 + 1
 
     @cached_property
     def schema(self) -> schema_pb2.CollectionSchema:
@@ -254,7 +265,8 @@ class MetaStore:
             return None
         create = milvus_pb2.CreateCollectionRequest()
         create.ParseFromString(raw[b"create"])
-        rec = CollectionRecord(name=name, create=create, loaded=raw.get(b"loaded") == b"1")
+        rec = CollectionRecord(name=name, create=create, loaded=raw.get(b"loaded") == b"1",
+                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"all").decode())
         for k, v in raw.items():
             key = k.decode()
             if key.startswith("index:"):
@@ -283,6 +295,10 @@ class MetaStore:
             await self.r.sadd(self.k("collections"), req.collection_name)
             await self.publish(f"collection {req.collection_name}")
         return bool(created)
+
+    async def set_replication(self, name: str, replicas: int, write_ack: str) -> None:
+        await self.r.hset(self.k("collection", name), mapping={"replicas": str(replicas), "write_ack": write_ack})
+        await self.publish(f"collection {name}")
 
     async def drop_collection(self, name: str) -> None:
         async with self.r.pipeline(transaction=True) as pipe:

@@ -88,10 +88,15 @@ def _kvs(**kw: str) -> list[common_pb2.KeyValuePair]:
     return [common_pb2.KeyValuePair(key=k, value=v) for k, v in kw.items()]
 
 
-async def scan_pks(client: NodeClient, rec: CollectionRecord, last: int | str | None, batch: int) -> list[int | str]:
-    """The next ``batch`` primary keys of ``rec`` on one node after ``last``, ascending."""
+async def scan_pks(client: NodeClient, rec: CollectionRecord, last: int | str | None, batch: int,
+                   extra: str = "") -> list[int | str]:
+    """The next ``batch`` primary keys of ``rec`` on one node after ``last``, ascending (and
+    matching the filter ``extra`` when given)."""
+    expr = _after(rec.pk_name, last, rec.pk_is_str)
+    if extra.strip():
+        expr = f"({extra}) and {expr}"
     req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=_after(rec.pk_name, last, rec.pk_is_str), output_fields=[rec.pk_name],
+        collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
         query_params=_kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
         consistency_level=common_pb2.ConsistencyLevel.Strong,
     )

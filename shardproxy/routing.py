@@ -79,3 +79,64 @@ def moved_fraction(before: Ring, after: Ring, pks: Sequence[int | str]) -> float
     before_ids = np.asarray(before.node_ids, dtype=object)[a]
     after_ids = np.asarray(after.node_ids, dtype=object)[b]
     return float(np.mean(before_ids != after_ids))
+
+
+# -- replicas -------------------------------------------------------------------------------------
+def _successors(ring: Ring, count: int) -> np.ndarray:
+    """For every point of the continuum, the indices of the ``count`` distinct nodes met walking
+    clockwise from it (owner first): uhashring's ``iterate_nodes(distinct=True)``, tabulated.
+    Cached on the (immutable) ring."""
+    count = min(count, len(ring.nodes))
+    cache = ring.__dict__.setdefault("_succ_cache", {})
+    if count in cache:
+        return cache[count]
+    owners = ring._point_owner
+    n = len(owners)
+    table = np.empty((n, count), dtype=np.int32)
+    for p in range(n):
+        seen: list[int] = []
+        q = p
+        while len(seen) < count:
+            o = int(owners[q % n])
+            if o not in seen:
+                seen.append(o)
+            q += 1
+        table[p] = seen
+    cache[count] = table
+    return table
+
+
+def replica_index(ring: Ring, pks: Sequence[int | str], count: int) -> np.ndarray:
+    """``(len(pks), R)`` indices into ``ring.node_ids``: each key's R replicas, owner first."""
+    from shardproxy.ring import ketama_hash, key_string
+
+    hashes = np.fromiter((ketama_hash(key_string(pk)) for pk in pks), dtype=np.uint64, count=len(pks))
+    pos = np.searchsorted(ring._points, hashes, side="right")
+    pos[pos == len(ring._points)] = 0
+    return _successors(ring, count)[pos]
+
+
+def replica_split(ring: Ring, pks: Sequence[int | str], count: int) -> dict[str, np.ndarray]:
+    """Rows of a batch grouped by every node holding one of their R replicas."""
+    if not len(pks):
+        return {}
+    if count <= 1:
+        return ring.split(pks)
+    idx = replica_index(ring, pks, count)
+    out: dict[str, np.ndarray] = {}
+    for j, nid in enumerate(ring.node_ids):
+        rows = np.flatnonzero((idx == j).any(axis=1))
+        if len(rows):
+            out[nid] = rows
+    return out
+
+
+def missing_shards(ring: Ring, count: int, down: Iterable[str]) -> list[str]:
+    """Shards (named by their owner node) with no live replica when the nodes in ``down`` are
+    unavailable: some stretch of the ring whose R replicas are all down."""
+    down_idx = {ring._index[d] for d in down if d in ring._index}
+    if not down_idx or not ring:
+        return []
+    table = _successors(ring, count)
+    dead = np.isin(table, list(down_idx)).all(axis=1)
+    return sorted({ring.node_ids[int(table[p, 0])] for p in np.flatnonzero(dead)})

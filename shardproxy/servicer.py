@@ -28,6 +28,7 @@ from shardproxy.errors import (
     InvalidArgument,
     NodeError,
     ProxyError,
+    Unavailable,
     Unimplemented,
     grpc_code_of,
     status_ok,
@@ -164,7 +165,19 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             raise InvalidArgument("a collection needs exactly one primary key field")
         if pks[0].data_type not in (schema_pb2.DataType.Int64, schema_pb2.DataType.VarChar):
             raise InvalidArgument("the primary key must be INT64 or VARCHAR")
+        props = _kv(request.properties)
+        try:
+            replicas = int(props.get("shardproxy.replicas") or self.settings.default_replicas)
+        except ValueError as exc:
+            raise InvalidArgument("property shardproxy.replicas must be an integer") from exc
+        write_ack = (props.get("shardproxy.write_ack") or self.settings.default_write_ack).lower()
+        if replicas < 1 or replicas > 16:
+            raise InvalidArgument(f"shardproxy.replicas must be in [1, 16], got {replicas}")
+        if write_ack not in ("all", "quorum"):
+            raise InvalidArgument(f"shardproxy.write_ack must be 'all' or 'quorum', got {write_ack!r}")
         created = await self.cluster.store.create_collection(request)
+        if created:
+            await self.cluster.store.set_replication(name, replicas, write_ack)
         if not created:
             existing = await self.cluster.collection(name)
             if existing.create.schema != request.schema:
@@ -401,7 +414,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         pks = fielddata.column_values(pk_col)
         if len(set(pks)) != len(pks) and method == "Upsert":
             raise InvalidArgument("duplicate primary keys in one upsert batch")
-        parts = routing.write_split(self.cluster.ring, pks)
+        parts = routing.replica_split(self.cluster.ring, pks, rec.replicas)
         clients = {c.id: c for c in self.cluster.ring_clients()}
         if self.cluster.moving:
             # Tell the migrator these keys were written at their new owner (it must not copy
@@ -418,19 +431,31 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             sub.fields_data.extend(fielddata.take_all(fields, rows))
             if method == "Upsert":
                 sub.partial_update = request.partial_update
+            if rec.replicas > 1 and not self.cluster.is_live(node_id):
+                raise Unavailable(f"node {node_id} is down")  # circuit open: not called
             metrics.ROWS_ROUTED.labels(node=node_id).inc(len(rows))
-            return await clients[node_id].write(method, rec.name, sub)
+            try:
+                return await clients[node_id].write(method, rec.name, sub)
+            except Unavailable:
+                self.cluster.mark_failed(node_id)
+                raise
 
         node_ids = list(parts)
         results = await asyncio.gather(*(send(n, parts[n]) for n in node_ids), return_exceptions=True)
-        failed_rows: list[int] = []
+        acks = np.zeros(num_rows, dtype=np.int32)
         reasons: list[str] = []
         for nid, res in zip(node_ids, results):
             if isinstance(res, BaseException):
-                failed_rows.extend(parts[nid].tolist())
                 msg = res.message if isinstance(res, ProxyError) else repr(res)
                 reasons.append(f"node {nid} refused {len(parts[nid])} row(s): {msg}")
-        ok_rows = sorted(set(range(num_rows)) - set(failed_rows))
+                if rec.replicas > 1 and isinstance(res, Unavailable):
+                    # hinted handoff: the node gets these keys replayed when it answers again
+                    await self.cluster.add_hints(nid, rec.name, [pks[i] for i in parts[nid]])
+            else:
+                acks[parts[nid]] += 1
+        needed = min(rec.acks_needed, len(self.cluster.ring)) if rec.replicas > 1 else 1
+        failed_rows = np.flatnonzero(acks < needed).tolist()
+        ok_rows = np.flatnonzero(acks >= needed).tolist()
         out = milvus_pb2.MutationResult(
             IDs=fielddata.make_ids(pks, rec.pk_is_str),  # type: ignore[arg-type]
             succ_index=ok_rows,
@@ -441,10 +466,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         else:
             out.upsert_cnt = len(ok_rows)
         if failed_rows:
-            first = next(r for r in results if isinstance(r, BaseException))
+            first = next((r for r in results if isinstance(r, BaseException)), Unavailable("not enough replicas"))
             status = to_milvus_status(first)
             status.reason = (
-                f"{method.lower()} partially failed: {len(failed_rows)} of {num_rows} row(s) not written "
+                f"{method.lower()} partially failed: {len(failed_rows)} of {num_rows} row(s) not written"
+                + (f" on {needed} of {rec.replicas} replicas ({rec.write_ack})" if rec.replicas > 1 else "")
+                + " (err_index lists them); "
                 f"(err_index lists them); " + "; ".join(reasons)
             )
             out.status.CopyFrom(status)
@@ -479,10 +506,30 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         else:
             targets = {c.id: request for c in self.cluster.search_clients()}
         clients = {c.id: c for c in self.cluster.all_clients()}
-        results = await fan_out(
-            [clients[n] for n in targets], lambda c: c.write("Delete", rec.name, targets[c.id])
-        )
+        if rec.replicas > 1 and pks is not None:
+            # A replica that is down gets the delete later (hinted handoff); the others now.
+            for nid in [n for n in targets if not self.cluster.is_live(n)]:
+                await self.cluster.add_hints(nid, rec.name, validation.pk_list(targets.pop(nid).expr, rec.pk_name, rec.pk_is_str) or [])
+            raw = await asyncio.gather(*(clients[n].write("Delete", rec.name, targets[n]) for n in targets),
+                                       return_exceptions=True)
+            results = {}
+            for nid, r in zip(targets, raw):
+                if isinstance(r, Unavailable):
+                    self.cluster.mark_failed(nid)
+                    await self.cluster.add_hints(nid, rec.name, validation.pk_list(targets[nid].expr, rec.pk_name, rec.pk_is_str) or [])
+                elif isinstance(r, BaseException):
+                    raise r
+                else:
+                    results[nid] = r
+            if not results:
+                raise Unavailable("no replica of these keys answered; the delete is kept as hints and replayed")
+        else:
+            results = await fan_out(
+                [clients[n] for n in targets], lambda c: c.write("Delete", rec.name, targets[c.id])
+            )
         deleted = sum(r.delete_cnt for r in results.values())
+        if rec.replicas > 1 and pks is not None:
+            deleted = len(set(pks))
         out = milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
         if pks is not None:
             out.IDs.CopyFrom(fielddata.make_ids(pks, rec.pk_is_str))  # type: ignore[arg-type]
@@ -491,8 +538,13 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     def _by_owner(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, Any]:
         """One ``pk in [...]`` request per node that may hold the keys (Delete or Query, built by
         the caller): the owner, and during a move also the key's owner on the current ring."""
-        if self.cluster.moving:
-            parts: dict[str, Any] = routing.read_split(self.cluster.current_ring, self.cluster.ring, list(pks))
+        if rec.replicas > 1:
+            parts: dict[str, Any] = dict(routing.replica_split(self.cluster.ring, list(pks), rec.replicas))
+            if self.cluster.moving:
+                for nid, rows in routing.replica_split(self.cluster.current_ring, list(pks), rec.replicas).items():
+                    parts[nid] = sorted(set(parts.get(nid, [])) | set(np.asarray(rows).tolist()))
+        elif self.cluster.moving:
+            parts = routing.read_split(self.cluster.current_ring, self.cluster.ring, list(pks))
         else:
             parts = self.cluster.ring.split(list(pks)) if pks else {}
         out: dict[str, Any] = {}
@@ -504,6 +556,53 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         return out
 
     # ------------------------------------------------------------------ reads
+    async def _read(self, rec: CollectionRecord, context: Any, method: str, reqs: dict[str, Any]) -> dict[str, Any]:
+        """Send read requests to the nodes that are live; tolerate nodes that fail or are down
+        as long as every shard still has a live replica. Otherwise the request's partial policy
+        decides: fail UNAVAILABLE naming the missing shards (default), or, with request
+        metadata ``x-shardproxy-partial: allow``, answer what the live nodes hold and say so in
+        trailing metadata (``x-shardproxy-partial: true``, ``x-shardproxy-missing-shards``)."""
+        clients = {c.id: c for c in self.cluster.all_clients()}
+        down = {n for n in reqs if not self.cluster.is_live(n)}
+        live = [n for n in reqs if n not in down]
+        async def one(nid: str) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await clients[nid].call(method, reqs[nid])
+            finally:
+                metrics.NODE_LATENCY.labels(node=nid, method=method).observe(time.perf_counter() - t0)
+
+        raw = await asyncio.gather(*(one(n) for n in live), return_exceptions=True)
+        results: dict[str, Any] = {}
+        failed: list[str] = []
+        for nid, r in zip(live, raw):
+            if isinstance(r, Unavailable):
+                self.cluster.mark_failed(nid)
+                metrics.NODE_ERRORS.labels(node=nid, method=method).inc()
+                failed.append(f"{nid}: {r.message}")
+                down.add(nid)
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                results[nid] = r
+        if down:
+            # DOWN nodes stay on the ring: their keys count as missing unless replicas cover them
+            missing = self.cluster.missing_shards(rec, down)
+            # a joining/draining node down during a move: its rows may have no other copy
+            missing += [n for n in down if n not in self.cluster.ring.node_ids and n not in self.cluster.current_ring.node_ids]
+            if missing:
+                allow = any(k == PARTIAL_KEY and v.lower() in ("allow", "true", "1")
+                            for k, v in (context.invocation_metadata() or ()))
+                if not allow:
+                    raise Unavailable(
+                        f"shard(s) without a live replica: {', '.join(missing)} (down: {', '.join(sorted(down))}); "
+                        f"send request metadata '{PARTIAL_KEY}: allow' to accept partial results"
+                        + (f"; {failed[0]}" if failed else "")
+                    )
+                metrics.PARTIAL_RESULTS.labels(method=method).inc()
+                context.set_trailing_metadata(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
+        return results
+
     @rpc(milvus_pb2.QueryResults)
     async def Query(self, request: milvus_pb2.QueryRequest, context: Any) -> Any:
         rec = await self._collection(request)
@@ -527,10 +626,15 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if "count(*)" in output_fields:
             if len(output_fields) > 1:
                 raise InvalidArgument("count(*) cannot be combined with other output fields")
-            results = await self._all("Query", request)
-            total = 0
-            for r in results.values():
-                total += sum(fielddata.column_values(fd)[0] for fd in r.fields_data if fd.field_name == "count(*)")
+            nodes = [c.id for c in self.cluster.search_clients()]
+            if rec.replicas > 1:
+                # every row is stored R times: count distinct primary keys instead
+                total = await self._count_distinct(rec, context, request.expr, nodes)
+            else:
+                results = await self._read(rec, context, "Query", {n: request for n in nodes})
+                total = 0
+                for r in results.values():
+                    total += sum(fielddata.column_values(fd)[0] for fd in r.fields_data if fd.field_name == "count(*)")
             col = schema_pb2.FieldData(type=schema_pb2.DataType.Int64, field_name="count(*)")
             col.scalars.long_data.data.append(total)
             return milvus_pb2.QueryResults(
@@ -553,8 +657,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 reqs[nid] = q
         else:
             reqs = {c.id: sub for c in self.cluster.search_clients()}
-        clients = {c.id: c for c in self.cluster.all_clients()}
-        results = await fan_out([clients[n] for n in reqs], lambda c: c.call("Query", reqs[c.id]))
+        results = await self._read(rec, context, "Query", reqs)
         resps = list(results.values())
         merged = merge.merge_query_rows(
             [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
@@ -564,6 +667,37 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             status=status_ok(), fields_data=merged, collection_name=rec.name,
             output_fields=names, primary_field_name=rec.pk_name,
         )
+
+    async def _count_distinct(self, rec: CollectionRecord, context: Any, expr: str, nodes: list[str]) -> int:
+        from shardproxy.migrator import scan_pks
+
+        clients = {c.id: c for c in self.cluster.all_clients()}
+        seen: set = set()
+        down: set[str] = set()
+        for nid in nodes:
+            if not self.cluster.is_live(nid):
+                down.add(nid)
+                continue
+            last = None
+            try:
+                while True:
+                    pks = await scan_pks(clients[nid], rec, last, 16384, extra=expr)
+                    seen.update(pks)
+                    if len(pks) < 16384:
+                        break
+                    last = pks[-1]
+            except Unavailable:
+                self.cluster.mark_failed(nid)
+                down.add(nid)
+        if down:
+            missing = self.cluster.missing_shards(rec, down)
+            if missing:
+                allow = any(k == PARTIAL_KEY and v.lower() in ("allow", "true", "1")
+                            for k, v in (context.invocation_metadata() or ()))
+                if not allow:
+                    raise Unavailable(f"shard(s) without a live replica: {', '.join(missing)}")
+                context.set_trailing_metadata(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
+        return len(seen)
 
     @rpc(milvus_pb2.SearchResults)
     async def Search(self, request: milvus_pb2.SearchRequest, context: Any) -> Any:
@@ -604,17 +738,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         clients = self.cluster.search_clients()
         start = time.perf_counter()
 
-        async def one(c: NodeClient) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return await c.call("Search", sub)
-            except ProxyError:
-                metrics.NODE_ERRORS.labels(node=c.id, method="Search").inc()
-                raise
-            finally:
-                metrics.NODE_LATENCY.labels(node=c.id, method="Search").observe(time.perf_counter() - t0)
-
-        results = await fan_out(clients, one)
+        results = await self._read(rec, context, "Search", {c.id: sub for c in clients})
         t_merge = time.perf_counter()
         merged = merge.merge_search_results(
             [r.results for r in results.values()], nq, metric, offset, limit, list(request.output_fields)
@@ -623,6 +747,10 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         log.debug("search %s nq=%d k=%d over %d nodes in %.1f ms", rec.name, nq, limit, len(clients),
                   (time.perf_counter() - start) * 1000)
         return milvus_pb2.SearchResults(status=status_ok(), results=merged, collection_name=rec.name)
+
+
+PARTIAL_KEY = "x-shardproxy-partial"
+MISSING_KEY = "x-shardproxy-missing-shards"
 
 
 def pk_expr(pk_name: str, values: Sequence[int | str], is_str: bool) -> str:
