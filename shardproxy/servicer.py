@@ -471,7 +471,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             status.reason = (
                 f"{method.lower()} partially failed: {len(failed_rows)} of {num_rows} row(s) not written"
                 + (f" on {needed} of {rec.replicas} replicas ({rec.write_ack})" if rec.replicas > 1 else "")
-                + " (err_index lists them); "
+                + " "
                 f"(err_index lists them); " + "; ".join(reasons)
             )
             out.status.CopyFrom(status)
