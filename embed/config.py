@@ -19,6 +19,9 @@ class EmbedSettings(BaseSettings):
     dim: int = 256
     batch_size: int = 32
     threads: int = 0  # 0 = number of cores
+    # catalog adaptation (embed train)
+    train_views: int = 6  # synthetic views per catalog image
+    train_steps: int = 400
     # detector
     detector: str = "saliency"  # saliency (offline default) | yolo | none
     yolo_path: Path | None = None
@@ -29,6 +32,7 @@ class EmbedSettings(BaseSettings):
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
     max_objects: int = 6  # objects per photo, the whole photo included
+    catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
