@@ -33,10 +33,16 @@ def image_key(product_id: str, image_sha256: str, object_index: int) -> int:
     return int.from_bytes(h[:8], "big") >> 1
 
 
+# pymilvus pings every 10 s even when idle; a gRPC server with the default policy (milvus-lite)
+# answers GOAWAY "too many pings" after a few idle minutes. Ping rarely, and only during calls.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
+
+
 def connect(uri: str) -> MilvusClient:
+    """A Milvus-protocol client (the proxy, or a plain Milvus node) with keepalive settings that idle well."""
     if "://" not in uri:
         uri = f"http://{uri}"
-    return MilvusClient(uri=uri)
+    return MilvusClient(uri=uri, grpc_options=GRPC_OPTIONS)
 
 
 def collection_model_id(client: MilvusClient, name: str) -> str | None:

@@ -12,51 +12,45 @@ _COLORS = [(220, 30, 30), (30, 140, 40), (30, 60, 210), (240, 180, 20), (150, 40
 
 
 def product_image(i: int, size: int = 160) -> Image.Image:
-    """Product ``i``: a shape with a colour and a texture pattern on white (distinct for i < 60)."""
+    """Product ``i`` on white: a seeded composition of coloured shapes, a texture and a big label."""
+    from PIL import ImageFont
+
     rng = random.Random(i * 7919 + 13)
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    c = _COLORS[i % len(_COLORS)]
-    c2 = _COLORS[(i * 3 + 1) % len(_COLORS)]
-    shape = (i // len(_COLORS)) % 6
-    m = size // 8
+    cols = rng.sample(_COLORS, 3)
+    m = size // 10
+    shape = rng.randrange(6)
     box = [m, m, size - m, size - m]
     if shape == 0:
-        d.ellipse(box, fill=c)
+        d.ellipse(box, fill=cols[0])
     elif shape == 1:
-        d.rectangle([m, 2 * m, size - m, size - 2 * m], fill=c)
+        d.rectangle([m, 2 * m, size - m, size - 2 * m], fill=cols[0])
     elif shape == 2:
-        d.polygon([(size // 2, m), (m, size - m), (size - m, size - m)], fill=c)
+        d.polygon([(size // 2, m), (m, size - m), (size - m, size - m)], fill=cols[0])
     elif shape == 3:
-        d.rounded_rectangle([2 * m, m, size - 2 * m, size - m], radius=m, fill=c)
+        d.rounded_rectangle([2 * m, m, size - 2 * m, size - m], radius=m, fill=cols[0])
     elif shape == 4:
-        d.polygon([(size // 2, m), (size - m, size // 2), (size // 2, size - m), (m, size // 2)], fill=c)
+        d.polygon([(size // 2, m), (size - m, size // 2), (size // 2, size - m), (m, size // 2)], fill=cols[0])
     else:
-        d.pieslice(box, 30, 300, fill=c)
-    pattern = rng.randrange(4)
-    step = max(4, size // rng.choice([6, 8, 10]))
-    mask = Image.new("L", (size, size), 0)
-    md = ImageDraw.Draw(mask)
-    if pattern == 0:
-        for x in range(0, size, step * 2):
-            md.rectangle([x, 0, x + step - 1, size], fill=255)
-    elif pattern == 1:
-        for y in range(0, size, step * 2):
-            md.rectangle([0, y, size, y + step - 1], fill=255)
-    elif pattern == 2:
-        for x in range(0, size, step):
-            for y in range(0, size, step):
-                if (x // step + y // step) % 2 == 0:
-                    md.rectangle([x, y, x + step - 1, y + step - 1], fill=255)
-    else:
-        for _ in range(12):
-            x, y, r = rng.randrange(size), rng.randrange(size), rng.randrange(3, max(4, size // 10))
-            md.ellipse([x - r, y - r, x + r, y + r], fill=255)
-    inside = Image.new("L", (size, size), 0)
-    # texture only inside the shape: shape pixels differ from white
-    gray = img.convert("L").point(lambda v: 255 if v < 250 else 0)
-    inside.paste(mask, (0, 0), gray)
-    img.paste(Image.new("RGB", (size, size), c2), (0, 0), inside)
+        d.pieslice(box, 30, 300, fill=cols[0])
+    inside = img.convert("L").point(lambda v: 255 if v < 250 else 0)
+    tex = Image.new("RGB", (size, size), cols[0])
+    td = ImageDraw.Draw(tex)
+    kind, step = rng.randrange(4), size // rng.choice([3, 4, 5])
+    for k in range(-size, 2 * size, step):
+        if kind == 0:
+            td.rectangle([k, 0, k + step // 2, size], fill=cols[1])
+        elif kind == 1:
+            td.rectangle([0, k, size, k + step // 2], fill=cols[1])
+        elif kind == 2:
+            td.line([(k, 0), (k + size, size)], fill=cols[1], width=step // 3)
+        else:
+            td.ellipse([k, k, k + step, k + step], fill=cols[1])
+    img.paste(tex, (0, 0), inside)
+    font = ImageFont.load_default(size=size // 3)
+    label = "ABCDEFGHJKLMNPRSTUVWXYZ23456789"[i % 31] + "ABCDEFGHJKLMNPRSTUVWXYZ"[(i // 31 + i * 7) % 23]
+    d.text((size // 2, size // 2), label, fill=cols[2], font=font, anchor="mm", stroke_width=2, stroke_fill=(255, 255, 255))
     return img
 
 
@@ -103,3 +97,27 @@ def paste_into_scene(product: Image.Image, seed: int, size: tuple[int, int] = (4
     y = rng.randrange(0, max(1, h - p.height))
     scene.paste(p, (x, y), alpha)
     return scene, (x, y, x + p.width, y + p.height)
+
+
+def make_catalog(root, n: int, start: int = 0, bad: bool = False) -> "object":
+    """Write ``n`` synthetic product PNGs and a catalog CSV under ``root``; returns the CSV path.
+
+    With ``bad``, three unusable rows are added: a truncated PNG, a text file, a missing file.
+    """
+    from pathlib import Path
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["product_id,image_path,color,price"]
+    for i in range(start, start + n):
+        name = f"images/p{i:03d}.png"
+        product_image(i).save(root / name)
+        lines.append(f"P{i:03d},{name},{['red', 'green', 'blue'][i % 3]},{10 + i}.5")
+    if bad:
+        data = png(product_image(999))
+        (root / "images" / "truncated.png").write_bytes(data[: len(data) // 3])
+        (root / "images" / "notes.png").write_text("this is not an image")
+        lines += ["BAD1,images/truncated.png,red,1.0", "BAD2,images/notes.png,red,1.0", "BAD3,images/missing.png,red,1.0"]
+    csv = root / "catalog.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
