@@ -116,8 +116,13 @@ class ModelPool:
             raise ModelMismatch(collection, model_id, default.model_id)
         return default
 
-    def detector(self) -> Detector:
-        emb = self.default() if self.settings.detector == "saliency" and self.settings.embedder == LITE0 else None
+    def detector(self, embedder: Embedder | None = None) -> Detector:
+        """The configured detector; the saliency detector shares a loaded Lite0 backbone."""
+        if self._detector is not None:
+            return self._detector
+        emb = embedder if embedder is not None and embedder.spec.arch == LITE0 else None
+        if emb is None and self.settings.detector == "saliency" and self.settings.embedder == LITE0:
+            emb = self.default()
         with self._lock:
             if self._detector is None:
                 self._detector = build_detector(self.settings, emb)

@@ -73,7 +73,7 @@ class QueryEngine:
         t["decode"] = time.perf_counter() - t0
         model_id = collection_model_id(self.client, collection)
         embedder = self.pool.for_model(model_id, collection)
-        detector = self.pool.detector()
+        detector = self.pool.detector(embedder)
         with self._compute:
             t1 = time.perf_counter()
             objects = detect_objects(detector, img, max_objects)

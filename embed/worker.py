@@ -86,7 +86,7 @@ class Worker:
                 crops, meta = [], []
                 for job, img, sha in items:
                     if self.catalog_objects > 1:
-                        objs = detect_objects(self.pool.detector(), img, self.catalog_objects)
+                        objs = detect_objects(self.pool.detector(embedder), img, self.catalog_objects)
                     else:
                         objs = detect_objects(_WHOLE, img, 1)
                     for k, o in enumerate(objs):
