@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +39,25 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextmanager
+def _friendly() -> Iterator[None]:
+    """Clear messages for unreachable services and model problems instead of tracebacks."""
+    import redis
+    from pymilvus.exceptions import MilvusException
+
+    from embed.artifacts import ModelFileError
+    from embed.errors import PipelineError
+
+    try:
+        yield
+    except redis.ConnectionError as e:
+        raise _fail(f"cannot reach the job queue (Redis/Valkey, EMBED_REDIS_URL / --redis): {e}") from e
+    except MilvusException as e:
+        raise _fail(f"vector store (proxy, EMBED_PROXY / --proxy): {e}") from e
+    except (PipelineError, ModelFileError) as e:
+        raise _fail(str(e)) from e
+
+
 def _grpc_target(addr: str) -> str:
     return addr.split("://", 1)[-1].rstrip("/")
 
@@ -58,20 +79,21 @@ def import_(
 ) -> None:
     """Enqueue every catalog image on the job queue (the `embed worker` processes index them)."""
     from embed.catalog import CatalogError
-    from embed.errors import PipelineError
     from embed.importer import start_import, wait_for_import
 
     s = get_settings(proxy=proxy, redis_url=redis_url)
     try:
-        ticket = start_import(s, catalog, collection, s.proxy, adapt=adapt, console=err)
-    except (CatalogError, PipelineError) as e:
+        with _friendly():
+            ticket = start_import(s, catalog, collection, s.proxy, adapt=adapt, console=err)
+    except CatalogError as e:
         raise _fail(str(e)) from e
     err.print(f"enqueued {ticket.total} images of {catalog} for collection [bold]{collection}[/] "
               f"(import {ticket.import_id}, model {ticket.model_id})")
     if not wait:
         return
     try:
-        summary = wait_for_import(s, ticket, s.proxy, console=err, timeout_s=timeout)
+        with _friendly():
+            summary = wait_for_import(s, ticket, s.proxy, console=err, timeout_s=timeout)
     except TimeoutError as e:
         raise _fail(str(e), 2) from e
     rate = summary.indexed / summary.seconds if summary.seconds else 0.0
@@ -95,8 +117,9 @@ def worker(
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _setup_logging(True)
     s = get_settings(proxy=proxy, redis_url=redis_url)
-    w = Worker(s, s.proxy, consumer=consumer, claim_idle_ms=claim_idle_ms, catalog_objects=s.catalog_objects)
-    stats = w.run(max_idle_s=exit_when_idle)
+    with _friendly():
+        w = Worker(s, s.proxy, consumer=consumer, claim_idle_ms=claim_idle_ms, catalog_objects=s.catalog_objects)
+        stats = w.run(max_idle_s=exit_when_idle)
     err.print(f"worker {w.consumer} stopped: {stats.images} images indexed, {stats.dead} dead-lettered")
 
 
@@ -109,7 +132,8 @@ def status(
     from embed.queue import JobQueue
 
     s = get_settings(redis_url=redis_url)
-    st = JobQueue(s.redis_url, s.stream, s.group).stats()
+    with _friendly():
+        st = JobQueue(s.redis_url, s.stream, s.group).stats()
     if as_json:
         out.print_json(json.dumps(st))
         return
