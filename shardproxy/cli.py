@@ -322,13 +322,15 @@ def dev_up(
     proxies: Annotated[int, typer.Option(help="proxies on the same Redis (ports PORT, then free ones)", min=1, max=8)] = 1,
     spare: Annotated[int, typer.Option(help="extra Milvus nodes started as spares, outside the ring, for `node add`", min=0, max=8)] = 0,
     replicas: Annotated[int, typer.Option(help="replication factor R of new collections", min=1, max=8)] = 1,
+    redis_url: Annotated[Optional[str], typer.Option(
+        envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
 ) -> None:
     """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
     logs.setup("INFO")
     from shardproxy.devcluster import DevCluster
 
     cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
-                         proxies=proxies, spare=spare, replicas=replicas)
+                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url)
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -29,6 +29,7 @@ class DevCluster:
     host: str = "127.0.0.1"
     proxy_env: dict[str, str] = field(default_factory=dict)
     with_worker: bool = False
+    external_redis_url: str | None = None
     redis: ManagedProcess | None = None
     milvus: list[ManagedProcess] = field(default_factory=list)
     proxy: ManagedProcess | None = None
@@ -48,6 +49,8 @@ class DevCluster:
 
     @property
     def redis_url(self) -> str:
+        if self.external_redis_url:
+            return self.external_redis_url
         assert self.redis is not None
         return f"redis://{self.redis.address}/0"
 
@@ -83,8 +86,11 @@ class DevCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         layout = self._layout()
         try:
-            self.redis = procs.start_redis(self.data_dir / "redis", layout["redis_port"], self.host)
-            log.info("redis ready at %s", self.redis.address)
+            if self.external_redis_url:
+                log.info("using external redis at %s", self.external_redis_url)
+            else:
+                self.redis = procs.start_redis(self.data_dir / "redis", layout["redis_port"], self.host)
+                log.info("redis ready at %s", self.redis.address)
             specs = layout["nodes"][: self.nodes + self.spare]
             for spec in specs:
                 node = procs.start_milvus(self.data_dir / spec["id"], spec["port"], self.host, name=spec["id"])
@@ -139,11 +145,10 @@ class DevCluster:
             log.info("registered %s (%s)", node_id, address)
 
     def restart_node(self, index: int) -> ManagedProcess:
-        """Start node ``index`` again on its port and data dir (after a stop or kill)."""
+        """Start a stopped (or crashed) Milvus node again on its port and data dir."""
         old = self.milvus[index]
-        old.kill()
-        spec_id = old.name
-        node = procs.start_milvus(self.data_dir / spec_id, old.port, self.host, name=spec_id)
+        old.stop()
+        node = procs.start_milvus(self.data_dir / old.name, old.port, self.host, name=old.name)
         self.milvus[index] = node
         return node
 

@@ -38,7 +38,6 @@ class NodeClient:
             options=[
                 ("grpc.max_send_message_length", _MAX_MSG),
                 ("grpc.max_receive_message_length", _MAX_MSG),
-                ("grpc.keepalive_time_ms", 30_000),
             ],
         )
         self.stub = milvus_pb2_grpc.MilvusServiceStub(self.channel)

@@ -40,6 +40,7 @@ from shardproxy.nodepool import NodeClient
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+MILVUS_CODE_NOT_LOADED = 101  # merr.ErrCollectionNotLoaded and legacy ErrorCode.CollectionNotLoaded
 _LS = common_pb2.LoadState
 
 
@@ -125,6 +126,23 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         self.cluster.require_nodes()
         clients = self.cluster.search_clients() if clients is None else clients
         return await fan_out(clients, lambda c: c.call(method, request))
+
+    async def _read(self, client: NodeClient, method: str, request: Any) -> Any:
+        """A read on one node. A node that restarted forgets its load state (milvus-lite does); when
+        it answers "collection not loaded" for a collection recorded as loaded, bring it back to the
+        recorded state and retry once, instead of failing until the next health check."""
+        try:
+            return await client.call(method, request)
+        except NodeError as exc:
+            if exc.status.code != MILVUS_CODE_NOT_LOADED and exc.status.error_code != MILVUS_CODE_NOT_LOADED:
+                raise
+            rec = await self.cluster.collection(request.collection_name)
+            if not rec.loaded:
+                raise
+            log.info("node %s lost the load state of %s; re-syncing", client.id, rec.name)
+            client.synced = False
+            await self.cluster.sync_nodes([client])
+            return await client.call(method, request)
 
     # ------------------------------------------------------------------ connection
     @rpc(milvus_pb2.ConnectResponse)
@@ -502,7 +520,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 await self.cluster.moves.touch(
                     rec.name, routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks), "d"
                 )
-            targets = self._by_owner(rec, pks)
+            targets = {
+                nid: milvus_pb2.DeleteRequest(
+                    collection_name=rec.name, partition_name=request.partition_name, expr=expr
+                )
+                for nid, expr in self._owner_exprs(rec, pks).items()
+            }
         else:
             targets = {c.id: request for c in self.cluster.search_clients()}
         clients = {c.id: c for c in self.cluster.all_clients()}
@@ -528,35 +551,32 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 [clients[n] for n in targets], lambda c: c.write("Delete", rec.name, targets[c.id])
             )
         deleted = sum(r.delete_cnt for r in results.values())
+        # Like Milvus 2.3.2+, report a count (not the deleted keys).
         if rec.replicas > 1 and pks is not None:
-            deleted = len(set(pks))
-        out = milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
-        if pks is not None:
-            out.IDs.CopyFrom(fielddata.make_ids(pks, rec.pk_is_str))  # type: ignore[arg-type]
-        return out
+            deleted = len(set(pks))  # each key is deleted on R replicas
+        return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
 
-    def _by_owner(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, Any]:
-        """One ``pk in [...]`` request per node that may hold the keys (Delete or Query, built by
-        the caller): the owner, and during a move also the key's owner on the current ring."""
+    def _owner_exprs(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, str]:
+        """One ``pk in [...]`` expression per node that may hold the keys, for deletes and gets by
+        id: the owner (all R replicas when R > 1), and during a move also the keys' owners on the
+        current ring (see :mod:`shardproxy.routing`)."""
+        if not pks:
+            return {}
         if rec.replicas > 1:
-            parts: dict[str, Any] = dict(routing.replica_split(self.cluster.ring, list(pks), rec.replicas))
+            parts: dict[str, Any] = {n: r.tolist() for n, r in routing.replica_split(self.cluster.ring, list(pks), rec.replicas).items()}
             if self.cluster.moving:
                 for nid, rows in routing.replica_split(self.cluster.current_ring, list(pks), rec.replicas).items():
-                    parts[nid] = sorted(set(parts.get(nid, [])) | set(np.asarray(rows).tolist()))
+                    parts[nid] = sorted(set(parts.get(nid, [])) | set(rows.tolist()))
         elif self.cluster.moving:
             parts = routing.read_split(self.cluster.current_ring, self.cluster.ring, list(pks))
         else:
-            parts = self.cluster.ring.split(list(pks)) if pks else {}
-        out: dict[str, Any] = {}
-        for nid, rows in parts.items():
-            values = [pks[i] for i in rows]
-            out[nid] = milvus_pb2.DeleteRequest(
-                collection_name=rec.name, expr=pk_expr(rec.pk_name, values, rec.pk_is_str)
-            )
-        return out
+            parts = self.cluster.ring.split(list(pks))
+        return {
+            nid: pk_expr(rec.pk_name, [pks[i] for i in rows], rec.pk_is_str) for nid, rows in parts.items()
+        }
 
     # ------------------------------------------------------------------ reads
-    async def _read(self, rec: CollectionRecord, context: Any, method: str, reqs: dict[str, Any]) -> dict[str, Any]:
+    async def _gather_reads(self, rec: CollectionRecord, context: Any, method: str, reqs: dict[str, Any]) -> dict[str, Any]:
         """Send read requests to the nodes that are live; tolerate nodes that fail or are down
         as long as every shard still has a live replica. Otherwise the request's partial policy
         decides: fail UNAVAILABLE naming the missing shards (default), or, with request
@@ -568,7 +588,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         async def one(nid: str) -> Any:
             t0 = time.perf_counter()
             try:
-                return await clients[nid].call(method, reqs[nid])
+                return await self._read(clients[nid], method, reqs[nid])
             finally:
                 metrics.NODE_LATENCY.labels(node=nid, method=method).observe(time.perf_counter() - t0)
 
@@ -595,7 +615,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                             for k, v in (context.invocation_metadata() or ()))
                 if not allow:
                     raise Unavailable(
-                        f"shard(s) without a live replica: {', '.join(missing)} (down: {', '.join(sorted(down))}); "
+                        f"shard(s) unavailable, no live replica: {', '.join(missing)} (down: {', '.join(sorted(down))}); "
                         f"send request metadata '{PARTIAL_KEY}: allow' to accept partial results"
                         + (f"; {failed[0]}" if failed else "")
                     )
@@ -631,7 +651,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 # every row is stored R times: count distinct primary keys instead
                 total = await self._count_distinct(rec, context, request.expr, nodes)
             else:
-                results = await self._read(rec, context, "Query", {n: request for n in nodes})
+                results = await self._gather_reads(rec, context, "Query", {n: request for n in nodes})
                 total = 0
                 for r in results.values():
                     total += sum(fielddata.column_values(fd)[0] for fd in r.fields_data if fd.field_name == "count(*)")
@@ -648,16 +668,15 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             _set_kv(sub.query_params, "limit", str(offset + limit))
             _set_kv(sub.query_params, "offset", None)
         if pks is not None:
-            owners = self._by_owner(rec, pks)
             reqs: dict[str, Any] = {}
-            for nid, d in owners.items():
+            for nid, expr in self._owner_exprs(rec, pks).items():
                 q = milvus_pb2.QueryRequest()
                 q.CopyFrom(sub)
-                q.expr = d.expr
+                q.expr = expr
                 reqs[nid] = q
         else:
             reqs = {c.id: sub for c in self.cluster.search_clients()}
-        results = await self._read(rec, context, "Query", reqs)
+        results = await self._gather_reads(rec, context, "Query", reqs)
         resps = list(results.values())
         merged = merge.merge_query_rows(
             [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
@@ -695,7 +714,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 allow = any(k == PARTIAL_KEY and v.lower() in ("allow", "true", "1")
                             for k, v in (context.invocation_metadata() or ()))
                 if not allow:
-                    raise Unavailable(f"shard(s) without a live replica: {', '.join(missing)}")
+                    raise Unavailable(f"shard(s) unavailable, no live replica: {', '.join(missing)}")
                 context.set_trailing_metadata(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
         return len(seen)
 
@@ -738,7 +757,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         clients = self.cluster.search_clients()
         start = time.perf_counter()
 
-        results = await self._read(rec, context, "Search", {c.id: sub for c in clients})
+        results = await self._gather_reads(rec, context, "Search", {c.id: sub for c in clients})
         t_merge = time.perf_counter()
         merged = merge.merge_search_results(
             [r.results for r in results.values()], nq, metric, offset, limit, list(request.output_fields)
