@@ -207,7 +207,7 @@ class Migrator:
                 if cur.done:
                     continue
                 t0 = time.monotonic()
-                plan[(rec.name, src.id)] = await self._moving_keys(rec, src, target, cur.last)
+                plan[(rec.name, src.id)] = await self._moving_keys(rec, src, current, target, cur.last)
                 log.info("%s on %s: %d key(s) to move (scan took %.1f s)", rec.name, src.id,
                          len(plan[(rec.name, src.id)]), time.monotonic() - t0)
         if ms.rows_to_move < 0:
@@ -233,24 +233,38 @@ class Migrator:
         log.info("move done: %s is %s, ring epoch %d", node.id, final.value, epoch)
         return epoch
 
-    async def _moving_keys(self, rec: CollectionRecord, src: NodeRecord, target: Ring,
-                           after: Any) -> list[tuple[Any, str]]:
-        """Keys on ``src`` after ``after`` whose target owner is another node, ascending, with
-        their new owner."""
+    async def _moving_keys(self, rec: CollectionRecord, src: NodeRecord, current: Ring, target: Ring,
+                           after: Any) -> list[tuple[Any, list[str]]]:
+        """Keys on ``src`` after ``after`` that ``src`` must give away, ascending, with the nodes
+        that must receive a copy. R = 1: keys whose target owner is another node. R > 1: keys
+        whose target replica set no longer includes ``src``; they go to the replicas that are
+        new in the target set (the others hold them already)."""
         client = self.client(src)
         last = after
-        out: list[tuple[Any, str]] = []
+        out: list[tuple[Any, list[str]]] = []
         while True:
             self._check()
             pks = await scan_pks(client, rec, last, SCAN_BATCH)
-            out.extend((pk, o) for pk, o in zip(pks, target.owners(pks)) if o != src.id)
+            if pks:
+                if rec.replicas <= 1:
+                    out.extend((pk, [o]) for pk, o in zip(pks, target.owners(pks)) if o != src.id)
+                else:
+                    tgt = routing.replica_index(target, pks, rec.replicas)
+                    cur = routing.replica_index(current, pks, rec.replicas)
+                    for i, pk in enumerate(pks):
+                        t_ids = [target.node_ids[j] for j in tgt[i]]
+                        if src.id in t_ids:
+                            continue
+                        c_ids = {current.node_ids[j] for j in cur[i]}
+                        new = [n for n in t_ids if n not in c_ids] if src.id in c_ids else t_ids
+                        out.append((pk, new or t_ids))
             if len(pks) < SCAN_BATCH:
                 # The end, as of now. Keys written from here on were routed to their target
                 # owners, so they never need moving; do not chase the writers' tail.
                 return out
             last = pks[-1]
 
-    async def _move(self, rec: CollectionRecord, src: NodeRecord, cur: Cursor, keys: list[tuple[Any, str]],
+    async def _move(self, rec: CollectionRecord, src: NodeRecord, cur: Cursor, keys: list[tuple[Any, list[str]]],
                     by_id: dict[str, NodeRecord]) -> None:
         client = self.client(src)
         log.info("moving %d row(s) of %s from %s (cursor %s)", len(keys), rec.name, src.id, cur.last)
@@ -275,7 +289,7 @@ class Migrator:
         if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, 0):
             raise LeaseLost("cursor write refused")
 
-    async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, str]],
+    async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
                      by_id: dict[str, NodeRecord]) -> None:
         pks = [pk for pk, _ in moving]
         marks = await self.moves.touched(rec.name, pks)
@@ -284,10 +298,11 @@ class Migrator:
             fields = await fetch_rows(src, rec, [pk for pk, _ in copy])
             pk_col = next(fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic)
             got = fielddata.column_values(pk_col)
-            owner_of = dict(copy)
+            owners_of = dict(copy)
             groups: dict[str, list[int]] = {}
             for i, pk in enumerate(got):
-                groups.setdefault(owner_of[pk], []).append(i)
+                for nid in owners_of[pk]:
+                    groups.setdefault(nid, []).append(i)
 
             async def send(nid: str, rows: list[int]) -> None:
                 req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(rows))
@@ -298,9 +313,10 @@ class Migrator:
             # Deleted by a client while we copied? Then delete the copy as well.
             after = await self.moves.touched(rec.name, [pk for pk, _ in copy])
             gone: dict[str, list[Any]] = {}
-            for (pk, o), m in zip(copy, after):
+            for (pk, owners), m in zip(copy, after):
                 if m == "d":
-                    gone.setdefault(o, []).append(pk)
+                    for nid in owners:
+                        gone.setdefault(nid, []).append(pk)
             for nid, dpks in gone.items():
                 await self.client(by_id[nid]).write(
                     "Delete", rec.name,

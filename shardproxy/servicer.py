@@ -438,7 +438,9 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             # Tell the migrator these keys were written at their new owner (it must not copy
             # an older version over them); see shardproxy/migrator.py.
             await self.cluster.moves.touch(
-                rec.name, routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks), "w"
+                rec.name,
+                pks if rec.replicas > 1 else routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks),
+                "w",
             )
 
         async def send(node_id: str, rows: np.ndarray) -> Any:
@@ -518,7 +520,9 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             if self.cluster.moving:
                 # Tombstones first, then the delete: a row the migrator is copying cannot come back.
                 await self.cluster.moves.touch(
-                    rec.name, routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks), "d"
+                    rec.name,
+                    pks if rec.replicas > 1 else routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks),
+                    "d",
                 )
             targets = {
                 nid: milvus_pb2.DeleteRequest(

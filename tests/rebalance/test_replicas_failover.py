@@ -108,3 +108,23 @@ def test_partial_result_policy(make_cluster):
     assert trailer.get("x-shardproxy-missing-shards") == "node-2"
     n = len(resp.fields_data[0].scalars.long_data.data)
     assert 0 < n < 600
+
+
+def test_r2_add_node_keeps_two_copies_on_the_new_replica_sets(make_cluster):
+    cluster = make_cluster(nodes=3, spare=1, replicas=2)
+    use_redis(cluster.redis_url)
+    client = create_collection(cluster.proxy_uri)
+    ids = fill(client, 4000, batch=2000)
+    stub = admin(cluster.proxy_address)
+    resp = stub.AddNode(admin_pb2.AddNodeRequest(address=cluster.spare_nodes[0].address, id="node-3"), timeout=120)
+    assert resp.moving
+    deadline = time.monotonic() + 240
+    while stub.RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30).active:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    ring = Ring([RingNode(f"node-{i}") for i in range(4)])
+    held = {f"node-{i}": set(node_pks(m.address)) for i, m in enumerate(cluster.milvus)}
+    for pk in ids.tolist():
+        assert {n for n, pks in held.items() if pk in pks} == set(ring.replicas(pk, 2)), pk
+    assert held["node-3"]
+    assert client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"] == len(ids)
