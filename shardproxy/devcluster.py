@@ -101,6 +101,10 @@ class DevCluster:
                 self.more_proxies.append(self._spawn_proxy(port, f"proxy-{i}"))
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[: self.nodes]])
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[self.nodes :]], spare=True)
+            if self.with_worker:
+                worker = procs.start_embed_worker(self.redis_url, self.proxy_uri, self.data_dir / "embed-worker.log")
+                self.extra.append(worker)
+                log.info("embedding worker started (pid %d, log %s)", worker.pid, worker.log_path)
         except BaseException:
             self.stop()
             raise
