@@ -226,6 +226,7 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool,
         nodes.add_row(n["id"], n["address"], n["state"], str(n["weight"]))
     console.print(nodes)
     ids = [n["id"] for n in data["nodes"]]
+    state = {n["id"]: n["state"] for n in data["nodes"]}
     cols = Table(title="collections (rows per node)")
     cols.add_column("collection")
     cols.add_column("dim", justify="right")
@@ -236,7 +237,8 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool,
     for c in data["collections"]:
         per = [c["nodes"].get(nid) for nid in ids]
         cols.add_row(c["name"], str(c["dimension"]), c["metric_type"] or "-",
-                     *[("[red]down[/red]" if v is None else f"{v:,}") for v in per], f"{c['total_rows']:,}")
+                     *[("[dim]spare[/dim]" if state.get(nid) == "spare" else "[red]down[/red]") if v is None else f"{v:,}"
+                       for nid, v in zip(ids, per)], f"{c['total_rows']:,}")
     console.print(cols)
 
 
