@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from shardproxy import fielddata, merge, metrics, validation
+from shardproxy import fielddata, logs, merge, metrics, tracing, validation
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -76,20 +76,25 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
         async def wrapper(self: "MilvusProxyServicer", request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
+            rid = logs.request_id_from(context.invocation_metadata())
+            token = logs.REQUEST_ID.set(rid)
             try:
-                return await fn(self, request, context)
+                resp = await fn(self, request, context)
+                context.set_trailing_metadata(((logs.REQUEST_ID_HEADER, rid),))
+                return resp
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status, the server keeps serving
                 code = grpc_code_of(exc).name if not isinstance(exc, NodeError) else "NODE_ERROR"
                 if isinstance(exc, ProxyError):
                     log.debug("%s failed: %s", method, exc.message)
                 else:
                     log.exception("%s failed unexpectedly", method)
-                context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code),))
+                context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid)))
                 status = to_milvus_status(exc)
                 return status if response is None else response(status=status)
             finally:
                 metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - start)
                 metrics.RPCS.labels(method=method, code=code).inc()
+                logs.REQUEST_ID.reset(token)
 
         return wrapper
 
@@ -590,16 +595,10 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         start = time.perf_counter()
 
         async def one(c: NodeClient) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return await c.call("Search", sub)
-            except ProxyError:
-                metrics.NODE_ERRORS.labels(node=c.id, method="Search").inc()
-                raise
-            finally:
-                metrics.NODE_LATENCY.labels(node=c.id, method="Search").observe(time.perf_counter() - t0)
+            return await c.call("Search", sub)  # NodeClient.call records latency, errors, timeouts
 
-        results = await fan_out(clients, one)
+        with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=nq, nodes=len(clients)):
+            results = await fan_out(clients, one)
         t_merge = time.perf_counter()
         merged = merge.merge_search_results(
             [r.results for r in results.values()], nq, metric, offset, limit, list(request.output_fields)
