@@ -165,3 +165,12 @@ def test_request_id_round_trip_and_logged(ops_cluster) -> None:  # type: ignore[
     assert all({"ts", "level", "logger", "msg"} <= set(rec) for rec in lines)
     tagged = [rec for rec in lines if rec.get("request_id") == "ops-test-rid-42"]
     assert tagged, "the failed DescribeCollection was logged (debug) with the caller's request id"
+
+
+def test_healthcheck_against_the_running_proxy(ops_cluster) -> None:  # type: ignore[no-untyped-def]
+    """What the compose health checks run: SERVING proxy -> 0; /metrics over HTTP -> 0."""
+    from shardproxy import healthcheck
+
+    cluster, port = ops_cluster
+    assert healthcheck.main(["--grpc", cluster.proxy_address]) == 0
+    assert healthcheck.main(["--http", f"http://127.0.0.1:{port}/metrics"]) == 0
