@@ -100,6 +100,14 @@ class DevCluster:
             stub.AddNode(admin_pb2.AddNodeRequest(address=address, id=node_id), timeout=60)
             log.info("registered %s (%s)", node_id, address)
 
+    def restart_node(self, index: int) -> ManagedProcess:
+        """Start a stopped (or crashed) Milvus node again on its port and data dir."""
+        old = self.milvus[index]
+        old.stop()
+        node = procs.start_milvus(self.data_dir / old.name, old.port, self.host, name=old.name)
+        self.milvus[index] = node
+        return node
+
     def restart_proxy(self) -> None:
         assert self.proxy is not None
         port = self.proxy.port

@@ -144,6 +144,17 @@ def start_proxy(redis_url: str, port: int | None = None, host: str = "127.0.0.1"
                 name: str = "proxy") -> ManagedProcess:
     """A ``shardproxy serve`` process."""
     port = port or free_port(host)
+    env = {"PYTHONPATH": project_pythonpath(), **(extra_env or {})}
     argv = [sys.executable, "-m", "shardproxy", "serve", "--host", host, "--port", str(port), "--redis-url", redis_url]
     log_path = log_path or Path(f"/tmp/shardproxy-{port}.log")
-    return _spawn(name, argv, host, port, log_path, ready_timeout, env=extra_env)
+    return _spawn(name, argv, host, port, log_path, ready_timeout, env=env)
+
+
+def project_pythonpath() -> str:
+    """PYTHONPATH that makes this checkout's packages importable in a child process (works from
+    a worktree or a clean checkout, whatever the venv's editable install points at)."""
+    root = Path(__file__).resolve().parent.parent
+    parts = [str(root), str(root / "gen")]
+    if os.environ.get("PYTHONPATH"):
+        parts.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(parts)

@@ -477,10 +477,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             [clients[n] for n in targets], lambda c: c.write("Delete", rec.name, targets[c.id])
         )
         deleted = sum(r.delete_cnt for r in results.values())
-        out = milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
-        if pks is not None:
-            out.IDs.CopyFrom(fielddata.make_ids(pks, rec.pk_is_str))  # type: ignore[arg-type]
-        return out
+        # Like Milvus 2.3.2+, report a count (not the deleted keys).
+        return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
 
     def _by_owner(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, Any]:
         """One ``pk in [...]`` request per owner node (Delete or Query, built by the caller)."""

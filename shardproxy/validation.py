@@ -108,12 +108,12 @@ def validate_filter(
             low = t.text.lower()
             nxt = tokens[i + 1] if i + 1 < len(tokens) else None
             is_call = nxt is not None and nxt.kind == "op" and nxt.text == "("
-            if is_call:
+            if is_call and low not in KEYWORDS:
                 if low not in FUNCTIONS:
                     raise InvalidArgument(
                         f"invalid filter expression: unknown function {t.text!r} at position {t.pos}"
                     )
-            elif low in KEYWORDS or t.text == "$meta":
+            elif is_call or low in KEYWORDS or t.text == "$meta":
                 pass
             elif fields is not None and not dynamic and t.text not in known:
                 raise InvalidArgument(
@@ -144,9 +144,13 @@ def _check_no_dangling_operator(tokens: Sequence[Token]) -> None:
             raise InvalidArgument(
                 f"invalid filter expression: {a.text!r} followed by {b.text!r} at position {b.pos}"
             )
-        if a.kind in {"number", "string"} and b.kind in {"number", "string", "ident"} and not (
-            b.kind == "ident" and b.text.lower() in KEYWORDS
-        ):
+        a_operand = a.kind in {"number", "string", "template"} or (
+            a.kind == "ident" and a.text.lower() not in KEYWORDS
+        )
+        b_operand = b.kind in {"number", "string", "template"} or (
+            b.kind == "ident" and b.text.lower() not in KEYWORDS
+        )
+        if a_operand and b_operand:
             raise InvalidArgument(
                 f"invalid filter expression: missing operator between {a.text[:20]!r} and {b.text[:20]!r} at position {b.pos}"
             )

@@ -1,0 +1,78 @@
+"""Shared fixtures: real processes only (milvus-lite servers, a valkey server, the proxy)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shardproxy import procs
+from shardproxy.devcluster import DevCluster
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    """A 3-node dev cluster (3 milvus-lite processes, valkey, one proxy process)."""
+    data = tmp_path_factory.mktemp("devcluster")
+    cluster = DevCluster(
+        data_dir=data, nodes=3,
+        proxy_env={"SHARDPROXY_MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "SHARDPROXY_LOG_LEVEL": "INFO"},
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def direct_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.ManagedProcess]:
+    """One plain milvus-lite node, the reference for congruence tests."""
+    data = tmp_path_factory.mktemp("direct")
+    node = procs.start_milvus(data / "node", name="direct")
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_client(dev_cluster: DevCluster):  # type: ignore[no-untyped-def]
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=dev_cluster.proxy_uri)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def direct_client(direct_node: procs.ManagedProcess):  # type: ignore[no-untyped-def]
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=f"http://{direct_node.address}")
+    yield client
+    client.close()
+
+
+def node_clients(cluster: DevCluster):  # type: ignore[no-untyped-def]
+    from pymilvus import MilvusClient
+
+    return {p.name: MilvusClient(uri=f"http://{p.address}") for p in cluster.milvus}
+
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
