@@ -27,8 +27,10 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def setup(enabled: bool, service_name: str = "shardproxy", instance: str = "", otlp_endpoint: str = "") -> bool:
-    """Turn tracing on (returns False, with a warning, if the SDK is missing)."""
+def setup(enabled: bool, service_name: str = "shardproxy", instance: str = "", otlp_endpoint: str = "",
+          exporter: Any = None) -> bool:
+    """Turn tracing on (returns False, with a warning, if the SDK is missing). ``exporter``: any
+    OpenTelemetry span exporter, instead of OTLP/stderr."""
     global _tracer, _provider
     if not enabled:
         return False
@@ -39,8 +41,7 @@ def setup(enabled: bool, service_name: str = "shardproxy", instance: str = "", o
     except ImportError:
         log.warning("tracing asked for but opentelemetry-sdk is not installed; tracing stays off")
         return False
-    exporter: Any = None
-    if otlp_endpoint:
+    if exporter is None and otlp_endpoint:
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
