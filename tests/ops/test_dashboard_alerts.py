@@ -163,3 +163,48 @@ def test_metric_naming_conventions(prefix: str) -> None:
             assert not extra, f"{s.name}: unbounded label(s) {extra}"
     for collector in (metrics.RPCS, metrics.NODE_LATENCY, metrics.ROWS_ROUTED, metrics.MIGRATION_ROWS_MOVED):
         assert set(collector._labelnames) <= BOUNDED_LABELS  # noqa: SLF001
+
+
+# ---------------------------------------------------------------- promtool (when installed)
+def promtool() -> str:
+    import os
+    import shutil
+
+    found = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if not found:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus; or set PROMTOOL=/path)")
+    return found
+
+
+def _run(*args: str) -> str:
+    import subprocess
+
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_promtool_checks_rules_and_config() -> None:
+    tool = promtool()
+    _run(tool, "check", "rules", str(PROM / "alerts.yml"))
+    _run(tool, "check", "config", "--syntax-only", str(PROM / "prometheus.yml"))
+
+
+def test_promtool_alert_unit_tests() -> None:
+    """deploy/prometheus/alerts_test.yml: node down, error ratio, partial results, import lag, stalled rebalance."""
+    _run(promtool(), "test", "rules", str(PROM / "alerts_test.yml"))
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path: Any) -> None:
+    """Each dashboard query, with Grafana's variables filled in, is valid PromQL."""
+    tool = promtool()
+    rules = []
+    for i, (where, expr) in enumerate(dashboard_exprs()):
+        if where.startswith("variable"):
+            continue
+        expr = (expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace('"$job"', '".*"'))
+        assert "$" not in expr, f"{where}: unknown variable in {expr}"
+        rules.append({"record": f"dashboard:query_{i}", "expr": expr})
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    _run(tool, "check", "rules", str(path))
