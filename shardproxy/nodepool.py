@@ -41,6 +41,10 @@ class NodeClient:
                 ("grpc.max_send_message_length", _MAX_MSG),
                 ("grpc.max_receive_message_length", _MAX_MSG),
                 ("grpc.keepalive_time_ms", 30_000),
+                # reconnect fast when a node comes back (default backoff grows to 120 s: a restarted
+                # node stayed unreachable for many seconds after it listened again)
+                ("grpc.initial_reconnect_backoff_ms", 500),
+                ("grpc.max_reconnect_backoff_ms", 3_000),
             ],
         )
         self.stub = milvus_pb2_grpc.MilvusServiceStub(self.channel)

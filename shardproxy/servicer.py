@@ -417,8 +417,9 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             sub.fields_data.extend(fielddata.take_all(fields, rows))
             if method == "Upsert":
                 sub.partial_update = request.partial_update
-            metrics.ROWS_ROUTED.labels(node=node_id).inc(len(rows))
-            return await clients[node_id].write(method, rec.name, sub)
+            resp = await clients[node_id].write(method, rec.name, sub)
+            metrics.ROWS_ROUTED.labels(node=node_id).inc(len(rows))  # rows the node accepted
+            return resp
 
         node_ids = list(parts)
         results = await asyncio.gather(*(send(n, parts[n]) for n in node_ids), return_exceptions=True)

@@ -135,8 +135,17 @@ def test_node_down_shows(traffic, ops_cluster) -> None:  # type: ignore[no-untyp
     client = MilvusClient(uri=cluster.proxy_uri)
     with pytest.raises(Exception):  # noqa: B017 - the proxy answers with an error status
         client.search("ops_metrics", data=[[0.1] * DIM], limit=3)
+    rows = [{"id": 10_000 + i, "vector": [0.5] * DIM} for i in range(100)]
+    with pytest.raises(Exception, match="partially failed"):  # noqa: B017
+        client.insert("ops_metrics", rows)
     client.close()
     after = scrape(port)
+    # rows_routed_total counts rows a node accepted: the dead node's share is not counted
+    routed_before = by_label(before, "shardproxy_rows_routed_total", "node")
+    routed_after = by_label(after, "shardproxy_rows_routed_total", "node")
+    assert routed_after[victim.name] == routed_before[victim.name]
+    live = cluster.milvus[0].name
+    assert 0 < routed_after[live] - routed_before[live] < 100
     assert total(after, "shardproxy_node_errors_total", node=victim.name, method="Search") > total(
         before, "shardproxy_node_errors_total", node=victim.name, method="Search")
     failed = {k: v for (n, lab), v in after.items() if n == "shardproxy_rpcs_total"
