@@ -79,6 +79,25 @@ def float_vectors(fd: schema_pb2.FieldData) -> np.ndarray:
     return arr.reshape(-1, dim)
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def set_float_vectors(fd: schema_pb2.FieldData, matrix: np.ndarray) -> None:
+    """Fill a float-vector column from an (n, dim) array without a Python float list: the packed
+    ``FloatArray.data`` wire form is just the little-endian float32 bytes behind a length."""
+    raw = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+    fd.vectors.float_vector.ParseFromString(b"\x0a" + _varint(len(raw)) + raw if raw else b"")
+
+
 def _empty_like(fd: schema_pb2.FieldData) -> schema_pb2.FieldData:
     out = schema_pb2.FieldData(
         type=fd.type, field_name=fd.field_name, field_id=fd.field_id, is_dynamic=fd.is_dynamic
@@ -122,8 +141,7 @@ def take(fd: schema_pb2.FieldData, rows: Sequence[int] | np.ndarray) -> schema_p
     if is_vector(fd):
         v = fd.vectors
         if fd.type == DataType.FloatVector:
-            arr = float_vectors(fd)
-            out.vectors.float_vector.data.extend(arr[vrows].ravel().tolist())
+            set_float_vectors(out, float_vectors(fd)[vrows])
         elif fd.type == DataType.SparseFloatVector:
             contents = v.sparse_float_vector.contents
             out.vectors.sparse_float_vector.contents.extend([contents[int(i)] for i in vrows])

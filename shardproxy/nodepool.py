@@ -40,7 +40,6 @@ class NodeClient:
             options=[
                 ("grpc.max_send_message_length", _MAX_MSG),
                 ("grpc.max_receive_message_length", _MAX_MSG),
-                ("grpc.keepalive_time_ms", 30_000),
                 # reconnect fast when a node comes back (default backoff grows to 120 s: a restarted
                 # node stayed unreachable for many seconds after it listened again)
                 ("grpc.initial_reconnect_backoff_ms", 500),

@@ -32,6 +32,10 @@ class ProxyServer:
                 ("grpc.max_receive_message_length", grpc_limit),
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # pymilvus pings every 10 s; accept that instead of answering GOAWAY too_many_pings
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                ("grpc.http2.max_ping_strikes", 0),
             ]
         )
         self.health = health.aio.HealthServicer()
