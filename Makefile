@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast proto bench clean help
+.PHONY: install demo test test-slow test-fast proto bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -25,6 +25,10 @@ proto: $(STAMP)  ## regenerate gen/ from proto/
 
 test: $(STAMP)  ## run the whole suite against real Milvus and Redis processes
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  ## also the slow checks (installs PyPI's milvus 2.3 standalone as a reference server)
+	$(BIN)/pip install -q milvus==2.3.5
+	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## pure-logic tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -183,12 +183,15 @@ def dev_up(
     port: Annotated[int, typer.Option(help="proxy port")] = 19530,
     data_dir: Annotated[Path, typer.Option(help="where nodes, Redis and logs keep their files")] = Path(".data/dev"),
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one embedding worker")] = True,
+    redis_url: Annotated[Optional[str], typer.Option(
+        envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
 ) -> None:
     """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
     logs.setup("INFO")
     from shardproxy.devcluster import DevCluster
 
-    cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker)
+    cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
+                         external_redis_url=redis_url)
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -27,6 +27,7 @@ class DevCluster:
     host: str = "127.0.0.1"
     proxy_env: dict[str, str] = field(default_factory=dict)
     with_worker: bool = False
+    external_redis_url: str | None = None
     redis: ManagedProcess | None = None
     milvus: list[ManagedProcess] = field(default_factory=list)
     proxy: ManagedProcess | None = None
@@ -34,6 +35,8 @@ class DevCluster:
 
     @property
     def redis_url(self) -> str:
+        if self.external_redis_url:
+            return self.external_redis_url
         assert self.redis is not None
         return f"redis://{self.redis.address}/0"
 
@@ -66,8 +69,11 @@ class DevCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         layout = self._layout()
         try:
-            self.redis = procs.start_redis(self.data_dir / "redis", layout["redis_port"], self.host)
-            log.info("redis ready at %s", self.redis.address)
+            if self.external_redis_url:
+                log.info("using external redis at %s", self.external_redis_url)
+            else:
+                self.redis = procs.start_redis(self.data_dir / "redis", layout["redis_port"], self.host)
+                log.info("redis ready at %s", self.redis.address)
             for spec in layout["nodes"][: self.nodes]:
                 node = procs.start_milvus(self.data_dir / spec["id"], spec["port"], self.host, name=spec["id"])
                 self.milvus.append(node)

@@ -81,20 +81,28 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def _signal_group(self, sig: int) -> None:
+        # Every child runs in its own session: signal the whole group, so helpers it spawned
+        # (milvus-server's engine process, for one) go down with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is not None:
+            self._signal_group(signal.SIGKILL)
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self._signal_group(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._signal_group(signal.SIGKILL)
             self.proc.wait(5)
+        self._signal_group(signal.SIGKILL)
 
     def kill(self) -> None:
         """kill -9, as a crash would."""
+        self._signal_group(signal.SIGKILL)
         if self.proc.poll() is None:
-            self.proc.kill()
             self.proc.wait(5)
 
 
@@ -124,6 +132,31 @@ def start_milvus(data_dir: Path, port: int | None = None, host: str = "127.0.0.1
     port = port or free_port(host)
     argv = [*milvus_lite_binary(), "server", "--data-dir", str(data_dir), "--host", host, "--port", str(port)]
     return _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
+
+
+def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                            name: str = "milvus-standalone", ready_timeout: float = 600.0) -> ManagedProcess:
+    """A real Milvus standalone server (C++ engine, embedded etcd) from PyPI's ``milvus`` package
+    (``milvus-server``); used by the slow congruence tests. Other ports are picked by the package."""
+    exe = Path(sys.executable).parent / "milvus-server"
+    if not exe.exists():
+        raise FileNotFoundError("milvus-server not installed: `make test-slow` installs PyPI's milvus package")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    argv = [str(exe), "--data", str(data_dir), "--proxy-port", str(port)]
+    mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
+    from pymilvus import MilvusClient
+
+    deadline = time.monotonic() + ready_timeout
+    while True:  # the port opens before the server answers
+        try:
+            MilvusClient(uri=f"http://{host}:{port}", timeout=5).close()
+            return mp
+        except Exception:  # noqa: BLE001
+            if time.monotonic() > deadline:
+                mp.kill()
+                raise
+            time.sleep(1)
 
 
 def start_redis(data_dir: Path, port: int | None = None, host: str = "127.0.0.1", name: str = "redis",

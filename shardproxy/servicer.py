@@ -470,7 +470,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
         pks = validation.pk_list(request.expr, rec.pk_name, rec.pk_is_str)
         if pks is not None:
-            targets = self._by_owner(rec, pks)
+            targets = {
+                nid: milvus_pb2.DeleteRequest(
+                    collection_name=rec.name, partition_name=request.partition_name, expr=expr
+                )
+                for nid, expr in self._owner_exprs(rec, pks).items()
+            }
         else:
             targets = {c.id: request for c in self.cluster.search_clients()}
         clients = {c.id: c for c in self.cluster.all_clients()}
@@ -481,16 +486,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         # Like Milvus 2.3.2+, report a count (not the deleted keys).
         return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
 
-    def _by_owner(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, Any]:
-        """One ``pk in [...]`` request per owner node (Delete or Query, built by the caller)."""
+    def _owner_exprs(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, str]:
+        """One ``pk in [...]`` expression per owner node, for deletes and gets by id."""
         parts = self.cluster.ring.split(list(pks)) if pks else {}
-        out: dict[str, Any] = {}
-        for nid, rows in parts.items():
-            values = [pks[i] for i in rows]
-            out[nid] = milvus_pb2.DeleteRequest(
-                collection_name=rec.name, expr=pk_expr(rec.pk_name, values, rec.pk_is_str)
-            )
-        return out
+        return {
+            nid: pk_expr(rec.pk_name, [pks[i] for i in rows], rec.pk_is_str) for nid, rows in parts.items()
+        }
 
     # ------------------------------------------------------------------ reads
     @rpc(milvus_pb2.QueryResults)
@@ -533,12 +534,11 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             _set_kv(sub.query_params, "limit", str(offset + limit))
             _set_kv(sub.query_params, "offset", None)
         if pks is not None:
-            owners = self._by_owner(rec, pks)
             reqs: dict[str, Any] = {}
-            for nid, d in owners.items():
+            for nid, expr in self._owner_exprs(rec, pks).items():
                 q = milvus_pb2.QueryRequest()
                 q.CopyFrom(sub)
-                q.expr = d.expr
+                q.expr = expr
                 reqs[nid] = q
         else:
             reqs = {c.id: sub for c in self.cluster.search_clients()}

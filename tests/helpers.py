@@ -21,7 +21,7 @@ def make_collection(client: MilvusClient, name: str, dim: int, metric: str = "L2
     idx = client.prepare_index_params()
     params = {"M": 16, "efConstruction": 64} if index == "HNSW" else ({"nlist": 32} if index == "IVF_FLAT" else {})
     idx.add_index("vector", index_type=index, metric_type=metric, params=params)
-    client.create_collection(name, schema=schema, index_params=idx)
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
 
 
 COLORS = ["red", "green", "blue", "black"]

@@ -330,3 +330,12 @@ def test_proxy_restart_keeps_everything(dev_cluster, proxy_client: MilvusClient)
     assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] == 400
     assert name in client.list_collections()
     client.close()
+
+
+def test_quick_create_form(proxy_client: MilvusClient) -> None:
+    proxy_client.create_collection("quick", dimension=8, metric_type="IP")
+    assert str(proxy_client.get_load_state("quick")["state"]) == "Loaded"
+    proxy_client.insert("quick", [{"id": i, "vector": [float(i % 7)] * 8, "tag": i % 3} for i in range(60)])
+    hits = proxy_client.search("quick", [[1.0] * 8], limit=3, filter="tag == 1", output_fields=["tag"])[0]
+    assert len(hits) == 3 and all(h["entity"]["tag"] == 1 for h in hits)
+    assert proxy_client.describe_collection("quick")["enable_dynamic_field"] is True

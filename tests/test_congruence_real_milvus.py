@@ -1,0 +1,37 @@
+"""The congruence checks again, with a real Milvus server (PyPI's ``milvus`` package: Milvus 2.3
+standalone, C++ engine) as the reference instead of milvus-lite — so we know the proxy behaves like
+real Milvus, not only like milvus-lite. Slow: `make test-slow` installs the package and runs these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shardproxy import procs
+from tests.test_congruence import (  # noqa: F401 - collected again here, against real Milvus
+    pair,
+    test_count_and_stats_same,
+    test_describe_and_indexes_same,
+    test_filtered_search_with_offset_same,
+    test_get_same,
+    test_mutations_same,
+    test_query_same,
+    test_search_same,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def direct_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    pytest.importorskip("milvus", reason="PyPI's milvus package is installed by `make test-slow`")
+    from pymilvus import MilvusClient
+
+    node = procs.start_milvus_standalone(tmp_path_factory.mktemp("real-milvus") / "data")
+    client = MilvusClient(uri=f"http://{node.address}")
+    try:
+        yield client
+    finally:
+        client.close()
+        node.stop(timeout=30)
