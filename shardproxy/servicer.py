@@ -39,6 +39,7 @@ from shardproxy.nodepool import NodeClient
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+MILVUS_CODE_NOT_LOADED = 101  # merr.ErrCollectionNotLoaded and legacy ErrorCode.CollectionNotLoaded
 _LS = common_pb2.LoadState
 
 
@@ -129,6 +130,23 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         self.cluster.require_nodes()
         clients = self.cluster.search_clients() if clients is None else clients
         return await fan_out(clients, lambda c: c.call(method, request))
+
+    async def _read(self, client: NodeClient, method: str, request: Any) -> Any:
+        """A read on one node. A node that restarted forgets its load state (milvus-lite does); when
+        it answers "collection not loaded" for a collection recorded as loaded, bring it back to the
+        recorded state and retry once, instead of failing until the next health check."""
+        try:
+            return await client.call(method, request)
+        except NodeError as exc:
+            if exc.status.code != MILVUS_CODE_NOT_LOADED and exc.status.error_code != MILVUS_CODE_NOT_LOADED:
+                raise
+            rec = await self.cluster.collection(request.collection_name)
+            if not rec.loaded:
+                raise
+            log.info("node %s lost the load state of %s; re-syncing", client.id, rec.name)
+            client.synced = False
+            await self.cluster.sync_nodes([client])
+            return await client.call(method, request)
 
     # ------------------------------------------------------------------ connection
     @rpc(milvus_pb2.ConnectResponse)
@@ -517,7 +535,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if "count(*)" in output_fields:
             if len(output_fields) > 1:
                 raise InvalidArgument("count(*) cannot be combined with other output fields")
-            results = await self._all("Query", request)
+            results = await fan_out(self.cluster.search_clients(), lambda c: self._read(c, "Query", request))
             total = 0
             for r in results.values():
                 total += sum(fielddata.column_values(fd)[0] for fd in r.fields_data if fd.field_name == "count(*)")
@@ -543,7 +561,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         else:
             reqs = {c.id: sub for c in self.cluster.search_clients()}
         clients = {c.id: c for c in self.cluster.all_clients()}
-        results = await fan_out([clients[n] for n in reqs], lambda c: c.call("Query", reqs[c.id]))
+        results = await fan_out([clients[n] for n in reqs], lambda c: self._read(c, "Query", reqs[c.id]))
         resps = list(results.values())
         merged = merge.merge_query_rows(
             [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
@@ -594,7 +612,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         start = time.perf_counter()
 
         async def one(c: NodeClient) -> Any:
-            return await c.call("Search", sub)  # NodeClient.call records latency, errors, timeouts
+            # NodeClient.call records per-node latency, errors and timeouts (each attempt)
+            return await self._read(c, "Search", sub)
 
         with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=nq, nodes=len(clients)):
             results = await fan_out(clients, one)

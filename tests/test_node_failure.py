@@ -57,3 +57,20 @@ def test_dead_node_fails_search_with_unavailable_then_recovers(small_cluster: De
     acked = {r["id"] for r in client.query("fail", filter="id >= 1000", output_fields=["id"])}
     assert acked and acked < set(range(1000, 1040))
     client.close()
+
+
+def test_node_that_forgot_its_load_state_is_resynced_on_first_read(small_cluster: DevCluster) -> None:
+    """Release the collection behind the proxy's back on one node: the next search notices
+    "not loaded", re-syncs that node from the Redis record, and answers completely."""
+    client = MilvusClient(uri=small_cluster.proxy_uri)
+    make_collection(client, "forgot", 8, index="FLAT")
+    rows = make_rows(100, 8, seed=3)
+    client.insert("forgot", rows)
+    node = MilvusClient(uri=f"http://{small_cluster.milvus[0].address}")
+    node.release_collection("forgot")
+    assert str(node.get_load_state("forgot")["state"]) == "NotLoad"
+    hits = client.search("forgot", [r["vector"] for r in rows[:20]], limit=1)
+    assert [h[0]["id"] for h in hits] == list(range(20))
+    assert str(node.get_load_state("forgot")["state"]) == "Loaded"
+    node.close()
+    client.close()

@@ -33,30 +33,23 @@ from tests.ops.deployfiles import (
 )
 
 # ---------------------------------------------------------------- settings classes (one source of truth)
-# The embedding pipeline's settings live on the embed branch (embed/config.py). Until it is merged the
-# names below stand in for it; once embed.config exists the real class is used and these are ignored.
-EMBED_FIELDS_PENDING_MERGE = {
-    "embedder", "weights", "projection", "dim", "batch_size", "threads", "detector", "yolo_path",
-    "yolo_classes", "yolo_labels", "yolo_input_size", "conf_threshold", "iou_threshold", "min_box_size",
-    "max_objects", "max_image_bytes", "max_image_pixels", "cache_dir", "redis_url", "proxy", "stream", "group",
-    "metrics_port",  # to add to EmbedSettings: the worker's /metrics port (see embed/metrics.py)
+# Variables the deploy files already set for a field its owner still has to add. Each one is listed
+# here, tested below with a strict xfail (which starts failing the day the field exists, as a
+# reminder to empty this list), and named in the ops report.
+PENDING_FIELDS = {
+    "EMBED_": {"metrics_port"},  # EmbedSettings.metrics_port: the worker's /metrics port (embed/metrics.py)
 }
 
 
-def settings_classes() -> dict[str, type[BaseSettings] | set[str]]:
-    """env prefix -> settings class (or, for a class not merged yet, its field names)."""
-    out: dict[str, type[BaseSettings] | set[str]] = {"SHARDPROXY_": ProxySettings}
-    try:
-        from embed.config import EmbedSettings  # type: ignore[import-not-found]
+def settings_classes() -> dict[str, type[BaseSettings]]:
+    """env prefix -> the pydantic-settings class that reads it."""
+    from embed.config import EmbedSettings
 
-        out["EMBED_"] = EmbedSettings
-    except ImportError:
-        out["EMBED_"] = EMBED_FIELDS_PENDING_MERGE
-    return out
+    return {"SHARDPROXY_": ProxySettings, "EMBED_": EmbedSettings}
 
 
-def field_names(cls: type[BaseSettings] | set[str]) -> set[str]:
-    return set(cls) if isinstance(cls, set) else set(cls.model_fields)
+def field_names(cls: type[BaseSettings]) -> set[str]:
+    return set(cls.model_fields)
 
 
 def all_deploy_env() -> list[tuple[str, str, str]]:
@@ -76,8 +69,7 @@ def all_deploy_env() -> list[tuple[str, str, str]]:
 def test_settings_prefixes_are_what_the_classes_read() -> None:
     assert ProxySettings.model_config["env_prefix"] == "SHARDPROXY_"
     for prefix, cls in settings_classes().items():
-        if not isinstance(cls, set):
-            assert cls.model_config["env_prefix"] == prefix
+        assert cls.model_config["env_prefix"] == prefix
 
 
 def test_every_env_name_is_a_settings_field() -> None:
@@ -90,9 +82,17 @@ def test_every_env_name_is_a_settings_field() -> None:
         if re.match(r"(?i)^(shard|embed)", key) and not any(key.startswith(p) for p in classes):
             bad.append(f"{where}: {key} (prefix is not one the code reads)")
         for prefix, cls in classes.items():
-            if key.startswith(prefix) and key[len(prefix):].lower() not in field_names(cls):
-                bad.append(f"{where}: {key} is not a field of {getattr(cls, '__name__', prefix + '*')}")
+            name = key[len(prefix):].lower()
+            if key.startswith(prefix) and name not in field_names(cls) | PENDING_FIELDS.get(prefix, set()):
+                bad.append(f"{where}: {key} is not a field of {cls.__name__}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.xfail(strict=True, reason="EmbedSettings.metrics_port is not there yet (pending on the embed side)")
+def test_pending_fields_exist() -> None:
+    classes = settings_classes()
+    for prefix, names in PENDING_FIELDS.items():
+        assert names <= field_names(classes[prefix])
 
 
 @pytest.mark.parametrize("source", ["compose:proxy-1", "compose:proxy-2", "k8s configmap shardproxy-config"])
@@ -111,14 +111,20 @@ def test_proxy_settings_load_from_deploy_env(source: str, monkeypatch: pytest.Mo
     assert s.redis_url.startswith("redis://redis:6379")
 
 
-def test_embed_settings_load_from_deploy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("source", ["compose:embed-worker", "k8s configmap embed-config", "compose:proxy-1"])
+def test_embed_settings_load_from_deploy_env(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     cls = settings_classes()["EMBED_"]
-    if isinstance(cls, set):
-        pytest.skip("embed.config not merged yet: names checked against the pending list only")
-    for where in ("compose:embed-worker", "k8s configmap embed-config"):
-        for k, v in ((k, v) for w, k, v in all_deploy_env() if w == where and k.startswith("EMBED_")):
-            monkeypatch.setenv(k, v)
-        cls()
+    env = {k: v for where, k, v in all_deploy_env() if where == source and k.startswith("EMBED_")}
+    assert env
+    for k in list(cls.model_fields):
+        monkeypatch.delenv(f"EMBED_{k.upper()}", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = cls()
+    assert str(s.weights).startswith("/models/")  # weights mounted, not baked in
+    assert str(s.cache_dir) == "/var/cache/shop-by-image"
+    if source != "compose:proxy-1":
+        assert s.redis_url == "redis://redis:6379/0" and s.proxy.endswith(":19530")
 
 
 # ---------------------------------------------------------------- images pinned

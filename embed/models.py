@@ -1,0 +1,129 @@
+"""Building the configured models, and the artifact registry that maps a model id to its spec.
+
+``<cache_dir>/models/<model_id>.json`` holds the EmbedderSpec of every model this machine has
+imported with (written by ``embed import`` / ``embed train``), so the query side can load the model a
+collection was built with, and refuses (FAILED_PRECONDITION) when it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from embed.artifacts import ModelFileError
+from embed.config import EmbedSettings
+from embed.detector import Detector, NoDetector, SaliencyDetector, YoloOnnxDetector
+from embed.embedder import LITE0, Embedder, EmbedderSpec
+from embed.errors import ModelConfigError, ModelMismatch
+
+log = logging.getLogger(__name__)
+
+
+def spec_from_settings(settings: EmbedSettings, projection: Path | None = None) -> EmbedderSpec:
+    proj = projection or settings.projection
+    return EmbedderSpec(
+        arch=settings.embedder,
+        weights=str(settings.weights) if settings.weights else None,
+        projection=str(proj) if proj else None,
+        dim=settings.dim,
+    )
+
+
+def register(spec: EmbedderSpec, artifacts_dir: Path) -> str:
+    """Record ``spec`` under its model id; returns the id."""
+    mid = spec.model_id()
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    path = artifacts_dir / f"{mid}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(spec.to_json())
+    tmp.replace(path)
+    return mid
+
+
+def resolve(model_id: str, artifacts_dir: Path) -> EmbedderSpec | None:
+    path = artifacts_dir / f"{model_id}.json"
+    if not path.is_file():
+        return None
+    spec = EmbedderSpec(**json.loads(path.read_text()))
+    try:
+        if spec.model_id() != model_id:  # weights changed on disk since
+            return None
+    except ModelFileError:
+        return None
+    return spec
+
+
+def build_detector(settings: EmbedSettings, embedder: Embedder | None = None) -> Detector:
+    kind = settings.detector
+    try:
+        if kind == "none":
+            return NoDetector()
+        if kind == "yolo":
+            if settings.yolo_path is None:
+                raise ModelConfigError("EMBED_DETECTOR=yolo needs EMBED_YOLO_PATH (a YOLO .onnx export)")
+            return YoloOnnxDetector(
+                settings.yolo_path, labels=settings.yolo_labels, keep_classes=settings.yolo_classes,
+                conf=settings.conf_threshold, iou=settings.iou_threshold, min_size=settings.min_box_size,
+                input_size=settings.yolo_input_size, threads=settings.threads,
+            )
+        if kind == "saliency":
+            shared = embedder.backbone.net if embedder is not None and embedder.spec.arch == LITE0 else None
+            return SaliencyDetector(shared, min_size=settings.min_box_size)
+    except ModelFileError as e:
+        raise ModelConfigError(str(e)) from e
+    raise ModelConfigError(f"unknown detector {kind!r} (EMBED_DETECTOR: saliency, yolo or none)")
+
+
+class ModelPool:
+    """Loads embedders lazily by model id (the configured one, or any registered one)."""
+
+    def __init__(self, settings: EmbedSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._embedders: dict[str, Embedder] = {}
+        self._default: Embedder | None = None
+        self._detector: Detector | None = None
+
+    def _load(self, spec: EmbedderSpec) -> Embedder:
+        try:
+            return Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads)
+        except (ModelFileError, ValueError) as e:
+            raise ModelConfigError(f"cannot load the embedding model: {e}") from e
+
+    def default(self) -> Embedder:
+        with self._lock:
+            if self._default is None:
+                self._default = self._load(spec_from_settings(self.settings))
+                self._embedders[self._default.model_id] = self._default
+            return self._default
+
+    def for_model(self, model_id: str | None, collection: str) -> Embedder:
+        """The embedder of ``model_id``; ModelMismatch when neither configured nor registered."""
+        if model_id is not None:
+            with self._lock:
+                if model_id in self._embedders:
+                    return self._embedders[model_id]
+            spec = resolve(model_id, self.settings.artifacts_dir)
+            if spec is not None:
+                emb = self._load(spec)
+                with self._lock:
+                    self._embedders[model_id] = emb
+                return emb
+        default = self.default()
+        if model_id != default.model_id:
+            raise ModelMismatch(collection, model_id, default.model_id)
+        return default
+
+    def detector(self, embedder: Embedder | None = None) -> Detector:
+        """The configured detector; the saliency detector shares a loaded Lite0 backbone."""
+        if self._detector is not None:
+            return self._detector
+        emb = embedder if embedder is not None and embedder.spec.arch == LITE0 else None
+        if emb is None and self.settings.detector == "saliency" and self.settings.embedder == LITE0:
+            emb = self.default()
+        with self._lock:
+            if self._detector is None:
+                self._detector = build_detector(self.settings, emb)
+            return self._detector

@@ -1,0 +1,138 @@
+"""Import worker: read jobs (consumer group), decode, detect, embed in batches, upsert, then ack.
+
+Jobs of a crashed worker are reclaimed with XAUTOCLAIM after ``claim_idle_ms``; an unreadable image
+goes to the dead-letter stream with its reason; a job that keeps failing for other reasons (e.g. the
+vector store refusing it) is dead-lettered after ``max_deliveries`` attempts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from embed.config import EmbedSettings
+from embed.detector import NoDetector, detect_objects
+from embed.imageio import InvalidImage, decode_image
+from embed.models import ModelPool
+from embed.queue import Job, JobQueue
+from embed.store import connect, image_key, upsert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    images: int = 0
+    vectors: int = 0
+    dead: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def _load(job: Job, settings: EmbedSettings) -> tuple[Image.Image, str]:
+    p = Path(job.image_path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InvalidImage("missing", f"cannot read {p}: {e.strerror or e}") from e
+    img = decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    return img, hashlib.sha256(data).hexdigest()
+
+
+class Worker:
+    def __init__(self, settings: EmbedSettings, milvus_uri: str, *, consumer: str | None = None,
+                 claim_idle_ms: int = 30_000, max_deliveries: int = 5, catalog_objects: int | None = None) -> None:
+        self.settings = settings
+        self.queue = JobQueue(settings.redis_url, settings.stream, settings.group)
+        self.client = connect(milvus_uri)
+        self.pool = ModelPool(settings)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms, self.max_deliveries = claim_idle_ms, max_deliveries
+        self.catalog_objects = catalog_objects or settings.catalog_objects
+        self.stats = WorkerStats()
+        self._stop = False
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def process(self, jobs: list[Job]) -> None:
+        """One batch: decode all, detect, embed together, upsert per collection, ack."""
+        t0 = time.perf_counter()
+        ok: list[tuple[Job, Image.Image, str]] = []
+        for job in jobs:
+            try:
+                img, sha = _load(job, self.settings)
+                ok.append((job, img, sha))
+            except InvalidImage as e:
+                log.warning("dead-letter %s (%s): %s", job.image_path, e.reason, e)
+                self.queue.dead_letter(job, f"{e.reason}: {e}", self.consumer)
+                self.stats.dead += 1
+        by_collection: dict[tuple[str, str], list[tuple[Job, Image.Image, str]]] = {}
+        for item in ok:
+            by_collection.setdefault((item[0].collection, item[0].model_id), []).append(item)
+        for (collection, model_id), items in by_collection.items():
+            jobs_here = [j for j, _, _ in items]
+            try:
+                embedder = self.pool.for_model(model_id, collection)
+                crops, meta = [], []
+                for job, img, sha in items:
+                    if self.catalog_objects > 1:
+                        objs = detect_objects(self.pool.detector(embedder), img, self.catalog_objects)
+                    else:
+                        objs = detect_objects(_WHOLE, img, 1)
+                    for k, o in enumerate(objs):
+                        crops.append(o.crop(img))
+                        meta.append((job, sha, k))
+                vectors = embedder.embed(crops)
+                rows = [
+                    {"image_id": image_key(job.product_id, sha, k), "product_id": job.product_id,
+                     "image_path": job.image_path[-2048:], "object_index": k, "vector": v.tolist(), **job.attributes}
+                    for (job, sha, k), v in zip(meta, vectors)
+                ]
+                upsert(self.client, collection, rows)
+            except Exception as e:  # not acked: retried, and dead-lettered after max_deliveries
+                msg = f"{type(e).__name__}: {e}"
+                log.error("batch for %s failed (%d images, will retry): %s", collection, len(items), msg)
+                self.stats.errors.append(msg)
+                for job in jobs_here:
+                    if job.deliveries >= self.max_deliveries:
+                        self.queue.dead_letter(job, f"failed {job.deliveries} times: {msg}", self.consumer)
+                        self.stats.dead += 1
+                continue
+            self.queue.ack(jobs_here)
+            self.stats.images += len(items)
+            self.stats.vectors += len(rows)
+        self.stats.batches += 1
+        self.stats.seconds += time.perf_counter() - t0
+
+    def run(self, *, max_idle_s: float | None = None, block_ms: int = 1000) -> WorkerStats:
+        """Process jobs until stopped (SIGTERM/SIGINT), or until idle for ``max_idle_s``."""
+        self.queue.ensure_group()
+        try:
+            signal.signal(signal.SIGTERM, self.stop)
+        except ValueError:  # not the main thread
+            pass
+        log.info("worker %s reading %s (group %s)", self.consumer, self.queue.stream, self.queue.group)
+        idle_since = time.monotonic()
+        while not self._stop:
+            jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
+            if not jobs:
+                if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    break
+                continue
+            self.process(jobs)
+            idle_since = time.monotonic()
+            log.info("worker %s: %d images indexed, %d dead-lettered", self.consumer, self.stats.images, self.stats.dead)
+        return self.stats
+
+
+_WHOLE = NoDetector()

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from embed.augment import cutout, synthetic_view
+from embed.catalog import read_catalog
+from embed.config import EmbedSettings
+from embed.train import adapt_to_catalog, train_projection
+from tests.embed.synth import make_catalog, product_image
+
+
+def _recall1(w, anchors, views) -> float:
+    a = anchors @ w.numpy().T
+    v = views[:, 0] @ w.numpy().T
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return float(((v @ a.T).argmax(1) == np.arange(len(a))).mean())
+
+
+def test_infonce_projection_learns_to_match_views() -> None:
+    rng = np.random.default_rng(0)
+    n, d = 64, 48
+    # anchors share a strong nuisance direction; views = anchor + noise mostly along nuisance dims
+    anchors = rng.normal(size=(n, d)).astype(np.float32)
+    nuisance = rng.normal(size=(n, 4, d)).astype(np.float32)
+    nuisance[:, :, 8:] *= 0.05
+    views = anchors[:, None, :] + 3.0 * nuisance
+    import torch
+
+    init = torch.randn(16, d, generator=torch.Generator().manual_seed(0))
+    before = _recall1(init, anchors, views)
+    w, losses = train_projection(anchors, views, 16, steps=150, batch=64, init=init)
+    after = _recall1(w, anchors, views)
+    assert losses[-1] < losses[0]
+    assert after > before + 0.1 and after >= 0.8
+
+
+def test_synthetic_view_is_a_changed_jpeg_of_the_product() -> None:
+    img = product_image(3)
+    v = synthetic_view(img, random.Random(0))
+    assert v.mode == "RGB" and min(v.size) >= 16
+    assert v.size != img.size or np.abs(np.asarray(v, float) - np.asarray(img, float)).mean() > 1
+    assert cutout(img).getchannel("A").getextrema() == (0, 255)
+
+
+def test_adapt_to_catalog_trains_once_and_caches(tmp_path) -> None:
+    csv = make_catalog(tmp_path / "cat", 6)
+    settings = EmbedSettings(cache_dir=tmp_path / "cache", train_views=1, train_steps=5, batch_size=8)
+    cat = read_catalog(csv)
+    p1 = adapt_to_catalog(cat, settings, quiet=True)
+    mtime = p1.stat().st_mtime_ns
+    assert p1.is_file() and p1.parent == settings.artifacts_dir
+    p2 = adapt_to_catalog(read_catalog(csv), settings, quiet=True)
+    assert p2 == p1 and p2.stat().st_mtime_ns == mtime
+    # another catalog gets another projection
+    csv2 = make_catalog(tmp_path / "cat2", 7)
+    assert adapt_to_catalog(read_catalog(csv2), settings, quiet=True) != p1
+
+
+def test_adaptation_needs_images(tmp_path) -> None:
+    (tmp_path / "c.csv").write_text("product_id,image_path\na,missing.png\n")
+    with pytest.raises(ValueError, match="at least two"):
+        adapt_to_catalog(read_catalog(tmp_path / "c.csv"), EmbedSettings(cache_dir=tmp_path), quiet=True)
