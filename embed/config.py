@@ -45,7 +45,7 @@ class EmbedSettings(BaseSettings):
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.cache_dir / "models"
+        return (self.cache_dir / "models").resolve()
 
 
 def get_settings(**overrides: object) -> EmbedSettings:

@@ -80,7 +80,7 @@ def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Cons
     base = EmbedderSpec(base.arch, base.weights, None, base.dim, base.input_size)
     out_dir = settings.artifacts_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"projection-{adaptation_key(catalog, base, settings)}.pt"
+    path = (out_dir / f"projection-{adaptation_key(catalog, base, settings)}.pt").resolve()
     if path.is_file() and not force:
         log.info("catalog adaptation cached: %s", path)
         return path

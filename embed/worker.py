@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,10 @@ class Worker:
 
     def process(self, jobs: list[Job]) -> None:
         """One batch: decode all, detect, embed together, upsert per collection, ack."""
-        t0 = time.perf_counter()
+        self.index(self.load(jobs))
+
+    def load(self, jobs: list[Job]) -> list[tuple[Job, Image.Image, str]]:
+        """Read and decode a batch; unreadable images go to the dead-letter stream (and are acked)."""
         ok: list[tuple[Job, Image.Image, str]] = []
         for job in jobs:
             try:
@@ -76,6 +80,11 @@ class Worker:
                 log.warning("dead-letter %s (%s): %s", job.image_path, e.reason, e)
                 self.queue.dead_letter(job, f"{e.reason}: {e}", self.consumer)
                 self.stats.dead += 1
+        return ok
+
+    def index(self, ok: list[tuple[Job, Image.Image, str]]) -> None:
+        """Detect, embed together, upsert per collection, then ack (only after the store accepted)."""
+        t0 = time.perf_counter()
         by_collection: dict[tuple[str, str], list[tuple[Job, Image.Image, str]]] = {}
         for item in ok:
             by_collection.setdefault((item[0].collection, item[0].model_id), []).append(item)
@@ -123,15 +132,29 @@ class Worker:
             pass
         log.info("worker %s reading %s (group %s)", self.consumer, self.queue.stream, self.queue.group)
         idle_since = time.monotonic()
-        while not self._stop:
+
+        def fetch() -> tuple[int, list[tuple[Job, Image.Image, str]]]:
             jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
-            if not jobs:
-                if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
-                    break
-                continue
-            self.process(jobs)
-            idle_since = time.monotonic()
-            log.info("worker %s: %d images indexed, %d dead-lettered", self.consumer, self.stats.images, self.stats.dead)
+            return len(jobs), self.load(jobs)
+
+        # the next batch is read and decoded in a thread while this one is embedded and upserted
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+            ahead = pool.submit(fetch)
+            while not self._stop:
+                n, loaded = ahead.result()
+                ahead = pool.submit(fetch) if not self._stop else None
+                if n == 0:
+                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                        break
+                    continue
+                self.index(loaded)
+                idle_since = time.monotonic()
+                log.info("worker %s: %d images indexed, %d dead-lettered", self.consumer, self.stats.images,
+                         self.stats.dead)
+            if ahead is not None:  # a batch fetched ahead is finished, not left pending
+                _, loaded = ahead.result()
+                if loaded:
+                    self.index(loaded)
         return self.stats
 
 

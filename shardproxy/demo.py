@@ -77,7 +77,7 @@ def main() -> None:
     if args.data_dir.exists():
         shutil.rmtree(args.data_dir)
     console.rule("[bold]shop-by-image demo: starting an embedded cluster (real processes)")
-    cluster = DevCluster(data_dir=args.data_dir.resolve(), nodes=args.nodes)
+    cluster = DevCluster(data_dir=args.data_dir.resolve(), nodes=args.nodes, with_worker=not args.no_images)
     with console.status("starting Redis, Milvus nodes and the proxy ..."):
         cluster.start()
     console.print(f"[green]ready[/green]: proxy {cluster.proxy_address}, {args.nodes} milvus-lite nodes, redis {cluster.redis_url}")

@@ -80,6 +80,10 @@ class DevCluster:
                 log.info("milvus %s ready at %s", spec["id"], node.address)
             self.start_proxy(layout["proxy_port"])
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in layout["nodes"][: self.nodes]])
+            if self.with_worker:
+                worker = procs.start_embed_worker(self.redis_url, self.proxy_uri, self.data_dir / "embed-worker.log")
+                self.extra.append(worker)
+                log.info("embedding worker started (pid %d, log %s)", worker.pid, worker.log_path)
         except BaseException:
             self.stop()
             raise

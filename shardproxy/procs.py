@@ -191,3 +191,21 @@ def project_pythonpath() -> str:
     if os.environ.get("PYTHONPATH"):
         parts.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(parts)
+
+
+def start_embed_worker(redis_url: str, proxy_uri: str, log_path: Path, name: str = "embed-worker",
+                       extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    """One ``embed worker`` process (reads the import queue, writes through the proxy)."""
+    argv = [sys.executable, "-m", "embed", "worker", "--proxy", proxy_uri, "--redis-url", redis_url]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": project_pythonpath(), **(extra_env or {})},
+    )
+    logf.close()
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{name} exited with code {proc.returncode}; log {log_path}:\n{tail}")
+    return ManagedProcess(name, "", 0, proc, log_path, argv)
