@@ -161,6 +161,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     async def GetVersion(self, request: Any, context: Any) -> Any:
         return milvus_pb2.GetVersionResponse(status=status_ok(), version=f"shardproxy-{VERSION}")
 
+    @rpc(milvus_pb2.AllocTimestampResponse)
+    async def AllocTimestamp(self, request: Any, context: Any) -> Any:
+        """A hybrid timestamp like Milvus's TSO (physical milliseconds << 18); pymilvus asks for one
+        while it waits for an index to be built."""
+        return milvus_pb2.AllocTimestampResponse(status=status_ok(), timestamp=int(time.time() * 1000) << 18)
+
     @rpc(milvus_pb2.CheckHealthResponse)
     async def CheckHealth(self, request: Any, context: Any) -> Any:
         health = await self.cluster.check_health()
