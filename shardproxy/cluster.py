@@ -23,7 +23,7 @@ from shardproxy.metastore import (
     NodeRecord,
     NodeState,
 )
-from shardproxy import metrics, routing
+from shardproxy import routing
 from shardproxy.moves import MoveStore
 from shardproxy.nodepool import NodeClient, NodePool
 from shardproxy.ring import Ring
@@ -80,9 +80,6 @@ class Cluster:
             self.ring = routing.target_ring(nodes, self.settings.vnodes)
             self.current_ring = routing.current_ring(nodes, self.settings.vnodes)
             self.moving = routing.moving(nodes)
-            for st in NodeState:
-                metrics.NODES.labels(state=st.value).set(sum(1 for n in nodes if n.state == st))
-            metrics.RING_EPOCH.set(epoch)
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
             if self.epoch != epoch:
@@ -281,6 +278,11 @@ class Cluster:
             out |= set(routing.missing_shards(self.current_ring, rec.replicas, down))
         # joining/draining nodes hold data outside either ring's replica sets while a move runs
         return sorted(out)
+
+    @property
+    def replication_factor(self) -> int:
+        """Default R of new collections (each collection records its own), for the metrics."""
+        return int(getattr(self.settings, "default_replicas", 1))
 
     # -- views
     def ring_clients(self) -> list[NodeClient]:

@@ -34,6 +34,8 @@ class ProxySettings(BaseSettings):
     image_search: bool = Field(True, description="serve the SearchByImage API in this process")
     log_level: str = Field("INFO", description="log level")
     log_json: bool = Field(False, description="structured JSON logs instead of readable lines")
+    tracing: bool = Field(False, description="OpenTelemetry spans of the search fan-out (needs opentelemetry-sdk)")
+    otlp_endpoint: str = Field("", description="OTLP/gRPC collector for spans, e.g. otel-collector:4317 (empty = stderr)")
 
     @property
     def address(self) -> str:

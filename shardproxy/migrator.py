@@ -215,7 +215,9 @@ class Migrator:
             await self.moves.set_fields(rows_to_move=total)
             ms.rows_to_move = total
             log.info("%d row(s) to move", total)
-        metrics.MIGRATION_REMAINING.set(max(0, ms.rows_to_move - ms.rows_moved))
+        metrics.MIGRATION_ACTIVE.set(1)
+        metrics.MIGRATION_ROWS_PLANNED.set(ms.rows_to_move)
+        metrics.MIGRATION_ROWS_REMAINING.set(max(0, ms.rows_to_move - ms.rows_moved))
         for rec in records:
             for src in sources:
                 key = (rec.name, src.id)
@@ -229,7 +231,8 @@ class Migrator:
         epoch = await self.moves.finish(self.token, done)
         if epoch < 0:
             raise LeaseLost("lease lost before the final epoch bump")
-        metrics.MIGRATION_REMAINING.set(0)
+        metrics.MIGRATION_ROWS_REMAINING.set(0)
+        metrics.MIGRATION_ACTIVE.set(0)
         log.info("move done: %s is %s, ring epoch %d", node.id, final.value, epoch)
         return epoch
 
@@ -279,8 +282,11 @@ class Migrator:
             if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, len(moving)):
                 raise LeaseLost("cursor write refused")
             self._moved_here += len(moving)
-            metrics.MIGRATION_ROWS.inc(len(moving))
-            metrics.MIGRATION_REMAINING.dec(len(moving))
+            for nid in {n for _, owners in moving for n in owners}:
+                metrics.MIGRATION_ROWS_MOVED.labels(source=src.id, target=nid).inc(
+                    sum(1 for _, owners in moving if nid in owners))
+            metrics.MIGRATION_ROWS_REMAINING.dec(len(moving))
+            metrics.MIGRATION_BATCH_SECONDS.observe(time.monotonic() - t0)
             if self.opt.max_rows_per_s > 0:
                 pause = len(moving) / self.opt.max_rows_per_s - (time.monotonic() - t0)
                 if pause > 0:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
+from shardproxy import logs, metrics, tracing
 from shardproxy.errors import NodeError, Unavailable, is_ok
 from shardproxy.metastore import CollectionRecord, NodeRecord
 
@@ -38,6 +40,10 @@ class NodeClient:
             options=[
                 ("grpc.max_send_message_length", _MAX_MSG),
                 ("grpc.max_receive_message_length", _MAX_MSG),
+                # reconnect fast when a node comes back (default backoff grows to 120 s: a restarted
+                # node stayed unreachable for many seconds after it listened again)
+                ("grpc.initial_reconnect_backoff_ms", 500),
+                ("grpc.max_reconnect_backoff_ms", 3_000),
             ],
         )
         self.stub = milvus_pb2_grpc.MilvusServiceStub(self.channel)
@@ -62,15 +68,23 @@ class NodeClient:
         """Call one RPC; transport failures become :class:`Unavailable` naming the node, and
         (with ``check``) a Milvus error status becomes :class:`NodeError`."""
         fn: Callable[..., Awaitable[Any]] = getattr(self.stub, method)
+        t0 = time.perf_counter()
         try:
-            resp = await fn(request, timeout=timeout or self.timeout_s)
+            with tracing.span("shardproxy.node.call", node=self.id, method=method):
+                resp = await fn(request, timeout=timeout or self.timeout_s, metadata=logs.request_metadata())
         except grpc.aio.AioRpcError as exc:
+            metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                metrics.NODE_TIMEOUTS.labels(node=self.id, method=method).inc()
             raise Unavailable(
                 f"node {self.id} ({self.address}) failed during {method}: {exc.code().name}: {exc.details()}"
             ) from exc
+        finally:
+            metrics.NODE_LATENCY.labels(node=self.id, method=method).observe(time.perf_counter() - t0)
         if check:
             st = _status_of(resp)
             if not is_ok(st):
+                metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
                 raise NodeError(self.id, st)
         return resp
 

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import metrics
+from shardproxy import metrics, tracing
 from shardproxy.admin import AdminServicer
 from shardproxy.cluster import Cluster
 from shardproxy.config import ProxySettings
@@ -72,7 +72,10 @@ class ProxyServer:
         await self.cluster.start()
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        metrics.track_cluster(self.cluster)
         metrics.serve(self.settings.metrics_port)
+        tracing.setup(self.settings.tracing, "shardproxy", self.settings.proxy_id or self.settings.address,
+                      self.settings.otlp_endpoint)
         log.info(
             "shardproxy ready on %s:%d (ring epoch %d, %d node(s))",
             self.settings.host, self.port, self.cluster.epoch, len(self.cluster.nodes),
@@ -82,6 +85,7 @@ class ProxyServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.cluster.close()
+        tracing.shutdown()
 
 
 async def serve(settings: ProxySettings) -> None:

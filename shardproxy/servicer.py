@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from shardproxy import fielddata, merge, metrics, routing, validation
+from shardproxy import fielddata, logs, merge, metrics, routing, tracing, validation
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -78,20 +78,25 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
         async def wrapper(self: "MilvusProxyServicer", request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
+            rid = logs.request_id_from(context.invocation_metadata())
+            token = logs.REQUEST_ID.set(rid)
             try:
-                return await fn(self, request, context)
+                resp = await fn(self, request, context)
+                context.set_trailing_metadata(((logs.REQUEST_ID_HEADER, rid),))
+                return resp
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status, the server keeps serving
                 code = grpc_code_of(exc).name if not isinstance(exc, NodeError) else "NODE_ERROR"
                 if isinstance(exc, ProxyError):
                     log.debug("%s failed: %s", method, exc.message)
                 else:
                     log.exception("%s failed unexpectedly", method)
-                context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code),))
+                context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid)))
                 status = to_milvus_status(exc)
                 return status if response is None else response(status=status)
             finally:
                 metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - start)
                 metrics.RPCS.labels(method=method, code=code).inc()
+                logs.REQUEST_ID.reset(token)
 
         return wrapper
 
@@ -156,6 +161,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     @rpc(milvus_pb2.GetVersionResponse)
     async def GetVersion(self, request: Any, context: Any) -> Any:
         return milvus_pb2.GetVersionResponse(status=status_ok(), version=f"shardproxy-{VERSION}")
+
+    @rpc(milvus_pb2.AllocTimestampResponse)
+    async def AllocTimestamp(self, request: Any, context: Any) -> Any:
+        """A hybrid timestamp like Milvus's TSO (physical milliseconds << 18); pymilvus asks for one
+        while it waits for an index to be built."""
+        return milvus_pb2.AllocTimestampResponse(status=status_ok(), timestamp=int(time.time() * 1000) << 18)
 
     @rpc(milvus_pb2.CheckHealthResponse)
     async def CheckHealth(self, request: Any, context: Any) -> Any:
@@ -453,12 +464,13 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 sub.partial_update = request.partial_update
             if rec.replicas > 1 and not self.cluster.is_live(node_id):
                 raise Unavailable(f"node {node_id} is down")  # circuit open: not called
-            metrics.ROWS_ROUTED.labels(node=node_id).inc(len(rows))
             try:
-                return await clients[node_id].write(method, rec.name, sub)
+                resp = await clients[node_id].write(method, rec.name, sub)
             except Unavailable:
                 self.cluster.mark_failed(node_id)
                 raise
+            metrics.ROWS_ROUTED.labels(node=node_id).inc(len(rows))  # rows the node accepted
+            return resp
 
         node_ids = list(parts)
         results = await asyncio.gather(*(send(n, parts[n]) for n in node_ids), return_exceptions=True)
@@ -590,11 +602,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         down = {n for n in reqs if not self.cluster.is_live(n)}
         live = [n for n in reqs if n not in down]
         async def one(nid: str) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return await self._read(clients[nid], method, reqs[nid])
-            finally:
-                metrics.NODE_LATENCY.labels(node=nid, method=method).observe(time.perf_counter() - t0)
+            # NodeClient.call records per-node latency, errors and timeouts
+            return await self._read(clients[nid], method, reqs[nid])
 
         raw = await asyncio.gather(*(one(n) for n in live), return_exceptions=True)
         results: dict[str, Any] = {}
@@ -602,7 +611,6 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         for nid, r in zip(live, raw):
             if isinstance(r, Unavailable):
                 self.cluster.mark_failed(nid)
-                metrics.NODE_ERRORS.labels(node=nid, method=method).inc()
                 failed.append(f"{nid}: {r.message}")
                 down.add(nid)
             elif isinstance(r, BaseException):
@@ -761,7 +769,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         clients = self.cluster.search_clients()
         start = time.perf_counter()
 
-        results = await self._gather_reads(rec, context, "Search", {c.id: sub for c in clients})
+        with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=nq, nodes=len(clients)):
+            results = await self._gather_reads(rec, context, "Search", {c.id: sub for c in clients})
         t_merge = time.perf_counter()
         merged = merge.merge_search_results(
             [r.results for r in results.values()], nq, metric, offset, limit, list(request.output_fields)
