@@ -9,6 +9,7 @@ the proxy does not implement answer gRPC UNIMPLEMENTED with a message naming the
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import logging
@@ -67,6 +68,9 @@ def _set_kv(pairs: Any, key: str, value: str | None) -> None:
         pairs.append(common_pb2.KeyValuePair(key=key, value=value))
 
 
+EXTRA_TRAILERS: contextvars.ContextVar[list[tuple[str, str]]] = contextvars.ContextVar("extra_trailers")
+
+
 def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Wrap one data-plane RPC: errors become a Milvus status in ``response`` (None: the RPC
     returns a bare Status), the precise gRPC code goes into trailing metadata, metrics count it."""
@@ -80,9 +84,10 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
             code = "OK"
             rid = logs.request_id_from(context.invocation_metadata())
             token = logs.REQUEST_ID.set(rid)
+            extra = EXTRA_TRAILERS.set([])  # trailers added by the handler (partial results)
             try:
                 resp = await fn(self, request, context)
-                context.set_trailing_metadata(((logs.REQUEST_ID_HEADER, rid),))
+                context.set_trailing_metadata(((logs.REQUEST_ID_HEADER, rid), *EXTRA_TRAILERS.get()))
                 return resp
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status, the server keeps serving
                 code = grpc_code_of(exc).name if not isinstance(exc, NodeError) else "NODE_ERROR"
@@ -90,13 +95,16 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
                     log.debug("%s failed: %s", method, exc.message)
                 else:
                     log.exception("%s failed unexpectedly", method)
-                context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid)))
+                context.set_trailing_metadata(
+                    ((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid), *EXTRA_TRAILERS.get())
+                )
                 status = to_milvus_status(exc)
                 return status if response is None else response(status=status)
             finally:
                 metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - start)
                 metrics.RPCS.labels(method=method, code=code).inc()
                 logs.REQUEST_ID.reset(token)
+                EXTRA_TRAILERS.reset(extra)
 
         return wrapper
 
@@ -600,6 +608,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         trailing metadata (``x-shardproxy-partial: true``, ``x-shardproxy-missing-shards``)."""
         clients = {c.id: c for c in self.cluster.all_clients()}
         down = {n for n in reqs if not self.cluster.is_live(n)}
+        for nid in down:  # circuit open: not called, but the request went without it
+            metrics.NODE_ERRORS.labels(node=nid, method=method).inc()
         live = [n for n in reqs if n not in down]
         async def one(nid: str) -> Any:
             # NodeClient.call records per-node latency, errors and timeouts
@@ -632,7 +642,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                         + (f"; {failed[0]}" if failed else "")
                     )
                 metrics.PARTIAL_RESULTS.labels(method=method).inc()
-                context.set_trailing_metadata(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
+                EXTRA_TRAILERS.get().extend(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
         return results
 
     @rpc(milvus_pb2.QueryResults)
@@ -727,7 +737,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                             for k, v in (context.invocation_metadata() or ()))
                 if not allow:
                     raise Unavailable(f"shard(s) unavailable, no live replica: {', '.join(missing)}")
-                context.set_trailing_metadata(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
+                EXTRA_TRAILERS.get().extend(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
         return len(seen)
 
     @rpc(milvus_pb2.SearchResults)
