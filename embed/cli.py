@@ -26,7 +26,7 @@ out = Console()
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 ProxyOpt = Annotated[str | None, typer.Option("--proxy", help="proxy (Milvus protocol + ImageSearch) address; default EMBED_PROXY")]
-RedisOpt = Annotated[str | None, typer.Option("--redis", help="Redis/Valkey URL of the job queue; default EMBED_REDIS_URL")]
+RedisOpt = Annotated[str | None, typer.Option("--redis", "--redis-url", help="Redis/Valkey URL of the job queue; default EMBED_REDIS_URL")]
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -184,12 +184,16 @@ def node_list(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool, type
     if as_json:
         print(json.dumps({"ring_epoch": resp.ring_epoch, "nodes": nodes}))
         return
-    table = Table(title=f"nodes (ring epoch {resp.ring_epoch})")
+    console.print(nodes_table(nodes, resp.ring_epoch))
+
+
+def nodes_table(nodes: list[dict], epoch: int) -> Table:
+    table = Table(title=f"nodes (ring epoch {epoch})")
     for col in ("id", "address", "state", "weight"):
         table.add_column(col)
     for n in nodes:
         table.add_row(n["id"], n["address"], n["state"], str(n["weight"]))
-    console.print(table)
+    return table
 
 
 def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
@@ -219,12 +223,7 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool,
     if as_json:
         print(json.dumps(data))
         return
-    nodes = Table(title=f"nodes (ring epoch {data['ring_epoch']})")
-    for col in ("id", "address", "state", "weight"):
-        nodes.add_column(col)
-    for n in data["nodes"]:
-        nodes.add_row(n["id"], n["address"], n["state"], str(n["weight"]))
-    console.print(nodes)
+    console.print(nodes_table(data["nodes"], data["ring_epoch"]))
     ids = [n["id"] for n in data["nodes"]]
     state = {n["id"]: n["state"] for n in data["nodes"]}
     cols = Table(title="collections (rows per node)")

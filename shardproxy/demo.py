@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -74,6 +75,11 @@ def main() -> None:
     args = ap.parse_args()
     logs.setup("WARNING")
     console = Console()
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # stop every child on SIGTERM too
     if args.data_dir.exists():
         shutil.rmtree(args.data_dir)
     console.rule("[bold]shop-by-image demo: starting an embedded cluster (real processes)")

@@ -204,8 +204,12 @@ def start_embed_worker(redis_url: str, proxy_uri: str, log_path: Path, name: str
         env={**os.environ, "PYTHONPATH": project_pythonpath(), **(extra_env or {})},
     )
     logf.close()
-    time.sleep(1.0)
-    if proc.poll() is not None:
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{name} exited with code {proc.returncode}; log {log_path}:\n{tail}")
+    deadline = time.monotonic() + 60
+    while b"reading" not in log_path.read_bytes():  # the worker logs "worker X reading STREAM" once it runs
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"{name} did not start (exit code {proc.poll()}); log {log_path}:\n{tail}")
+        time.sleep(0.2)
     return ManagedProcess(name, "", 0, proc, log_path, argv)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
@@ -59,3 +63,18 @@ def brute_force(rows: list[dict], queries: np.ndarray, metric: str, k: int, offs
         top = order[offset : offset + k]
         out.append([(int(ids[i]), float(s[i])) for i in top])
     return out
+
+
+T = TypeVar("T")
+
+
+def eventually(fn: Callable[[], T], timeout: float = 30.0, errors: type[BaseException] | tuple = Exception) -> T:
+    """Call ``fn`` until it stops raising ``errors`` (re-raising the last one after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except errors:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

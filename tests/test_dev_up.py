@@ -15,7 +15,7 @@ import pytest
 from pymilvus import MilvusClient
 
 from shardproxy import procs
-from tests.helpers import make_collection, make_rows
+from tests.helpers import eventually, make_collection, make_rows
 
 
 def start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
@@ -65,15 +65,8 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     proc, _ = start(tmp_path / "dev", port)
     try:
         client = MilvusClient(uri=f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
-        while True:  # nodes come back released; the proxy loads them again
-            try:
-                hits = client.search("kept", [rows[42]["vector"]], limit=1)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        # nodes come back released; the proxy loads them again
+        hits = eventually(lambda: client.search("kept", [rows[42]["vector"]], limit=1))
         assert hits[0][0]["id"] == 42
         assert client.query("kept", filter="", output_fields=["count(*)"])[0]["count(*)"] == 500
         client.close()

@@ -3,14 +3,13 @@ re-syncs it (milvus-lite forgets its load state) and serves again, without a pro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
 from shardproxy.devcluster import DevCluster
-from tests.helpers import make_collection, make_rows
+from tests.helpers import eventually, make_collection, make_rows
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +41,7 @@ def test_dead_node_fails_search_with_unavailable_then_recovers(small_cluster: De
         client.insert("fail", more)
 
     small_cluster.restart_node(1)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            hits = client.search("fail", [rows[0]["vector"]], limit=5)
-            break
-        except MilvusException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    hits = eventually(lambda: client.search("fail", [rows[0]["vector"]], limit=5), errors=MilvusException)
     assert hits[0][0]["id"] == 0
     total = client.query("fail", filter="", output_fields=["count(*)"])[0]["count(*)"]
     assert 300 <= total < 340  # all original rows are back; the refused part of the batch is absent
