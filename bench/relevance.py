@@ -124,7 +124,9 @@ def main() -> None:
         print(f"{name:14s} all     objects {a['n']:4d}  recall@1 {results[name]['all']['recall@1']:.3f}  "
               f"recall@10 {results[name]['all']['recall@10']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"catalog_products": len(pids), "queries_per_set": args.queries, "max_objects": settings.max_objects,
+    import os
+
+    report = {"load_average_at_end": os.getloadavg(), "catalog_products": len(pids), "queries_per_set": args.queries, "max_objects": settings.max_objects,
               "detector": "saliency-lite0 + whole photo", "results": results, "timings_s": timings}
     (args.out / "relevance.json").write_text(json.dumps(report, indent=2))
     import matplotlib
