@@ -58,7 +58,8 @@ def ranks_for(vectors: np.ndarray, cat: np.ndarray, cat_pids: list[str], target:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=200, help="photos per set")
-    ap.add_argument("--no-adapt", action="store_true", help="skip the catalog adaptation variant")
+    ap.add_argument("--variants", default="shipped,adapted",
+                    help="comma-separated: shipped (Lite0 + fixed projection), adapted (after embed train)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     settings = EmbedSettings()
@@ -74,9 +75,10 @@ def main() -> None:
         "pair": [make_scene([(pids[i], images[i]) for i in rng.sample(range(len(pids)), 2)], seed=20_000 + q)
                  for q in range(args.queries)],
     }
-    variants: dict[str, Path | None] = {"lite0-shipped": None}
+    wanted = args.variants.split(",")
+    variants: dict[str, Path | None] = {"lite0-shipped": None} if "shipped" in wanted else {}
     timings: dict[str, float] = {}
-    if not args.no_adapt:
+    if "adapted" in wanted:
         from embed.train import adapt_to_catalog
 
         t0 = time.monotonic()
