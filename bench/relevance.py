@@ -86,7 +86,7 @@ def main() -> None:
         timings["adaptation_s"] = time.monotonic() - t0
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, proj in variants.items():
-        emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32)
+        emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32, threads=settings.threads)
         det = SaliencyDetector(emb.backbone.net, min_size=settings.min_box_size)
         t0 = time.monotonic()
         cat = emb.embed(images)
