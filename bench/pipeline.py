@@ -49,7 +49,10 @@ def main() -> None:
     n = len(catalog.items)
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     settings = EmbedSettings(batch_size=args.batch, cache_dir=work / "cache")
-    report: dict[str, object] = {"images": n, "batch_size": args.batch, "torch_threads": torch.get_num_threads()}
+    import os
+
+    report: dict[str, object] = {"images": n, "batch_size": args.batch, "torch_threads": torch.get_num_threads(),
+                                 "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     emb = Embedder(spec_from_settings(settings), batch_size=args.batch)
     # (1) raw forward at the same batch size
     x = emb.preprocess([read_image_file(catalog.items[i % n].image_path) for i in range(args.batch)])
@@ -96,6 +99,7 @@ def main() -> None:
         report["query_objects_per_photo"] = settings.max_objects
         for k, v in lat.items():
             print(f"query {k:7s} mean {v['mean_ms']:7.1f} ms  p50 {v['p50_ms']:7.1f}  p95 {v['p95_ms']:7.1f}")
+    report["load_average_at_end"] = os.getloadavg()
     shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pipeline.json").write_text(json.dumps(report, indent=2))

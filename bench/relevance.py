@@ -58,7 +58,8 @@ def ranks_for(vectors: np.ndarray, cat: np.ndarray, cat_pids: list[str], target:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=200, help="photos per set")
-    ap.add_argument("--no-adapt", action="store_true", help="skip the catalog adaptation variant")
+    ap.add_argument("--variants", default="shipped,adapted",
+                    help="comma-separated: shipped (Lite0 + fixed projection), adapted (after embed train)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     settings = EmbedSettings()
@@ -74,9 +75,10 @@ def main() -> None:
         "pair": [make_scene([(pids[i], images[i]) for i in rng.sample(range(len(pids)), 2)], seed=20_000 + q)
                  for q in range(args.queries)],
     }
-    variants: dict[str, Path | None] = {"lite0-shipped": None}
+    wanted = args.variants.split(",")
+    variants: dict[str, Path | None] = {"lite0-shipped": None} if "shipped" in wanted else {}
     timings: dict[str, float] = {}
-    if not args.no_adapt:
+    if "adapted" in wanted:
         from embed.train import adapt_to_catalog
 
         t0 = time.monotonic()
@@ -84,7 +86,7 @@ def main() -> None:
         timings["adaptation_s"] = time.monotonic() - t0
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, proj in variants.items():
-        emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32)
+        emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32, threads=settings.threads)
         det = SaliencyDetector(emb.backbone.net, min_size=settings.min_box_size)
         t0 = time.monotonic()
         cat = emb.embed(images)
@@ -124,7 +126,9 @@ def main() -> None:
         print(f"{name:14s} all     objects {a['n']:4d}  recall@1 {results[name]['all']['recall@1']:.3f}  "
               f"recall@10 {results[name]['all']['recall@10']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"catalog_products": len(pids), "queries_per_set": args.queries, "max_objects": settings.max_objects,
+    import os
+
+    report = {"load_average_at_end": os.getloadavg(), "catalog_products": len(pids), "queries_per_set": args.queries, "max_objects": settings.max_objects,
               "detector": "saliency-lite0 + whole photo", "results": results, "timings_s": timings}
     (args.out / "relevance.json").write_text(json.dumps(report, indent=2))
     import matplotlib

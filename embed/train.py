@@ -63,7 +63,7 @@ def train_projection(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return w.detach(), losses
 
 

@@ -155,8 +155,8 @@ def test_service_errors_map_to_codes_and_it_keeps_serving(indexed, search_server
 
 
 def test_killed_worker_loses_nothing(env: dict[str, str], milvus_uri: str, tmp_path: Path) -> None:
-    csv = make_catalog(tmp_path, 48, start=100)
-    env = {**env, "EMBED_BATCH_SIZE": "6"}
+    csv = make_catalog(tmp_path, 30, start=100)
+    env = {**env, "EMBED_BATCH_SIZE": "5"}
     r = _import(env, csv, "killtest", "--no-adapt")
     assert r.returncode == 0, r.stderr
     q = JobQueue(env["EMBED_REDIS_URL"], env["EMBED_STREAM"])
@@ -166,7 +166,7 @@ def test_killed_worker_loses_nothing(env: dict[str, str], milvus_uri: str, tmp_p
     pending_at_kill = 0
     while time.monotonic() < deadline:
         pend = q.r.xpending_range(q.stream, q.group, min="-", max="+", count=100, consumername="victim")
-        if q.progress(iid)["done"] >= 6 and pend:
+        if q.progress(iid)["done"] >= 5 and pend:
             victim.send_signal(signal.SIGKILL)
             pending_at_kill = len(pend)
             break
@@ -174,17 +174,17 @@ def test_killed_worker_loses_nothing(env: dict[str, str], milvus_uri: str, tmp_p
     victim.wait(10)
     assert pending_at_kill > 0, "the victim was never caught holding jobs"
     done_at_kill = q.progress(iid)["done"]
-    assert done_at_kill < 48
+    assert done_at_kill < 30
     rescuer = _worker(env, tmp_path / "rescuer.log", "--consumer", "rescuer", "--claim-idle-ms", "1000",
                       "--exit-when-idle", "5")
     try:
         deadline = time.monotonic() + 180
-        while q.progress(iid)["done"] < 48 and time.monotonic() < deadline:
+        while q.progress(iid)["done"] < 30 and time.monotonic() < deadline:
             time.sleep(0.3)
     finally:
         stop(rescuer)
-    assert q.progress(iid)["done"] == 48
-    assert _count(milvus_uri, "killtest") == 48
+    assert q.progress(iid)["done"] == 30
+    assert _count(milvus_uri, "killtest") == 30
     assert q.r.xpending(q.stream, q.group)["pending"] == 0
 
 
