@@ -41,6 +41,7 @@ class EmbedSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     proxy: str = "http://127.0.0.1:19530"
     stream: str = "embed:jobs"
+    metrics_port: int = 0  # Prometheus /metrics of the worker (0 = off)
     group: str = "embed-workers"
 
     @property

@@ -88,9 +88,13 @@ class ModelPool:
 
     def _load(self, spec: EmbedderSpec) -> Embedder:
         try:
-            return Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads)
+            emb = Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads)
         except (ModelFileError, ValueError) as e:
             raise ModelConfigError(f"cannot load the embedding model: {e}") from e
+        from embed import metrics  # light: prometheus_client only
+
+        metrics.set_model_info(emb.model_id, spec.arch, self.settings.dim, self.settings.detector)
+        return emb
 
     def default(self) -> Embedder:
         with self._lock:

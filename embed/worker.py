@@ -21,6 +21,7 @@ from PIL import Image
 
 from embed.config import EmbedSettings
 from embed.detector import NoDetector, detect_objects
+from embed import metrics
 from embed.imageio import InvalidImage, decode_image
 from embed.models import ModelPool
 from embed.queue import Job, JobQueue
@@ -72,14 +73,22 @@ class Worker:
     def load(self, jobs: list[Job]) -> list[tuple[Job, Image.Image, str]]:
         """Read and decode a batch; unreadable images go to the dead-letter stream (and are acked)."""
         ok: list[tuple[Job, Image.Image, str]] = []
-        for job in jobs:
-            try:
-                img, sha = _load(job, self.settings)
-                ok.append((job, img, sha))
-            except InvalidImage as e:
-                log.warning("dead-letter %s (%s): %s", job.image_path, e.reason, e)
-                self.queue.dead_letter(job, f"{e.reason}: {e}", self.consumer)
-                self.stats.dead += 1
+        if not jobs:
+            return ok
+        redelivered = sum(1 for j in jobs if j.deliveries > 1)
+        if redelivered:
+            metrics.REDELIVERIES.inc(redelivered)
+        with metrics.stage_timer("decode", len(jobs)) as timer:
+            for job in jobs:
+                try:
+                    img, sha = _load(job, self.settings)
+                    ok.append((job, img, sha))
+                except InvalidImage as e:
+                    log.warning("dead-letter %s (%s): %s", job.image_path, e.reason, e)
+                    self.queue.dead_letter(job, f"{e.reason}: {e}", self.consumer)
+                    self.stats.dead += 1
+                    timer.failed()
+                    metrics.dead_letter("decode")
         return ok
 
     def index(self, ok: list[tuple[Job, Image.Image, str]]) -> None:
@@ -90,24 +99,34 @@ class Worker:
             by_collection.setdefault((item[0].collection, item[0].model_id), []).append(item)
         for (collection, model_id), items in by_collection.items():
             jobs_here = [j for j, _, _ in items]
+            stage = "embed"
             try:
                 embedder = self.pool.for_model(model_id, collection)
                 crops, meta = [], []
-                for job, img, sha in items:
-                    if self.catalog_objects > 1:
-                        objs = detect_objects(self.pool.detector(embedder), img, self.catalog_objects)
-                    else:
-                        objs = detect_objects(_WHOLE, img, 1)
-                    for k, o in enumerate(objs):
-                        crops.append(o.crop(img))
-                        meta.append((job, sha, k))
-                vectors = embedder.embed(crops)
+                if self.catalog_objects > 1:
+                    stage = "detect"
+                    with metrics.stage_timer("detect", len(items)):
+                        for job, img, sha in items:
+                            objs = detect_objects(self.pool.detector(embedder), img, self.catalog_objects)
+                            for k, o in enumerate(objs):
+                                crops.append(o.crop(img))
+                                meta.append((job, sha, k))
+                else:
+                    for job, img, sha in items:
+                        for k, o in enumerate(detect_objects(_WHOLE, img, 1)):
+                            crops.append(o.crop(img))
+                            meta.append((job, sha, k))
+                stage = "embed"
+                with metrics.stage_timer("embed", len(crops)):
+                    vectors = embedder.embed(crops)
                 rows = [
                     {"image_id": image_key(job.product_id, sha, k), "product_id": job.product_id,
                      "image_path": job.image_path[-2048:], "object_index": k, "vector": v.tolist(), **job.attributes}
                     for (job, sha, k), v in zip(meta, vectors)
                 ]
-                upsert(self.client, collection, rows)
+                stage = "write"
+                with metrics.stage_timer("write", len(rows)):
+                    upsert(self.client, collection, rows)
             except Exception as e:  # not acked: retried, and dead-lettered after max_deliveries
                 msg = f"{type(e).__name__}: {e}"
                 log.error("batch for %s failed (%d images, will retry): %s", collection, len(items), msg)
@@ -116,6 +135,7 @@ class Worker:
                     if job.deliveries >= self.max_deliveries:
                         self.queue.dead_letter(job, f"failed {job.deliveries} times: {msg}", self.consumer)
                         self.stats.dead += 1
+                        metrics.dead_letter(stage)
                 continue
             self.queue.ack(jobs_here)
             self.stats.images += len(items)
@@ -130,8 +150,11 @@ class Worker:
             signal.signal(signal.SIGTERM, self.stop)
         except ValueError:  # not the main thread
             pass
-        log.info("worker %s reading %s (group %s)", self.consumer, self.queue.stream, self.queue.group)
+        metrics.serve(self.settings.metrics_port)
+        log.info("worker %s reading %s (group %s)%s", self.consumer, self.queue.stream, self.queue.group,
+                 f", /metrics on :{self.settings.metrics_port}" if self.settings.metrics_port else "")
         idle_since = time.monotonic()
+        last_gauges = 0.0
 
         def fetch() -> tuple[int, list[tuple[Job, Image.Image, str]]]:
             jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
@@ -141,6 +164,12 @@ class Worker:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
             ahead = pool.submit(fetch)
             while not self._stop:
+                if time.monotonic() - last_gauges > 5:
+                    last_gauges = time.monotonic()
+                    try:
+                        metrics.update_queue_gauges(self.queue.r, self.queue.stream, self.queue.group)
+                    except Exception as exc:  # noqa: BLE001 - metrics never stop the worker
+                        log.debug("queue gauges: %s", exc)
                 n, loaded = ahead.result()
                 ahead = pool.submit(fetch) if not self._stop else None
                 if n == 0:

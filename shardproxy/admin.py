@@ -15,7 +15,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy.cluster import Cluster
 from shardproxy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ProxyError, Unavailable
-from shardproxy.metastore import NodeRecord, NodeState
+from shardproxy.metastore import CollectionRecord, NodeRecord, NodeState
 from shardproxy.moves import MoveState
 from shardproxy.nodepool import NodeClient
 
@@ -89,7 +89,7 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
 
         s = self.cluster.settings
         log_path = s.migrator_log or f"/tmp/shardproxy-migrator-{s.port}.log"
-        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes)
+        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port)
         log.info("migrator started (pid %d, log %s)", pid, log_path)
         return pid
 
@@ -222,7 +222,7 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                 dimension=rec.dim(vf) if vf else 0,
                 metric_type=rec.metric(vf) if vf else "",
                 auto_id=rec.auto_id,
-                model_id=_model_id(rec.schema.description),
+                model_id=collection_model_id(rec),
             )
             for c, n in zip(clients, counts):
                 cs.nodes.append(admin_pb2.CollectionNodeRows(node_id=c.id, rows=n or 0, reachable=n is not None))
@@ -245,6 +245,11 @@ def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse
     return out
 
 
-def _model_id(description: str) -> str:
-    m = re.search(r"model_id=(\S+)", description or "")
+def collection_model_id(rec: CollectionRecord) -> str:
+    """The embedding model a collection was built with: the ``shopbyimage.model_id`` property
+    (what ``embed import`` records), else a ``model_id=`` note in the description."""
+    for kv in rec.create.properties:
+        if kv.key == "shopbyimage.model_id":
+            return kv.value
+    m = re.search(r"model_id=(\S+)", rec.schema.description or "")
     return m.group(1) if m else ""

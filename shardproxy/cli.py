@@ -299,11 +299,16 @@ def rebalance_run(
     batch: Annotated[int, typer.Option(help="rows carried per step")] = 1000,
     max_rows_per_s: Annotated[float, typer.Option(help="throttle (0 = none)")] = 0.0,
     wait_lease: Annotated[float, typer.Option(help="seconds to wait for another migrator's lease to expire")] = 0.0,
+    metrics_port: Annotated[int, typer.Option(envvar="SHARDPROXY_MIGRATOR_METRICS_PORT",
+                                              help="serve /metrics on this port while moving (0 = off)")] = 0,
 ) -> None:
     """Run the migrator in the foreground: carry the running move to its end (resumes from the
     cursors in Redis; exits at once when no move runs or another migrator holds the lease)."""
     logs.setup("INFO")
+    from shardproxy import metrics
     from shardproxy.migrator import LeaseLost, MigratorOptions, run_migrator
+
+    metrics.serve(metrics_port)
 
     try:
         epoch = asyncio.run(run_migrator(redis_url, prefix, MigratorOptions(batch=batch, max_rows_per_s=max_rows_per_s),

@@ -30,6 +30,7 @@ class ProxySettings(BaseSettings):
     default_write_ack: str = Field("all", description="write ack policy of new collections: all | quorum (property shardproxy.write_ack)")
     health_interval_s: float = Field(2.0, description="how often each node is checked")
     migrator_autostart: bool = Field(True, description="start a migrator process when this proxy starts a move")
+    migrator_metrics_port: int = Field(0, description="/metrics port of migrators this proxy starts (0 = off)")
     migrator_log: str = Field("", description="log file of migrators this proxy starts (default /tmp/shardproxy-migrator-PORT.log)")
     image_search: bool = Field(True, description="serve the SearchByImage API in this process")
     log_level: str = Field("INFO", description="log level")

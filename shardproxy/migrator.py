@@ -345,7 +345,7 @@ async def run_migrator(redis_url: str, prefix: str, options: MigratorOptions, vn
         await store.close()
 
 
-def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int) -> int:  # noqa: D401
+def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port: int = 0) -> int:  # noqa: D401
     """Start a detached migrator process (``shardproxy rebalance run``); returns its pid."""
     import subprocess
     import sys
@@ -355,7 +355,7 @@ def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int) -> int:  # no
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "rebalance", "run", "--redis-url", redis_url, "--prefix", prefix,
-         "--vnodes", str(vnodes), "--wait-lease", "15"],
+         "--vnodes", str(vnodes), "--wait-lease", "15", "--metrics-port", str(metrics_port)],
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     logf.close()

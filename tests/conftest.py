@@ -26,12 +26,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+def embed_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model registry and artefacts shared by the pipeline's processes and the proxy's image search."""
+    return tmp_path_factory.mktemp("embed-cache")
+
+
+@pytest.fixture(scope="session")
+def dev_cluster(tmp_path_factory: pytest.TempPathFactory, embed_cache_dir: Path) -> Iterator[DevCluster]:
     """A 3-node dev cluster (3 milvus-lite processes, valkey, one proxy process)."""
     data = tmp_path_factory.mktemp("devcluster")
     cluster = DevCluster(
         data_dir=data, nodes=3,
-        proxy_env={"SHARDPROXY_MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "SHARDPROXY_LOG_LEVEL": "INFO"},
+        proxy_env={"SHARDPROXY_MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "SHARDPROXY_LOG_LEVEL": "INFO",
+                   "EMBED_CACHE_DIR": str(embed_cache_dir)},
     )
     cluster.start()
     try:

@@ -83,8 +83,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embed-cache")
+def cache_dir(embed_cache_dir: Path) -> Path:
+    return embed_cache_dir
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import urllib.request
 import subprocess
 import time
 from pathlib import Path
@@ -12,9 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from embed.queue import JobQueue
 from embed.store import connect
+from shardproxy.procs import free_port
 from shopbyimage.v1 import image_search_pb2 as pb
 from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 from tests.embed.conftest import ROOT, embed_cmd, stop
@@ -49,13 +52,36 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, redis_url
     env.update({"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(cache_dir),
                 "EMBED_REDIS_URL": redis_url, "EMBED_PROXY": milvus_uri, "EMBED_STREAM": f"e2e:{uuid.uuid4().hex[:6]}",
                 "EMBED_BATCH_SIZE": "8", "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30"})
-    w = _worker(env, root / "worker.log")
+    metrics_port = free_port()
+    w = _worker({**env, "EMBED_METRICS_PORT": str(metrics_port)}, root / "worker.log")
     try:
         r = _import(env, csv, "shop", "--wait", "--timeout", "200")
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
     finally:
         stop(w)
     assert r.returncode == 0, r.stderr
-    return {"csv": csv, "env": env, "import": r, "root": root}
+    return {"csv": csv, "env": env, "import": r, "root": root, "metrics": scraped}
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """Value of one sample in Prometheus text format (0 when absent)."""
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items()):
+                return float(smp.value)
+    return 0.0
+
+
+def test_worker_metrics_follow_the_import(indexed) -> None:
+    """The worker's /metrics: per-stage items, dead letters by stage, batch sizes, model identity."""
+    m = indexed["metrics"]
+    assert _sample(m, "embed_items_total", stage="decode", outcome="ok") == 24
+    assert _sample(m, "embed_items_total", stage="decode", outcome="error") == 3
+    assert _sample(m, "embed_queue_dead_letters_total", stage="decode") == 3
+    assert _sample(m, "embed_items_total", stage="embed", outcome="ok") >= 24
+    assert _sample(m, "embed_items_total", stage="write", outcome="ok") >= 24
+    assert _sample(m, "embed_batch_size_count", stage="embed") >= 3  # batches of 8
+    assert _sample(m, "shopbyimage_model_info", embedder="efficientnet-lite0") == 1
 
 
 def test_import_indexes_everything_and_dead_letters_bad_images(indexed, milvus_uri: str) -> None:
