@@ -551,6 +551,16 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 for nid, expr in self._owner_exprs(rec, pks).items()
             }
         else:
+            if self.cluster.moving:
+                # A filter delete during a move: find the matching keys first and write their
+                # tombstones, so a row the migrator is copying cannot come back after the delete.
+                matched = await self._matching_pks(rec, request.expr)
+                await self.cluster.moves.touch(
+                    rec.name,
+                    matched if rec.replicas > 1
+                    else routing.changed_owner(self.cluster.current_ring, self.cluster.ring, matched),
+                    "d",
+                )
             targets = {c.id: request for c in self.cluster.search_clients()}
         clients = {c.id: c for c in self.cluster.all_clients()}
         if rec.replicas > 1 and pks is not None:
@@ -579,6 +589,17 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if rec.replicas > 1 and pks is not None:
             deleted = len(set(pks))  # each key is deleted on R replicas
         return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
+
+    async def _matching_pks(self, rec: CollectionRecord, expr: str) -> list[int | str]:
+        """Primary keys matching a filter on every node that holds data (deduplicated)."""
+        q = milvus_pb2.QueryRequest(collection_name=rec.name, expr=expr, output_fields=[rec.pk_name])
+        results = await fan_out(self.cluster.search_clients(), lambda c: self._read(c, "Query", q))
+        found: set[int | str] = set()
+        for r in results.values():
+            for fd in r.fields_data:
+                if fd.field_name == rec.pk_name:
+                    found.update(fielddata.column_values(fd))
+        return sorted(found, key=str)
 
     def _owner_exprs(self, rec: CollectionRecord, pks: Sequence[int | str]) -> dict[str, str]:
         """One ``pk in [...]`` expression per node that may hold the keys, for deletes and gets by
