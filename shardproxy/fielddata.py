@@ -209,11 +209,3 @@ def make_ids(values: Sequence[int] | Sequence[str], is_str: bool) -> schema_pb2.
     else:
         ids.int_id.data.extend(values)  # type: ignore[arg-type]
     return ids
-
-
-def take_ids(ids: schema_pb2.IDs, rows: Sequence[int]) -> schema_pb2.IDs:
-    if ids.WhichOneof("id_field") == "str_id":
-        src = ids.str_id.data
-        return make_ids([src[i] for i in rows], True)
-    src_i = ids.int_id.data
-    return make_ids([src_i[i] for i in rows], False)

@@ -168,7 +168,3 @@ def merge_query_rows(
     end = None if limit is None else offset + limit
     rows = rows[offset:end]
     return [fielddata.take(fd, rows) for fd in concatenated]
-
-
-def sum_counts(counts: Sequence[int]) -> int:
-    return int(sum(counts))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -327,7 +326,3 @@ class MetaStore:
         """Reserve ``count`` consecutive auto ids; returns the first. Unique across proxies."""
         end = await self.r.incrby(self.k("ids", name), count)
         return int(end) - count + 1
-
-
-def loaded_names(records: Iterable[CollectionRecord]) -> list[str]:
-    return [r.name for r in records if r.loaded]

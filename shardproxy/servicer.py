@@ -842,7 +842,4 @@ def _install_unimplemented() -> None:
             setattr(MilvusProxyServicer, name, _unimplemented(name))
 
 
-IMPLEMENTED_RPCS: tuple[str, ...] = tuple(
-    sorted(n for n, v in MilvusProxyServicer.__dict__.items() if n[:1].isupper() and callable(v))
-)
 _install_unimplemented()
