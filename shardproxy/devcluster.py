@@ -63,6 +63,19 @@ class DevCluster:
     def proxy_uri(self) -> str:
         return f"http://{self.proxy_address}"
 
+    def connect_kwargs(self, **extra: object) -> dict[str, object]:
+        """Keyword arguments for pymilvus (``MilvusClient(**c.connect_kwargs())``,
+        ``connections.connect(**...)``, ``AsyncMilvusClient``) that reach this cluster's proxy.
+        Tests and tools build proxy clients through this one place, so connection settings the
+        proxy needs (credentials, TLS) are added here once."""
+        return {"uri": self.proxy_uri, **extra}
+
+    def client(self, **extra: object):  # type: ignore[no-untyped-def]
+        """A ``pymilvus.MilvusClient`` connected to the proxy (see :meth:`connect_kwargs`)."""
+        from pymilvus import MilvusClient
+
+        return MilvusClient(**self.connect_kwargs(**extra))
+
     def _layout(self) -> dict:
         path = self.data_dir / "cluster.json"
         if path.exists():

@@ -60,9 +60,7 @@ def direct_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Mana
 
 @pytest.fixture(scope="session")
 def proxy_client(dev_cluster: DevCluster):  # type: ignore[no-untyped-def]
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=dev_cluster.proxy_uri)
+    client = dev_cluster.client()
     yield client
     client.close()
 
