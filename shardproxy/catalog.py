@@ -14,6 +14,11 @@ key                                    type    content
                                                ``pload:{name}`` ("1" while the partition is
                                                loaded on its own), ``props`` (JSON of
                                                properties set by AlterCollection)
+``{p}:compaction:{id}``                string  JSON node -> that node's compaction id, for the
+                                               proxy's compaction id (expires after a week)
+``{p}:flush:{ts}``                     string  JSON node -> ``{ts: {coll: flush ts}, segs:
+                                               {coll: [segment ids]}}`` for the proxy's
+                                               synthetic flush ts (expires after a day)
 =====================================  ======  ===============================================
 
 ``ckey`` is a collection's id in Redis keys (:func:`collection_key`): its bare name in the
@@ -183,3 +188,18 @@ class CatalogStore:
     async def set_properties(self, ckey: str, props: dict[str, str]) -> None:
         await self.r.hset(self._ckey(ckey), "props", json.dumps(props, sort_keys=True))
         await self._publish(f"collection {ckey}")
+
+    # -- ids the proxy hands out for work the nodes track under their own ids
+    async def put_compaction(self, compaction_id: int, per_node: dict[str, int]) -> None:
+        await self.r.set(self.k("compaction", str(compaction_id)), json.dumps(per_node), ex=7 * 24 * 3600)
+
+    async def compaction(self, compaction_id: int) -> dict[str, int] | None:
+        raw = await self.r.get(self.k("compaction", str(compaction_id)))
+        return {k: int(v) for k, v in json.loads(raw).items()} if raw else None
+
+    async def put_flush(self, flush_ts: int, per_node: dict[str, dict]) -> None:
+        await self.r.set(self.k("flush", str(flush_ts)), json.dumps(per_node), ex=24 * 3600)
+
+    async def flush(self, flush_ts: int) -> dict[str, dict] | None:
+        raw = await self.r.get(self.k("flush", str(flush_ts)))
+        return json.loads(raw) if raw else None

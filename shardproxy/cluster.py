@@ -25,7 +25,9 @@ from shardproxy.metastore import (
 )
 from shardproxy import routing
 from shardproxy.moves import MoveStore
-from shardproxy.nodepool import NodeClient, NodePool
+from shardproxy.catalog import DEFAULT_DB, collection_key
+from shardproxy.nodepool import CatalogState, NodeClient, NodePool
+from shardproxy.resolve import CatalogCache
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ class Cluster:
         self.moving = False
         self.moves = MoveStore(self.store)
         self.epoch = -1
-        self._collections: dict[str, CollectionRecord] = {}
+        self._collections: dict[str, CollectionRecord] = {}  # by collection key (db/name)
+        self.catalog = CatalogCache(self.store.catalog)  # databases and aliases
         self._tasks: list[asyncio.Task[Any]] = []
         self._refresh_lock = asyncio.Lock()
         self._id_blocks: dict[str, tuple[int, int]] = {}
@@ -82,6 +85,7 @@ class Cluster:
             self.moving = routing.moving(nodes)
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
+            self.catalog.clear()
             if self.epoch != epoch:
                 log.info(
                     "ring epoch %s: %d node(s) %s", epoch, len(nodes),
@@ -91,10 +95,14 @@ class Cluster:
         await self.sync_nodes([c for c in self.pool.clients.values() if not c.synced])
 
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None:
+        clients = list(clients)
+        if not clients:
+            return
         records = await self.store.collections()
+        catalog = await CatalogState.load(self.store)
         for client in clients:
             try:
-                done = await client.sync(records)
+                done = await client.sync(records, catalog)
                 self._health[client.id] = True
                 if done:
                     log.info("node %s brought to the recorded state: %s", client.id, "; ".join(done))
@@ -118,6 +126,8 @@ class Cluster:
                         await self.refresh()
                     elif kind == "collection":
                         self._collections.pop(arg, None)
+                    elif kind in ("alias", "database"):
+                        self.catalog.invalidate(kind, arg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep watching through Redis hiccups
@@ -196,8 +206,8 @@ class Cluster:
         """Replay the hints of a node that answers; mark it active when it was down."""
         rec_state = client.record.state
         has_hints = False
-        for name in await self.store.collection_names():
-            if await self.store.r.scard(self.hints_key(client.id, name)):
+        for key in await self.store.collection_keys():
+            if await self.store.r.scard(self.hints_key(client.id, key)):
                 has_hints = True
                 break
         if not has_hints and rec_state != NodeState.DOWN:
@@ -224,7 +234,7 @@ class Cluster:
         from shardproxy import fielddata, merge, routing
         from shardproxy.migrator import fetch_rows, pk_expr
 
-        key = self.hints_key(client.id, rec.name)
+        key = self.hints_key(client.id, rec.key)
         done = 0
         while True:
             raw = await self.store.r.srandmember(key, 1000)
@@ -246,13 +256,13 @@ class Cluster:
             if merged:
                 pk_col = next(fd for fd in merged if fd.field_name == rec.pk_name)
                 present = set(fielddata.column_values(pk_col))
-                req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(present))
+                req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name, num_rows=len(present))
                 req.fields_data.extend(merged)
-                await client.write("Upsert", rec.name, req)
+                await client.write("Upsert", rec.key, req)
             gone = [pk for pk in pks if pk not in present]
             if gone:
-                await client.write("Delete", rec.name, milvus_pb2.DeleteRequest(
-                    collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
+                await client.write("Delete", rec.key, milvus_pb2.DeleteRequest(
+                    db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
             await self.store.r.srem(key, *raw)
             done += len(pks)
             log.info("node %s: replayed %d hinted key(s) of %s (%d upserted, %d deleted)",
@@ -300,17 +310,20 @@ class Cluster:
         if not self.ring:
             raise FailedPrecondition("no Milvus node is registered; add one with `shardproxy node add ADDR`")
 
-    async def collection(self, name: str) -> CollectionRecord:
-        rec = self._collections.get(name)
+    async def collection(self, name: str, db: str = DEFAULT_DB) -> CollectionRecord:
+        """The record of collection ``name`` in database ``db`` (cached until a notice)."""
+        key = collection_key(db, name)
+        rec = self._collections.get(key)
         if rec is None:
-            rec = await self.store.collection(name)
+            rec = await self.store.collection(key)
             if rec is None:
                 raise CollectionNotFound(name)
-            self._collections[name] = rec
+            self._collections[key] = rec
         return rec
 
-    def forget(self, name: str) -> None:
-        self._collections.pop(name, None)
+    def forget(self, key: str) -> None:
+        """Drop the cached record of a collection key (``db/name``; the bare name in default)."""
+        self._collections.pop(key, None)
 
     async def reserve_ids(self, name: str, count: int) -> list[int]:
         """``count`` auto ids, unique across proxies (blocks reserved from a Redis counter)."""
