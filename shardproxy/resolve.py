@@ -14,16 +14,22 @@ the nodes, which hold the same databases, get a request they understand.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable
 from typing import Any
 
 from shardproxy.catalog import DEFAULT_DB, CatalogStore
 
 DB_HEADER = "dbname"
+# The caller's invocation metadata, set by the RPC wrapper for the handler it runs.
+METADATA: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar("metadata", default=())
 
 
-def effective_db(request: Any, metadata: Iterable[tuple[str, Any]] | None) -> str:
-    """``db_name`` of the request, else the ``dbname`` header, else ``default`` (pure)."""
+def effective_db(request: Any, metadata: Iterable[tuple[str, Any]] | None = None) -> str:
+    """``db_name`` of the request, else the ``dbname`` header (of ``metadata``, else of the
+    request being served), else ``default``."""
+    if metadata is None:
+        metadata = METADATA.get()
     db = getattr(request, "db_name", "") or ""
     if db:
         return db

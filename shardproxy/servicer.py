@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from shardproxy import fielddata, logs, merge, metrics, routing, tracing, validation
+from shardproxy import ddlrules, fielddata, logs, merge, metrics, routing, tracing, validation
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -37,6 +37,11 @@ from shardproxy.errors import (
 )
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
+from shardproxy.rpc import EXTRA_TRAILERS, rpc
+from shardproxy.handlers.aliases import AliasHandlers
+from shardproxy.handlers.alter import AlterHandlers
+from shardproxy.handlers.databases import DatabaseHandlers
+from shardproxy.handlers.partitions import PartitionHandlers
 
 log = logging.getLogger(__name__)
 
@@ -68,50 +73,9 @@ def _set_kv(pairs: Any, key: str, value: str | None) -> None:
         pairs.append(common_pb2.KeyValuePair(key=key, value=value))
 
 
-EXTRA_TRAILERS: contextvars.ContextVar[list[tuple[str, str]]] = contextvars.ContextVar("extra_trailers")
-
-
-def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    """Wrap one data-plane RPC: errors become a Milvus status in ``response`` (None: the RPC
-    returns a bare Status), the precise gRPC code goes into trailing metadata, metrics count it."""
-
-    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        method = fn.__name__
-
-        @functools.wraps(fn)
-        async def wrapper(self: "MilvusProxyServicer", request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start = time.perf_counter()
-            code = "OK"
-            rid = logs.request_id_from(context.invocation_metadata())
-            token = logs.REQUEST_ID.set(rid)
-            extra = EXTRA_TRAILERS.set([])  # trailers added by the handler (partial results)
-            try:
-                resp = await fn(self, request, context)
-                context.set_trailing_metadata(((logs.REQUEST_ID_HEADER, rid), *EXTRA_TRAILERS.get()))
-                return resp
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a status, the server keeps serving
-                code = grpc_code_of(exc).name if not isinstance(exc, NodeError) else "NODE_ERROR"
-                if isinstance(exc, ProxyError):
-                    log.debug("%s failed: %s", method, exc.message)
-                else:
-                    log.exception("%s failed unexpectedly", method)
-                context.set_trailing_metadata(
-                    ((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid), *EXTRA_TRAILERS.get())
-                )
-                status = to_milvus_status(exc)
-                return status if response is None else response(status=status)
-            finally:
-                metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - start)
-                metrics.RPCS.labels(method=method, code=code).inc()
-                logs.REQUEST_ID.reset(token)
-                EXTRA_TRAILERS.reset(extra)
-
-        return wrapper
-
-    return deco
-
-
-class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
+class MilvusProxyServicer(
+    DatabaseHandlers, PartitionHandlers, AliasHandlers, AlterHandlers, milvus_pb2_grpc.MilvusServiceServicer
+):
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.settings = cluster.settings
@@ -125,15 +89,10 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 "send smaller batches"
             )
 
-    @staticmethod
-    def _check_db(request: Any) -> None:
-        db = getattr(request, "db_name", "")
-        if db and db != "default":
-            raise InvalidArgument(f"database {db!r} is not supported by shardproxy; use the default database")
-
     async def _collection(self, request: Any) -> CollectionRecord:
-        self._check_db(request)
-        return await self.cluster.collection(request.collection_name)
+        """The collection a request names, in its effective database, aliases resolved; the
+        request is rewritten for the nodes (see :mod:`shardproxy.resolve`)."""
+        return await self._resolve(request, None)
 
     async def _all(self, method: str, request: Any, clients: Sequence[NodeClient] | None = None) -> dict[str, Any]:
         self.cluster.require_nodes()
@@ -149,7 +108,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         except NodeError as exc:
             if exc.status.code != MILVUS_CODE_NOT_LOADED and exc.status.error_code != MILVUS_CODE_NOT_LOADED:
                 raise
-            rec = await self.cluster.collection(request.collection_name)
+            rec = await self.cluster.collection(request.collection_name, request.db_name)
             if not rec.loaded:
                 raise
             log.info("node %s lost the load state of %s; re-syncing", client.id, rec.name)
@@ -187,21 +146,18 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     # ------------------------------------------------------------------ DDL
     @rpc(None)
     async def CreateCollection(self, request: milvus_pb2.CreateCollectionRequest, context: Any) -> Any:
-        self._check_db(request)
+        db = await self._require_db(request, context)
         self.cluster.require_nodes()
         name = request.collection_name
-        if not name:
-            raise InvalidArgument("collection name must not be empty")
         schema = schema_pb2.CollectionSchema()
         try:
             schema.ParseFromString(request.schema)
         except Exception as exc:  # noqa: BLE001
             raise InvalidArgument(f"malformed collection schema: {exc}") from exc
-        pks = [f for f in schema.fields if f.is_primary_key]
-        if len(pks) != 1:
-            raise InvalidArgument("a collection needs exactly one primary key field")
-        if pks[0].data_type not in (schema_pb2.DataType.Int64, schema_pb2.DataType.VarChar):
-            raise InvalidArgument("the primary key must be INT64 or VARCHAR")
+        ddlrules.validate_schema(name, schema, request.shards_num, request.num_partitions)
+        if name in await self.cluster.store.catalog.aliases(db):
+            await self._native_error(request, AlreadyExists(
+                f"collection name [{name}] conflicts with an existing alias, please choose a unique name"))
         props = _kv(request.properties)
         try:
             replicas = int(props.get("shardproxy.replicas") or self.settings.default_replicas)
@@ -212,15 +168,17 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             raise InvalidArgument(f"shardproxy.replicas must be in [1, 16], got {replicas}")
         if write_ack not in ("all", "quorum"):
             raise InvalidArgument(f"shardproxy.write_ack must be 'all' or 'quorum', got {write_ack!r}")
-        created = await self.cluster.store.create_collection(request)
+        key = self._key(db, name)
+        created = await self.cluster.store.create_collection(request, db)
         if created:
-            await self.cluster.store.set_replication(name, replicas, write_ack)
+            await self.cluster.store.set_replication(key, replicas, write_ack)
         if not created:
-            existing = await self.cluster.collection(name)
+            existing = await self.cluster.collection(name, db)
             if existing.create.schema != request.schema:
-                raise AlreadyExists(f"collection {name} already exists with a different schema")
-        self.cluster.forget(name)
-        rec = await self.cluster.collection(name)
+                await self._native_error(request, AlreadyExists(
+                    f"collection {name} already exists with a different schema"))
+        self.cluster.forget(key)
+        rec = await self.cluster.collection(name, db)
         clients = self.cluster.all_clients()
         # Idempotent on every node: create where missing.
         await fan_out(clients, lambda c: self._ensure_created(c, rec))
@@ -228,7 +186,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         return status_ok()
 
     async def _ensure_created(self, client: NodeClient, rec: CollectionRecord) -> None:
-        has = await client.call("HasCollection", milvus_pb2.HasCollectionRequest(collection_name=rec.name))
+        has = await client.call("HasCollection", milvus_pb2.HasCollectionRequest(db_name=rec.db, collection_name=rec.name))
         if not has.value:
             await client.call("CreateCollection", rec.node_create)
 
@@ -236,16 +194,17 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     async def DropCollection(self, request: Any, context: Any) -> Any:
         rec = await self._collection(request)
         await self._all("DropCollection", request, self.cluster.all_clients())
-        await self.cluster.store.drop_collection(rec.name)
-        self.cluster.forget(rec.name)
-        self.cluster.drop_id_block(rec.name)
-        log.info("collection %s dropped", rec.name)
+        await self.cluster.store.drop_collection(rec.key)
+        await self.cluster.store.catalog.drop_aliases_of(rec.db, rec.name)
+        self.cluster.forget(rec.key)
+        self.cluster.drop_id_block(rec.key)
+        log.info("collection %s dropped", rec.key)
         return status_ok()
 
     @rpc(milvus_pb2.BoolResponse)
     async def HasCollection(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        rec = await self.cluster.store.collection(request.collection_name)
+        db = await self._require_db(request, context)
+        rec = await self.cluster.store.collection(self._key(db, request.collection_name))
         return milvus_pb2.BoolResponse(status=status_ok(), value=rec is not None)
 
     @rpc(milvus_pb2.DescribeCollectionResponse)
@@ -272,12 +231,16 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 if f.is_primary_key:
                     f.autoID = True
         resp.shards_num = len(self.cluster.ring) or 1
+        resp.db_name = rec.db
+        aliases = await self.cluster.store.catalog.aliases(rec.db)
+        del resp.aliases[:]
+        resp.aliases.extend(sorted(a for a, t in aliases.items() if t == rec.name))
         return resp
 
     @rpc(milvus_pb2.ShowCollectionsResponse)
     async def ShowCollections(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        records = await self.cluster.store.collections()
+        db = await self._require_db(request, context)
+        records = await self.cluster.store.collections(db)
         if request.collection_names:
             wanted = set(request.collection_names)
             records = [r for r in records if r.name in wanted]
@@ -296,8 +259,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if rec.field(request.field_name) is None:
             raise InvalidArgument(f"field {request.field_name!r} does not exist in collection {rec.name}")
         await self._all("CreateIndex", request, self.cluster.all_clients())
-        await self.cluster.store.put_index(rec.name, request)
-        self.cluster.forget(rec.name)
+        await self.cluster.store.put_index(rec.key, request)
+        self.cluster.forget(rec.key)
         return status_ok()
 
     @rpc(milvus_pb2.DescribeIndexResponse)
@@ -324,30 +287,32 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 if idx.index_name == request.index_name or not request.index_name:
                     field_name = f
         if field_name:
-            await self.cluster.store.drop_index(rec.name, field_name)
-        self.cluster.forget(rec.name)
+            await self.cluster.store.drop_index(rec.key, field_name)
+        self.cluster.forget(rec.key)
         return status_ok()
 
     @rpc(None)
     async def LoadCollection(self, request: Any, context: Any) -> Any:
         rec = await self._collection(request)
-        await self.cluster.store.set_loaded(rec.name, True, request)
-        self.cluster.forget(rec.name)
+        await self.cluster.store.set_loaded(rec.key, True, request)
+        self.cluster.forget(rec.key)
         await self._all("LoadCollection", request, self.cluster.all_clients())
         return status_ok()
 
     @rpc(None)
     async def ReleaseCollection(self, request: Any, context: Any) -> Any:
         rec = await self._collection(request)
-        await self.cluster.store.set_loaded(rec.name, False)
-        self.cluster.forget(rec.name)
+        await self.cluster.store.set_loaded(rec.key, False)
+        self.cluster.forget(rec.key)
         await self._all("ReleaseCollection", request, self.cluster.all_clients())
         return status_ok()
 
     @rpc(milvus_pb2.GetLoadStateResponse)
     async def GetLoadState(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        rec = await self.cluster.store.collection(request.collection_name)
+        db = await self._require_db(request, context)
+        name = await self.cluster.catalog.resolve(db, request.collection_name)
+        rec = await self.cluster.store.collection(self._key(db, name))
+        request.collection_name = name
         if rec is None:
             return milvus_pb2.GetLoadStateResponse(status=status_ok(), state=_LS.LoadStateNotExist)
         results = await self._all("GetLoadState", request)
@@ -378,31 +343,6 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             status=status_ok(), stats=[common_pb2.KeyValuePair(key="row_count", value=str(total))]
         )
 
-    @rpc(milvus_pb2.FlushResponse)
-    async def Flush(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        for name in request.collection_names:
-            await self.cluster.collection(name)
-        results = await self._all("Flush", request, self.cluster.all_clients())
-        out = milvus_pb2.FlushResponse(status=status_ok(), db_name=request.db_name)
-        for r in results.values():
-            for name, segs in r.coll_segIDs.items():
-                out.coll_segIDs[name].data.extend(segs.data)
-            for name, segs in r.flush_coll_segIDs.items():
-                out.flush_coll_segIDs[name].data.extend(segs.data)
-            for name, ts in r.coll_seal_times.items():
-                out.coll_seal_times[name] = max(out.coll_seal_times[name], ts)
-            for name, ts in r.coll_flush_ts.items():
-                out.coll_flush_ts[name] = max(out.coll_flush_ts[name], ts)
-        return out
-
-    @rpc(milvus_pb2.GetFlushStateResponse)
-    async def GetFlushState(self, request: Any, context: Any) -> Any:
-        results = await self._all("GetFlushState", request, self.cluster.all_clients())
-        return milvus_pb2.GetFlushStateResponse(
-            status=status_ok(), flushed=all(r.flushed for r in results.values())
-        )
-
     # ------------------------------------------------------------------ writes
     def _validate_columns(self, rec: CollectionRecord, fields: Sequence[schema_pb2.FieldData], num_rows: int) -> None:
         known = set(rec.field_names)
@@ -426,6 +366,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
 
     async def _write(self, method: str, request: Any) -> milvus_pb2.MutationResult:
         rec = await self._collection(request)
+        await self._check_partitions(rec, [request.partition_name])
         self._check_size(request)
         self.cluster.require_nodes()
         num_rows = int(request.num_rows)
@@ -436,7 +377,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if pk_col is None:
             if not rec.auto_id:
                 raise InvalidArgument(f"primary key field {rec.pk_name!r} is missing")
-            ids = await self.cluster.reserve_ids(rec.name, num_rows)
+            ids = await self.cluster.reserve_ids(rec.key, num_rows)
             pk_col = schema_pb2.FieldData(type=rec.pk_field.data_type, field_name=rec.pk_name)
             if rec.pk_is_str:
                 pk_col.scalars.string_data.data.extend(str(i) for i in ids)
@@ -457,13 +398,14 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             # Tell the migrator these keys were written at their new owner (it must not copy
             # an older version over them); see shardproxy/migrator.py.
             await self.cluster.moves.touch(
-                rec.name,
+                rec.key,
                 pks if rec.replicas > 1 else routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks),
                 "w",
             )
 
         async def send(node_id: str, rows: np.ndarray) -> Any:
             sub = type(request)()
+            sub.db_name = rec.db
             sub.collection_name = request.collection_name
             sub.partition_name = request.partition_name
             sub.num_rows = len(rows)
@@ -473,7 +415,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             if rec.replicas > 1 and not self.cluster.is_live(node_id):
                 raise Unavailable(f"node {node_id} is down")  # circuit open: not called
             try:
-                resp = await clients[node_id].write(method, rec.name, sub)
+                resp = await clients[node_id].write(method, rec.key, sub)
             except Unavailable:
                 self.cluster.mark_failed(node_id)
                 raise
@@ -490,7 +432,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 reasons.append(f"node {nid} refused {len(parts[nid])} row(s): {msg}")
                 if rec.replicas > 1 and isinstance(res, Unavailable):
                     # hinted handoff: the node gets these keys replayed when it answers again
-                    await self.cluster.add_hints(nid, rec.name, [pks[i] for i in parts[nid]])
+                    await self.cluster.add_hints(nid, rec.key, [pks[i] for i in parts[nid]])
             else:
                 acks[parts[nid]] += 1
         needed = min(rec.acks_needed, len(self.cluster.ring)) if rec.replicas > 1 else 1
@@ -530,6 +472,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     @rpc(milvus_pb2.MutationResult)
     async def Delete(self, request: milvus_pb2.DeleteRequest, context: Any) -> Any:
         rec = await self._collection(request)
+        await self._check_partitions(rec, [request.partition_name])
         self._check_size(request)
         self.cluster.require_nodes()
         if not request.expr.strip():
@@ -540,13 +483,13 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             if self.cluster.moving:
                 # Tombstones first, then the delete: a row the migrator is copying cannot come back.
                 await self.cluster.moves.touch(
-                    rec.name,
+                    rec.key,
                     pks if rec.replicas > 1 else routing.changed_owner(self.cluster.current_ring, self.cluster.ring, pks),
                     "d",
                 )
             targets = {
                 nid: milvus_pb2.DeleteRequest(
-                    collection_name=rec.name, partition_name=request.partition_name, expr=expr
+                    db_name=rec.db, collection_name=rec.name, partition_name=request.partition_name, expr=expr
                 )
                 for nid, expr in self._owner_exprs(rec, pks).items()
             }
@@ -556,7 +499,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 # tombstones, so a row the migrator is copying cannot come back after the delete.
                 matched = await self._matching_pks(rec, request.expr)
                 await self.cluster.moves.touch(
-                    rec.name,
+                    rec.key,
                     matched if rec.replicas > 1
                     else routing.changed_owner(self.cluster.current_ring, self.cluster.ring, matched),
                     "d",
@@ -566,14 +509,14 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if rec.replicas > 1 and pks is not None:
             # A replica that is down gets the delete later (hinted handoff); the others now.
             for nid in [n for n in targets if not self.cluster.is_live(n)]:
-                await self.cluster.add_hints(nid, rec.name, validation.pk_list(targets.pop(nid).expr, rec.pk_name, rec.pk_is_str) or [])
-            raw = await asyncio.gather(*(clients[n].write("Delete", rec.name, targets[n]) for n in targets),
+                await self.cluster.add_hints(nid, rec.key, validation.pk_list(targets.pop(nid).expr, rec.pk_name, rec.pk_is_str) or [])
+            raw = await asyncio.gather(*(clients[n].write("Delete", rec.key, targets[n]) for n in targets),
                                        return_exceptions=True)
             results = {}
             for nid, r in zip(targets, raw):
                 if isinstance(r, Unavailable):
                     self.cluster.mark_failed(nid)
-                    await self.cluster.add_hints(nid, rec.name, validation.pk_list(targets[nid].expr, rec.pk_name, rec.pk_is_str) or [])
+                    await self.cluster.add_hints(nid, rec.key, validation.pk_list(targets[nid].expr, rec.pk_name, rec.pk_is_str) or [])
                 elif isinstance(r, BaseException):
                     raise r
                 else:
@@ -582,7 +525,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 raise Unavailable("no replica of these keys answered; the delete is kept as hints and replayed")
         else:
             results = await fan_out(
-                [clients[n] for n in targets], lambda c: c.write("Delete", rec.name, targets[c.id])
+                [clients[n] for n in targets], lambda c: c.write("Delete", rec.key, targets[c.id])
             )
         deleted = sum(r.delete_cnt for r in results.values())
         # Like Milvus 2.3.2+, report a count (not the deleted keys).
@@ -592,7 +535,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
 
     async def _matching_pks(self, rec: CollectionRecord, expr: str) -> list[int | str]:
         """Primary keys matching a filter on every node that holds data (deduplicated)."""
-        q = milvus_pb2.QueryRequest(collection_name=rec.name, expr=expr, output_fields=[rec.pk_name])
+        q = milvus_pb2.QueryRequest(db_name=rec.db, collection_name=rec.name, expr=expr, output_fields=[rec.pk_name])
         results = await fan_out(self.cluster.search_clients(), lambda c: self._read(c, "Query", q))
         found: set[int | str] = set()
         for r in results.values():
@@ -669,6 +612,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     @rpc(milvus_pb2.QueryResults)
     async def Query(self, request: milvus_pb2.QueryRequest, context: Any) -> Any:
         rec = await self._collection(request)
+        await self._check_partitions(rec, list(request.partition_names))
         self._check_size(request)
         self.cluster.require_nodes()
         output_fields = list(request.output_fields)
@@ -764,6 +708,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     @rpc(milvus_pb2.SearchResults)
     async def Search(self, request: milvus_pb2.SearchRequest, context: Any) -> Any:
         rec = await self._collection(request)
+        await self._check_partitions(rec, list(request.partition_names))
         self._check_size(request)
         self.cluster.require_nodes()
         if request.sub_reqs:
@@ -838,7 +783,9 @@ def _install_unimplemented() -> None:
     """Every MilvusService RPC the proxy does not implement answers UNIMPLEMENTED, naming itself."""
     service = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
     for name in service.methods_by_name:
-        if name not in MilvusProxyServicer.__dict__:
+        implemented = any(name in k.__dict__ for k in MilvusProxyServicer.__mro__
+                          if k is not milvus_pb2_grpc.MilvusServiceServicer)
+        if not implemented:
             setattr(MilvusProxyServicer, name, _unimplemented(name))
 
 

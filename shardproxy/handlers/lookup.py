@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pymilvus.grpc_gen import common_pb2
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from shardproxy.catalog import DEFAULT_DB, collection_key
 from shardproxy.cluster import Cluster
@@ -65,7 +65,12 @@ class CatalogLookup:
         database; the request is rewritten to name the collection itself."""
         db = await self._require_db(request, context)
         name = await self.cluster.catalog.resolve(db, request.collection_name)
-        rec = await self.cluster.collection(name, db)
+        try:
+            rec = await self.cluster.collection(name, db)
+        except CollectionNotFound as exc:
+            # the nodes' own wording (asked with a harmless DescribeCollection, never the request)
+            await self._native_error(milvus_pb2.DescribeCollectionRequest(db_name=db, collection_name=name), exc)
+            raise
         request.collection_name = rec.name
         return rec
 
@@ -103,6 +108,3 @@ class CatalogLookup:
     def _key(db: str, name: str) -> str:
         return collection_key(db or DEFAULT_DB, name)
 
-
-def not_found(name: str) -> CollectionNotFound:
-    return CollectionNotFound(name)

@@ -40,18 +40,24 @@ def known_partitions(rec: CollectionRecord) -> list[str]:
     return [DEFAULT_PARTITION, *rec.partitions]
 
 
-def check_partition_names(rec: CollectionRecord, names: list[str]) -> None:
-    """Partition names of a write or read must exist (pure; partition-key collections are
+def missing_partition(rec: CollectionRecord, names: list[str]) -> str | None:
+    """The first of ``names`` the collection does not have (pure; partition-key collections are
     checked by the nodes, which own their generated partitions)."""
     if rec.partition_key:
-        return
+        return None
     have = set(known_partitions(rec))
-    for name in names:
-        if name and name not in have:
-            raise PartitionNotFound(name)
+    return next((n for n in names if n and n not in have), None)
 
 
 class PartitionHandlers(CatalogLookup):
+    async def _check_partitions(self, rec: CollectionRecord, names: list[str]) -> None:
+        """Refuse partitions that do not exist, with the nodes' own error (asked with a
+        harmless GetPartitionStatistics, never with the write itself)."""
+        missing = missing_partition(rec, names)
+        if missing is not None:
+            await self._native_error(milvus_pb2.GetPartitionStatisticsRequest(
+                db_name=rec.db, collection_name=rec.name, partition_name=missing), PartitionNotFound(missing))
+
     @rpc(None)
     async def CreatePartition(self, request: milvus_pb2.CreatePartitionRequest, context: Any) -> Any:
         rec = await self._resolve(request, context)
@@ -124,7 +130,7 @@ class PartitionHandlers(CatalogLookup):
     @rpc(milvus_pb2.GetPartitionStatisticsResponse)
     async def GetPartitionStatistics(self, request: milvus_pb2.GetPartitionStatisticsRequest, context: Any) -> Any:
         rec = await self._resolve(request, context)
-        check_partition_names(rec, [request.partition_name])
+        await self._check_partitions(rec, [request.partition_name])
         results = await self._broadcast("GetPartitionStatistics", request, self.cluster.search_clients())
         total = sum(int(kv(r.stats).get("row_count", "0")) for r in results.values())
         return milvus_pb2.GetPartitionStatisticsResponse(
@@ -137,7 +143,7 @@ class PartitionHandlers(CatalogLookup):
         names = list(request.partition_names)
         if not names:
             raise InvalidArgument("partition names should not be empty")
-        check_partition_names(rec, names)
+        await self._check_partitions(rec, names)
         await self._broadcast("LoadPartitions", request)
         if not rec.loaded:
             await self.cluster.store.catalog.set_partitions_loaded(rec.key, names, True)
@@ -148,7 +154,7 @@ class PartitionHandlers(CatalogLookup):
     async def ReleasePartitions(self, request: milvus_pb2.ReleasePartitionsRequest, context: Any) -> Any:
         rec = await self._resolve(request, context)
         names = list(request.partition_names)
-        check_partition_names(rec, names)
+        await self._check_partitions(rec, names)
         await self._broadcast("ReleasePartitions", request)
         await self.cluster.store.catalog.set_partitions_loaded(rec.key, names, False)
         self._forget(rec)
