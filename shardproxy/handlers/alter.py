@@ -122,7 +122,7 @@ class AlterHandlers(CatalogLookup):
         new_db = request.newDBName or db
         if not await self.cluster.store.catalog.has_database(new_db):
             raise InvalidArgument(f"database not found[database={new_db}]")
-        rec = await self.cluster.collection(request.oldName, db)
+        rec = await self._record(db, request.oldName)
         ddlrules.validate_collection_name(request.newName)
         if self.cluster.moving:
             raise FailedPrecondition("cannot rename a collection while a rebalance runs; wait for it")

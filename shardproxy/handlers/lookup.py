@@ -64,22 +64,25 @@ class CatalogLookup:
         """The collection a request names (through an alias when it is one), in the effective
         database; the request is rewritten to name the collection itself."""
         db = await self._require_db(request, context)
-        name = await self.cluster.catalog.resolve(db, request.collection_name)
-        try:
-            rec = await self.cluster.collection(name, db)
-        except CollectionNotFound as exc:
-            # the nodes' own wording (asked with a harmless DescribeCollection, never the request)
-            await self._native_error(milvus_pb2.DescribeCollectionRequest(db_name=db, collection_name=name), exc)
-            raise
+        rec = await self._record(db, await self.cluster.catalog.resolve(db, request.collection_name))
         request.collection_name = rec.name
         return rec
+
+    async def _record(self, db: str, name: str) -> CollectionRecord:
+        """The record of ``db``.``name``; a missing one fails with the nodes' own wording (asked
+        with a harmless DescribeCollection, never with the request itself)."""
+        try:
+            return await self.cluster.collection(name, db)
+        except CollectionNotFound as exc:
+            await self._native_error(milvus_pb2.DescribeCollectionRequest(db_name=db, collection_name=name), exc)
+            raise
 
     async def _native_error(self, request: Any, fallback: ProxyError, method: str | None = None) -> None:
         """Raise the error one live node gives for ``request`` (see the module docstring)."""
         method = method or method_of(request)
-        for client in self.cluster.ring_clients():
-            if not self.cluster.is_live(client.id):
-                continue
+        clients = self.cluster.ring_clients()
+        # live nodes first; a node whose circuit is open (slow health checks) may still answer
+        for client in sorted(clients, key=lambda c: not self.cluster.is_live(c.id)):
             try:
                 await client.call(method, request)
             except NodeError:
