@@ -151,7 +151,7 @@ class NodeClient:
             have = {d.field_name for d in desc.index_descriptions} if is_ok(desc.status) else set()
             for field_name, req in rec.indexes.items():
                 if field_name not in have:
-                    await self.call("CreateIndex", _in_db(req, db))
+                    await self.call("CreateIndex", _addressed(req, rec))
                     done.append(f"indexed {rec.key}.{field_name}")
         if rec.loaded or rec.loaded_partitions:
             st = await self.call(
@@ -159,8 +159,8 @@ class NodeClient:
             )
             if st.state != common_pb2.LoadState.LoadStateLoaded:
                 if rec.loaded:
-                    await self.call("LoadCollection", _in_db(
-                        rec.load or milvus_pb2.LoadCollectionRequest(collection_name=rec.name), db))
+                    await self.call("LoadCollection", _addressed(
+                        rec.load or milvus_pb2.LoadCollectionRequest(collection_name=rec.name), rec))
                 else:
                     await self.call("LoadPartitions", milvus_pb2.LoadPartitionsRequest(
                         db_name=db, collection_name=rec.name, partition_names=rec.loaded_partitions))
@@ -174,13 +174,15 @@ class NodeClient:
             return False
 
 
-def _in_db(req: Any, db: str) -> Any:
-    """A recorded request, addressed to ``db`` (records from before databases have no db_name)."""
-    if req.db_name == db:
+def _addressed(req: Any, rec: CollectionRecord) -> Any:
+    """A recorded request addressed to the collection as it is now: its database (records from
+    before databases have no db_name) and its current name (it may have been renamed)."""
+    if req.db_name == rec.db and req.collection_name == rec.name:
         return req
     out = type(req)()
     out.CopyFrom(req)
-    out.db_name = db
+    out.db_name = rec.db
+    out.collection_name = rec.name
     return out
 
 

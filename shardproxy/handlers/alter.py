@@ -129,8 +129,8 @@ class AlterHandlers(CatalogLookup):
         new_key = collection_key(new_db, request.newName)
         if await self.cluster.store.collection(new_key) is not None or \
                 request.newName in await self.cluster.store.catalog.aliases(new_db):
-            await self._native_error(request, InvalidArgument(
-                f"duplicated new collection name {request.newName} with other collection name or alias"))
+            # not asked of a node: a node out of step would carry the rename out
+            raise InvalidArgument(f"duplicated new collection name {request.newName} with other collection name or alias")
         await self._broadcast("RenameCollection", request)
         create = milvus_pb2.CreateCollectionRequest()
         create.CopyFrom(rec.create)

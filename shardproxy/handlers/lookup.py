@@ -77,7 +77,8 @@ class CatalogLookup:
             await self._native_error(milvus_pb2.DescribeCollectionRequest(db_name=db, collection_name=name), exc)
             raise
 
-    async def _native_error(self, request: Any, fallback: ProxyError, method: str | None = None) -> None:
+    async def _native_error(self, request: Any, fallback: ProxyError, method: str | None = None,
+                            quiet: bool = False) -> None:
         """Raise the error one live node gives for ``request`` (see the module docstring)."""
         method = method or method_of(request)
         clients = self.cluster.ring_clients()
@@ -89,7 +90,9 @@ class CatalogLookup:
                 raise
             except Unavailable:
                 continue
-            log.warning("node %s accepted %s that the catalog refuses; answering %s", client.id, method, fallback.message)
+            if not quiet:
+                log.warning("node %s accepted %s that the catalog refuses; answering %s",
+                            client.id, method, fallback.message)
             break
         raise fallback
 
