@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from shardproxy import procs
+from devkit import procs
 from shardproxy.errors import AlreadyExists, NotFound
 from shardproxy.metastore import MetaStore
 
