@@ -137,6 +137,11 @@ class AlterHandlers(CatalogLookup):
         create.collection_name = request.newName
         create.db_name = new_db if new_db != DEFAULT_DB else create.db_name
         await self.cluster.store.rename_collection(rec.key, new_key, create)
+        if rec.loaded:  # milvus-lite releases a renamed collection, Milvus keeps it loaded: follow the nodes
+            states = await self._broadcast("GetLoadState", milvus_pb2.GetLoadStateRequest(
+                db_name=new_db, collection_name=request.newName), self.cluster.ring_clients())
+            if any(r.state != common_pb2.LoadState.LoadStateLoaded for r in states.values()):
+                await self.cluster.store.set_loaded(new_key, False)
         for node in await self.cluster.store.nodes():  # hinted writes follow the collection
             old_hints = self.cluster.store.k("hints", node.id, rec.key)
             if await self.cluster.store.r.exists(old_hints):
