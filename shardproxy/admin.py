@@ -13,11 +13,12 @@ import grpc
 from pymilvus.grpc_gen import milvus_pb2
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
+from shardproxy import migrator
 from shardproxy.cluster import Cluster
 from shardproxy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ProxyError, Unavailable
 from shardproxy.metastore import CollectionRecord, NodeRecord, NodeState
 from shardproxy.moves import MoveState
-from shardproxy.nodepool import NodeClient
+from shardproxy.nodepool import CatalogState, NodeClient
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,12 @@ def admin_rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
     return wrapper
 
 
-async def collection_rows(client: NodeClient, name: str) -> int | None:
+async def collection_rows(client: NodeClient, rec: CollectionRecord) -> int | None:
     """Rows of one collection on one node, or None when the node does not answer."""
     try:
         resp = await client.call(
-            "GetCollectionStatistics", milvus_pb2.GetCollectionStatisticsRequest(collection_name=name), timeout=5
+            "GetCollectionStatistics",
+            milvus_pb2.GetCollectionStatisticsRequest(db_name=rec.db, collection_name=rec.name), timeout=5,
         )
     except ProxyError:
         return None
@@ -77,16 +79,14 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         """Collections that hold rows on some ring node (moving them needs rebalancing)."""
         holding = []
         for rec in await self.cluster.store.collections():
-            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in self.cluster.ring_clients()))
+            counts = await asyncio.gather(*(collection_rows(c, rec) for c in self.cluster.ring_clients()))
             if any(counts):
-                holding.append(f"{rec.name} ({sum(c or 0 for c in counts)} rows)")
+                holding.append(f"{rec.key} ({sum(c or 0 for c in counts)} rows)")
         return holding
 
     def _spawn_migrator(self) -> int:
         if not self.cluster.settings.migrator_autostart:
             return 0
-        from shardproxy import migrator
-
         s = self.cluster.settings
         log_path = s.migrator_log or f"/tmp/shardproxy-migrator-{s.port}.log"
         pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port)
@@ -118,7 +118,7 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                     raise Unavailable(f"no Milvus server answers at {address}")
                 holding = [] if request.spare else await self._ring_holds_data()
                 # The new node first receives every collection's DDL (schema, indexes, load).
-                await probe.sync(await self.cluster.store.collections())
+                await probe.sync(await self.cluster.store.collections(), await CatalogState.load(self.cluster.store))
             finally:
                 await probe.close()
             moving = False
@@ -190,10 +190,10 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
             client = self.cluster.pool.clients.get(node.id)
             if client is not None and node.state not in (NodeState.DRAINED, NodeState.SPARE):
                 for rec in await self.cluster.store.collections():
-                    rows = await collection_rows(client, rec.name)
+                    rows = await collection_rows(client, rec)
                     if rows is None or rows:
                         raise FailedPrecondition(
-                            f"node {node.id} still holds data ({rec.name}: {rows if rows is not None else 'unknown'} rows); "
+                            f"node {node.id} still holds data ({rec.key}: {rows if rows is not None else 'unknown'} rows); "
                             "drain it first"
                         )
             epoch = await self.cluster.store.delete_node(node.id)
@@ -214,10 +214,10 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         )
         clients = [self.cluster.pool.clients[n.id] for n in nodes if n.id in self.cluster.pool.clients]
         for rec in await self.cluster.store.collections():
-            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in clients))
+            counts = await asyncio.gather(*(collection_rows(c, rec) for c in clients))
             vf = rec.default_vector_field() if rec.vector_fields else ""
             cs = admin_pb2.CollectionStatus(
-                name=rec.name,
+                name=rec.key,  # db/name outside the default database
                 total_rows=sum(c or 0 for c in counts),
                 dimension=rec.dim(vf) if vf else 0,
                 metric_type=rec.metric(vf) if vf else "",

@@ -15,14 +15,14 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from shardproxy import ddlrules
 from shardproxy.errors import AlreadyExists, InvalidArgument, NotFound, status_ok
-from shardproxy.handlers.lookup import CatalogLookup
+from shardproxy.handlers.base import HandlerBase
 from shardproxy.nodepool import NodeClient
 from shardproxy.rpc import rpc
 
 log = logging.getLogger(__name__)
 
 
-class AliasHandlers(CatalogLookup):
+class AliasHandlers(HandlerBase):
     async def _alias_target(self, request: Any, context: Any) -> tuple[str, str]:
         """(db, collection) for Create/AlterAlias: the collection must exist (not an alias)."""
         db = await self._require_db(request, context)

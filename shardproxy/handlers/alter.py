@@ -19,7 +19,8 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 from shardproxy import ddlrules
 from shardproxy.catalog import DEFAULT_DB, collection_key
 from shardproxy.errors import FailedPrecondition, InvalidArgument, status_ok
-from shardproxy.handlers.lookup import CatalogLookup, kv
+from shardproxy.handlers.base import HandlerBase
+from shardproxy.handlers.lookup import kv
 from shardproxy.rpc import rpc
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def hybrid_ts() -> int:
     return int(time.time() * 1000) << 18
 
 
-class AlterHandlers(CatalogLookup):
+class AlterHandlers(HandlerBase):
     @rpc(None)
     async def AlterCollection(self, request: milvus_pb2.AlterCollectionRequest, context: Any) -> Any:
         rec = await self._resolve(request, context)

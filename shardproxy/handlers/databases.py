@@ -15,7 +15,8 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from shardproxy import ddlrules
 from shardproxy.catalog import DEFAULT_DB
 from shardproxy.errors import AlreadyExists, InvalidArgument, NotFound, status_ok
-from shardproxy.handlers.lookup import CatalogLookup, DatabaseNotFound, kv
+from shardproxy.handlers.base import HandlerBase
+from shardproxy.handlers.lookup import DatabaseNotFound, kv
 from shardproxy.nodepool import NodeClient
 from shardproxy.rpc import rpc
 
@@ -27,7 +28,7 @@ def _ts(created_at: float) -> int:
     return int(created_at * 1000) << 18
 
 
-class DatabaseHandlers(CatalogLookup):
+class DatabaseHandlers(HandlerBase):
     @rpc(None)
     async def CreateDatabase(self, request: milvus_pb2.CreateDatabaseRequest, context: Any) -> Any:
         ddlrules.validate_database_name(request.db_name)

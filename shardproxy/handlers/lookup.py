@@ -22,6 +22,7 @@ from shardproxy.errors import CollectionNotFound, NodeError, ProxyError, Unavail
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.resolve import effective_db, method_of
+from shardproxy.scatter import Scatter
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ def kv(pairs: Sequence[common_pb2.KeyValuePair]) -> dict[str, str]:
 
 
 class CatalogLookup:
-    """Mixin: needs ``self.cluster``."""
+    """Mixin of :class:`shardproxy.handlers.base.HandlerBase`: needs ``self.cluster`` and
+    ``self.scatter``."""
 
     cluster: Cluster
+    scatter: Scatter
 
     def _db(self, request: Any, context: Any) -> str:
         """The effective database; written into the request for the nodes."""
@@ -99,13 +102,10 @@ class CatalogLookup:
     async def _broadcast(self, method: str, request: Any | Callable[[NodeClient], Awaitable[Any]],
                          clients: Sequence[NodeClient] | None = None) -> dict[str, Any]:
         """One DDL call on every node (all nodes, not only the ring: a joining node gets it too)."""
-        from shardproxy.cluster import fan_out
-
         self.cluster.require_nodes()
         clients = self.cluster.all_clients() if clients is None else clients
-        if callable(request):
-            return await fan_out(clients, request)
-        return await fan_out(clients, lambda c: c.call(method, request))
+        call = request if callable(request) else (lambda c: c.call(method, request))
+        return await self.scatter.each(clients, call)
 
     def _forget(self, rec: CollectionRecord) -> None:
         self.cluster.forget(rec.key)

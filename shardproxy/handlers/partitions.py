@@ -18,7 +18,8 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from shardproxy import ddlrules
 from shardproxy.catalog import DEFAULT_PARTITION, synthetic_id
 from shardproxy.errors import AlreadyExists, InvalidArgument, ProxyError, Unavailable, status_ok
-from shardproxy.handlers.lookup import CatalogLookup, kv
+from shardproxy.handlers.base import HandlerBase
+from shardproxy.handlers.lookup import kv
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.rpc import rpc
@@ -49,7 +50,7 @@ def missing_partition(rec: CollectionRecord, names: list[str]) -> str | None:
     return next((n for n in names if n and n not in have), None)
 
 
-class PartitionHandlers(CatalogLookup):
+class PartitionHandlers(HandlerBase):
     async def _check_partitions(self, rec: CollectionRecord, names: list[str]) -> None:
         """Refuse partitions that do not exist, with the nodes' own error (asked with a
         harmless GetPartitionStatistics, never with the write itself)."""
