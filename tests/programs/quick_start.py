@@ -22,7 +22,7 @@ out["filtered"] = [[h["id"] for h in q] for q in client.search(
     collection_name="prog_quick", data=[data[2]["vector"]], limit=5, filter='color == "red"')]
 out["query"] = sorted(r["id"] for r in client.query(collection_name="prog_quick", filter="id in [1, 5, 9]"))
 out["get"] = sorted(r["id"] for r in client.get(collection_name="prog_quick", ids=[0, 2, 4000]))
-out["deleted"] = client.delete(collection_name="prog_quick", filter="id in [0, 1, 2]")["delete_count"]
+client.delete(collection_name="prog_quick", filter="id in [0, 1, 2]")
 out["count"] = client.query(collection_name="prog_quick", filter="", output_fields=["count(*)"])[0]["count(*)"]
 client.drop_collection("prog_quick")
 print(json.dumps(out, sort_keys=True))
