@@ -1,16 +1,17 @@
-"""Cross-shard reduce of a grouping search (``group_by_field``, ``group_size``). Pure; no I/O.
+"""Cross-shard reduce of a grouping search (``group_by_field``, ``group_size``,
+``strict_group_size``). Pure; no I/O.
 
-What one node answers (and what the proxy must answer): the groups ordered by their best hit
-(ties: the best hit's primary key), the first ``offset`` groups skipped, the next ``limit``
-groups, each with its best ``group_size`` hits (score order, ties by primary key).
+The answer (what one exact node gives): hits in score order (ties: primary key) are grouped by
+the field's value; a group keeps its best ``group_size`` hits; with ``strict_group_size`` groups
+with fewer hits are left out; groups are ordered by their best hit; the first ``offset`` groups
+are skipped and the next ``limit`` returned, flattened group by group.
 
-Each shard answers the same grouping search for its own rows with ``offset + limit`` groups. The
-global groups and their order are then exact: a group among the global first ``offset + limit``
-groups is among the first ``offset + limit`` on the shard that holds its best hit. Its other
-members are complete from every shard that returned the group, and from every shard that returned
-fewer than ``offset + limit`` groups (it has no more). Other shards may still hold members of the
-chosen groups; :func:`incomplete` names them, the caller asks those shards again restricted to
-the missing groups, and :func:`merge_groups` over all answers is exact.
+The proxy does not trust the nodes' own grouping (milvus-lite groups only a window of nearest
+hits). It asks every node for its nearest ``window`` hits with the group value, merges them, and
+checks the page is *certain*: every hit better than ``bound`` (the worst score among nodes that
+returned a full window) is in the union, so the page is exact when each chosen group's kept hits
+and the last chosen group's best hit are strictly better than the bound (or no node was cut off).
+Otherwise the caller widens the window and asks again (:func:`next_window`).
 """
 
 from __future__ import annotations
@@ -34,41 +35,71 @@ def _pk_key(pk: int | str) -> tuple[int, int | str]:
     return (0, pk) if isinstance(pk, int) else (1, pk)
 
 
-def _hit_key(asc: bool):  # type: ignore[no-untyped-def]
-    sign = 1.0 if asc else -1.0
-    return lambda h: (sign * h.score, _pk_key(h.pk))
+def initial_window(offset: int, limit: int, group_size: int) -> int:
+    """milvus-lite's candidate window for a grouping search (so a window that suffices for one
+    node suffices here)."""
+    return max((offset + limit) * group_size * 3, (offset + limit) * 10)
 
 
-def merge_groups(
-    per_shard: Sequence[Sequence[GHit]], metric: str, offset: int, limit: int, group_size: int
-) -> list[list[GHit]]:
-    """The page of groups ``[offset, offset + limit)``, each its best ``group_size`` hits."""
-    asc = ascending(metric)
-    key = _hit_key(asc)
+def next_window(window: int, cap: int) -> int | None:
+    return None if window >= cap else min(window * 4, cap)
+
+
+def merged_hits(per_shard: Sequence[Sequence[GHit]], metric: str) -> list[GHit]:
+    """Union of the shards' hits in score order (ties by primary key), each primary key once."""
+    sign = 1.0 if ascending(metric) else -1.0
+    key = lambda h: (sign * h.score, _pk_key(h.pk))  # noqa: E731
     best: dict[int | str, GHit] = {}
     for hits in per_shard:
-        for h in hits:  # a row caught twice (mid-move) counts once, with its best score
+        for h in hits:
             cur = best.get(h.pk)
             if cur is None or key(h) < key(cur):
                 best[h.pk] = h
+    return sorted(best.values(), key=key)
+
+
+def group_page(hits: Sequence[GHit], offset: int, limit: int, group_size: int, strict: bool) -> list[list[GHit]]:
     members: dict[Hashable, list[GHit]] = {}
-    for h in sorted(best.values(), key=key):
-        members.setdefault(h.group, []).append(h)
-    groups = list(members.values())  # insertion order = order of each group's best hit
-    return [g[:group_size] for g in groups[offset: offset + limit]]
+    for h in hits:
+        kept = members.setdefault(h.group, [])
+        if len(kept) < group_size:
+            kept.append(h)
+    groups = [g for g in members.values() if not strict or len(g) == group_size]
+    return groups[offset: offset + limit]
 
 
-def incomplete(
-    per_shard: Sequence[Sequence[GHit]], chosen: Sequence[Hashable], topk_groups: int
-) -> dict[int, list[Hashable]]:
-    """For each shard, the chosen groups it may hold members of but did not return: it returned
-    ``topk_groups`` groups (it may have more) and not these."""
-    out: dict[int, list[Hashable]] = {}
-    for shard, hits in enumerate(per_shard):
-        returned = {h.group for h in hits}
-        if len(returned) < topk_groups:
-            continue
-        missing = [g for g in chosen if g not in returned]
-        if missing:
-            out[shard] = missing
-    return out
+def bound(per_shard: Sequence[Sequence[GHit]], window: int, metric: str) -> float | None:
+    """The worst score a shard returned among shards cut off at ``window`` hits (the least
+    favourable: every unseen hit is at least this bad); None when no shard was cut off."""
+    cut = [hits[-1].score for hits in per_shard if len(hits) >= window]
+    if not cut:
+        return None
+    return min(cut) if ascending(metric) else max(cut)
+
+
+def certain(page: Sequence[Sequence[GHit]], all_hits: Sequence[GHit], limit: int, group_size: int,
+            strict: bool, bound_score: float | None, metric: str) -> bool:
+    """Whether no unseen hit (all worse than or equal to ``bound_score``) could change the page."""
+    if bound_score is None:
+        return True
+    asc = ascending(metric)
+    better = (lambda s: s < bound_score) if asc else (lambda s: s > bound_score)  # noqa: E731
+    if len(page) < limit:  # an unseen group could still fill the page
+        return False
+    for g in page:
+        if len(g) < group_size or not all(better(h.score) for h in g):
+            return False
+    if strict:  # a group left out for being short could be completed by unseen hits
+        last = page[-1][0].pk if page else None
+        counts: dict[Hashable, int] = {}
+        for h in all_hits:
+            counts[h.group] = counts.get(h.group, 0) + 1
+        seen: set[Hashable] = set()
+        for h in all_hits:
+            if h.group not in seen:
+                seen.add(h.group)
+                if counts[h.group] < group_size:
+                    return False
+            if h.pk == last:
+                break
+    return True

@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from shardproxy import fielddata, logs, merge, metrics, routing, tracing, validation
+from shardproxy import fielddata, logs, merge, metrics, rerank, routing, searchexec, searchplan, tracing, validation
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -115,6 +115,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.settings = cluster.settings
+        self._node_collection_ids: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ helpers
     def _check_size(self, request: Any) -> None:
@@ -676,6 +677,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if request.expr:
             validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
         params = _kv(request.query_params)
+        searchplan.check_params(params, searchplan.QUERY_PARAM_UNIMPLEMENTED, "Query")
         has_limit = "limit" in params and params["limit"] != ""
         limit = _int_param(params, "limit", 0)
         offset = _int_param(params, "offset", 0)
@@ -719,7 +721,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 reqs[nid] = q
         else:
             reqs = {c.id: sub for c in self.cluster.search_clients()}
-        results = await self._gather_reads(rec, context, "Query", reqs)
+        gather = await self._search_gather(rec, context, "Query")
+        results = await gather(reqs)
         resps = list(results.values())
         merged = merge.merge_query_rows(
             [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
@@ -761,54 +764,103 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 EXTRA_TRAILERS.get().extend(((PARTIAL_KEY, "true"), (MISSING_KEY, ",".join(missing))))
         return len(seen)
 
+    async def _search_gather(self, rec: CollectionRecord, context: Any, method: str = "Search") -> searchexec.Gather:
+        """The read gather for the search variants: one request per node, ``collection_id`` in
+        iterator params rewritten to each node's own id of the collection."""
+
+        async def gather(reqs: dict[str, Any]) -> dict[str, Any]:
+            reqs = {n: await self._with_node_collection_id(n, rec, r) for n, r in reqs.items()}
+            return await self._gather_reads(rec, context, method, reqs)
+
+        return gather
+
+    async def _with_node_collection_id(self, node: str, rec: CollectionRecord, request: Any) -> Any:
+        field = "search_params" if isinstance(request, milvus_pb2.SearchRequest) else "query_params"
+        params = searchplan.kv(getattr(request, field))
+        if "collection_id" not in params:
+            return request
+        key = (node, rec.name)
+        if key not in self._node_collection_ids:
+            client = next(c for c in self.cluster.all_clients() if c.id == node)
+            desc = await client.call("DescribeCollection", milvus_pb2.DescribeCollectionRequest(collection_name=rec.name))
+            self._node_collection_ids[key] = desc.collectionID
+        out = type(request)()
+        out.CopyFrom(request)
+        searchplan.set_kv(getattr(out, field), "collection_id", str(self._node_collection_ids[key]))
+        return out
+
     @rpc(milvus_pb2.SearchResults)
     async def Search(self, request: milvus_pb2.SearchRequest, context: Any) -> Any:
         rec = await self._collection(request)
         self._check_size(request)
         self.cluster.require_nodes()
-        if request.sub_reqs:
-            raise Unimplemented("Search with sub-requests (hybrid search) is not implemented by shardproxy")
-        if request.search_by_primary_keys:
-            raise Unimplemented("Search by primary keys is not implemented by shardproxy")
-        params = _kv(request.search_params)
-        for key in ("group_by_field", "iterator", "search_iter_v2", "order_by_fields"):
-            if params.get(key) not in (None, "", "false", "False"):
-                raise Unimplemented(f"Search with {key} is not implemented by shardproxy")
-        limit = _int_param(params, "topk", 10)
-        offset = _int_param(params, "offset", 0)
-        validation.validate_limit(limit, offset, self.settings.max_top_k)
-        anns_field = params.get("anns_field") or rec.default_vector_field()
-        if anns_field not in rec.vector_fields:
-            raise InvalidArgument(f"vector field {anns_field!r} does not exist in collection {rec.name}")
-        ph_type, vectors, nq = validation.query_vectors(request.placeholder_group)
-        if nq > self.settings.max_nq:
-            raise InvalidArgument(f"nq ({nq}) exceeds the limit of {self.settings.max_nq} query vectors")
-        if vectors is not None:
-            validation.validate_vectors(vectors, rec.dim(anns_field))
-        if request.dsl:
-            validation.validate_filter(request.dsl, rec.field_names, rec.dynamic)
+        plan = searchplan.plan_search(rec, request, self.settings.max_top_k, self.settings.max_nq)
+        nodes = [c.id for c in self.cluster.search_clients()]
+        gather = await self._search_gather(rec, context)
+        has_ranker = request.HasField("function_score") and len(request.function_score.functions) > 0
+        t_start = time.perf_counter()
+        if plan.group_by:
+            if has_ranker:
+                raise Unimplemented("Search with group_by_field and a rerank function is not implemented by shardproxy")
+            merged = await searchexec.grouped_search(request, plan, nodes, gather)
+        elif has_ranker:
+            fs = request.function_score
+            if len(fs.functions) != 1:
+                raise InvalidArgument(f"Currently only supports one rerank, but got {len(fs.functions)}")
+            if len(fs.params):
+                raise Unimplemented("function_score params are not implemented by shardproxy")
+            ranker = rerank.ranker_from_function(fs.functions[0])
+            merged = await searchexec.ranked_search(request, plan, ranker, nodes, gather)
+        else:
+            v2 = searchplan.flag(plan.params, "search_iter_v2")
+            sub = searchplan.node_request(request, plan, plan.offset + plan.limit)
+            token = ""
+            if v2:
+                sub, token = searchexec.iterator_v2_request(sub)
+            with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=plan.nq, nodes=len(nodes)):
+                results = await gather({n: sub for n in nodes})
+            t_merge = time.perf_counter()
+            merged = merge.merge_search_results(
+                [r.results for r in results.values()], plan.nq, plan.metric, plan.offset, plan.limit,
+                list(request.output_fields),
+            )
+            metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
+            if v2:
+                bound = plan.params.get("search_iter_last_bound")
+                searchexec.iterator_v2_results(merged, [r.results for r in results.values()], token,
+                                               float(bound) if bound not in (None, "") else None)
+        log.debug("search %s nq=%d k=%d over %d nodes in %.1f ms", rec.name, plan.nq, plan.limit, len(nodes),
+                  (time.perf_counter() - t_start) * 1000)
+        return milvus_pb2.SearchResults(status=status_ok(), results=merged, collection_name=rec.name)
+
+    @rpc(milvus_pb2.SearchResults)
+    async def HybridSearch(self, request: milvus_pb2.HybridSearchRequest, context: Any) -> Any:
+        """Each sub-request merged across shards to its global top, then reranked once (RRF,
+        weighted, decay), offset/limit after the rerank; see :mod:`shardproxy.searchexec`."""
+        rec = await self._collection(request)
+        self._check_size(request)
+        self.cluster.require_nodes()
+        searchplan.check_fields(request, searchplan.HYBRID_UNIMPLEMENTED, "HybridSearch")
+        if not request.requests:
+            raise InvalidArgument("a hybrid search needs at least one sub-request")
+        if len(request.requests) > 1024:
+            raise InvalidArgument(f"a hybrid search takes at most 1024 sub-requests, got {len(request.requests)}")
         validation.validate_output_fields(request.output_fields, rec.field_names, rec.dynamic)
-        metric = (params.get("metric_type") or "").strip('"').upper() or rec.metric(anns_field) or "L2"
-
-        sub = milvus_pb2.SearchRequest()
-        sub.CopyFrom(request)
-        _set_kv(sub.search_params, "topk", str(offset + limit))
-        _set_kv(sub.search_params, "offset", None)
-        if request.nq == 0:
-            sub.nq = nq
-
-        clients = self.cluster.search_clients()
-        start = time.perf_counter()
-
-        with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=nq, nodes=len(clients)):
-            results = await self._gather_reads(rec, context, "Search", {c.id: sub for c in clients})
-        t_merge = time.perf_counter()
-        merged = merge.merge_search_results(
-            [r.results for r in results.values()], nq, metric, offset, limit, list(request.output_fields)
-        )
-        metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
-        log.debug("search %s nq=%d k=%d over %d nodes in %.1f ms", rec.name, nq, limit, len(clients),
-                  (time.perf_counter() - start) * 1000)
+        rank = searchplan.kv(request.rank_params)
+        validation.validate_limit(searchplan.int_param(rank, "limit", 10), searchplan.int_param(rank, "offset", 0),
+                                  self.settings.max_top_k)
+        plans = [searchplan.plan_search(rec, sub, self.settings.max_top_k, self.settings.max_nq, "HybridSearch")
+                 for sub in request.requests]
+        for sub, plan in zip(request.requests, plans):
+            if plan.group_by:
+                raise Unimplemented("HybridSearch with group_by_field is not implemented by shardproxy")
+            if sub.HasField("function_score"):
+                raise Unimplemented("a rerank function inside a hybrid sub-request is not implemented by shardproxy")
+        nodes = [c.id for c in self.cluster.search_clients()]
+        gather = await self._search_gather(rec, context)
+        t_start = time.perf_counter()
+        merged = await searchexec.hybrid_search(request, plans, list(request.requests), nodes, gather)
+        log.debug("hybrid search %s over %d nodes in %.1f ms", rec.name, len(nodes), (time.perf_counter() - t_start) * 1000)
         return milvus_pb2.SearchResults(status=status_ok(), results=merged, collection_name=rec.name)
 
 

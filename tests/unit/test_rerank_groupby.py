@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from shardproxy import rerank as rr
 from shardproxy.errors import InvalidArgument, Unimplemented
-from shardproxy.groupby import GHit, incomplete, merge_groups
+from shardproxy.groupby import GHit, bound, certain, group_page, initial_window, merged_hits, next_window
 from shardproxy.merge import Hit, merge_hits
 
 METRICS = ["L2", "IP", "COSINE"]
@@ -152,25 +152,40 @@ def test_ranker_parsing_errors() -> None:
 
 
 # ---------------------------------------------------------------- group-by
-def _brute_groups(rows, metric, offset, limit, size):  # type: ignore[no-untyped-def]
+def _brute_groups(rows, metric, offset, limit, size, strict):  # type: ignore[no-untyped-def]
     ordered = _order({pk: s for pk, (s, _) in rows.items()}, metric)
     groups: dict = {}
     for pk, s in ordered:
-        groups.setdefault(rows[pk][1], []).append((pk, s))
-    return [g[:size] for g in list(groups.values())[offset: offset + limit]]
+        kept = groups.setdefault(rows[pk][1], [])
+        if len(kept) < size:
+            kept.append((pk, s))
+    gs = [g for g in groups.values() if not strict or len(g) == size]
+    return gs[offset: offset + limit]
 
 
-def _shard_answer(rows, shard_of, shard, metric, topk, size, only=None):  # type: ignore[no-untyped-def]
-    mine = {pk: v for pk, v in rows.items() if shard_of[pk] == shard and (only is None or v[1] in only)}
-    gs = _brute_groups(mine, metric, 0, topk, size)
-    return [GHit(pk, s, rows[pk][1], shard, i) for i, (pk, s) in enumerate(h for g in gs for h in g)]
+def _widening(rows, shard_of, n_shards, metric, offset, limit, size, strict, cap=10_000):  # type: ignore[no-untyped-def]
+    """The proxy's loop: every shard answers its nearest ``window`` hits until the page is certain."""
+    window = initial_window(offset, limit, size) // 10 or 1  # start small so the loop widens
+    rounds = 0
+    while True:
+        rounds += 1
+        lists = []
+        for s in range(n_shards):
+            mine = _order({pk: v[0] for pk, v in rows.items() if shard_of[pk] == s}, metric)[:window]
+            lists.append([GHit(pk, sc, rows[pk][1], s, i) for i, (pk, sc) in enumerate(mine)])
+        hits = merged_hits(lists, metric)
+        page = group_page(hits, offset, limit, size, strict)
+        if certain(page, hits, limit, size, strict, bound(lists, window, metric), metric):
+            return page, rounds
+        window = next_window(window, cap)
+        assert window is not None
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.data())
-def test_group_reduce_two_phase_equals_brute(data) -> None:  # type: ignore[no-untyped-def]
+def test_group_reduce_equals_brute(data) -> None:  # type: ignore[no-untyped-def]
     metric = data.draw(st.sampled_from(METRICS))
-    n = data.draw(st.integers(0, 50))
+    n = data.draw(st.integers(0, 60))
     n_groups = data.draw(st.integers(1, 8))
     n_shards = data.draw(st.integers(1, 4))
     coarse = data.draw(st.booleans())
@@ -180,21 +195,16 @@ def test_group_reduce_two_phase_equals_brute(data) -> None:  # type: ignore[no-u
         rows[pk] = (float(round(s)) if coarse else s, data.draw(st.integers(0, n_groups - 1)))
     shard_of = {pk: data.draw(st.integers(0, n_shards - 1)) for pk in rows}
     offset, limit, size = data.draw(st.integers(0, 3)), data.draw(st.integers(1, 5)), data.draw(st.integers(1, 4))
-    topk = offset + limit
-    answers = [_shard_answer(rows, shard_of, s, metric, topk, size) for s in range(n_shards)]
-    page = merge_groups(answers, metric, offset, limit, size)
-    chosen = [g[0].group for g in page]
-    for shard, missing in incomplete(answers, chosen, topk).items():
-        answers[shard] = answers[shard] + _shard_answer(rows, shard_of, shard, metric, len(missing), size, set(missing))
-    page = merge_groups(answers, metric, offset, limit, size)
-    assert [[(h.pk, h.score) for h in g] for g in page] == _brute_groups(rows, metric, offset, limit, size)
+    strict = data.draw(st.booleans())
+    page, _ = _widening(rows, shard_of, n_shards, metric, offset, limit, size, strict)
+    assert [[(h.pk, h.score) for h in g] for g in page] == _brute_groups(rows, metric, offset, limit, size, strict)
 
 
-def test_group_spread_over_all_shards_needs_second_phase() -> None:
-    # group 0's best hits are on shard 0; on shard 1 group 0 is outranked by groups 1 and 2
-    rows = {1: (0.1, 0), 2: (0.2, 1), 3: (0.3, 2), 4: (0.35, 0), 5: (0.9, 3)}
-    shard_of = {1: 0, 5: 0, 2: 1, 3: 1, 4: 1}
-    answers = [_shard_answer(rows, shard_of, s, "L2", 2, 2) for s in range(2)]
-    page = merge_groups(answers, "L2", 0, 2, 2)
-    assert [h.pk for h in page[0]] == [1]  # member 4 is missing before the second phase
-    assert incomplete(answers, [g[0].group for g in page], 2) == {0: [1], 1: [0]}  # shard 0 returned 2 groups: it may hold group 1
+def test_group_spread_over_all_shards_widens_the_window() -> None:
+    # group 0 has one near hit on each shard and its second-best far away: the first window misses it
+    rows = {pk: (float(pk), pk % 5) for pk in range(1, 60)}
+    rows[100] = (1000.0, 0)
+    shard_of = {pk: pk % 3 for pk in rows}
+    page, rounds = _widening(rows, shard_of, 3, "L2", 0, 1, 13, False)
+    assert rounds > 1
+    assert [h.pk for h in page[0]] == sorted(pk for pk in rows if rows[pk][1] == rows[1][1])[:13]
