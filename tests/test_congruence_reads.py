@@ -216,8 +216,21 @@ def test_query_iterator_every_row_once_same_order(clients) -> None:  # type: ign
     (lambda c: c.search(NAME, _q(1), anns_field="v1", limit=3, order_by_fields=[{"field": "price", "order": "desc"}]), "order_by"),
     (lambda c: c.query(NAME, filter="id < 10", limit=3, order_by_fields=[{"field": "price", "order": "desc"}]), "order_by"),
     (lambda c: c.search(NAME, ids=[1, 2], anns_field="v1", limit=3), "primary keys"),
+    (lambda c: c.hybrid_search(NAME, _reqs(_q(1), 5, 5), RRFRanker(), limit=3, group_by_field="product"), "group_by_field"),
 ])
 def test_unimplemented_reads_name_the_feature(proxy_client, clients, call, name) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(MilvusException) as err:
         call(proxy_client)
     assert name in str(err.value) and "shardproxy" in str(err.value)
+
+
+def test_bad_hybrid_requests_refused_by_both(clients) -> None:  # type: ignore[no-untyped-def]
+    q = _q(2)
+    for call in (
+        lambda c: c.hybrid_search(NAME, _reqs(q, 5, 5), WeightedRanker(0.5), limit=3),  # one weight, two requests
+        lambda c: c.hybrid_search(NAME, [AnnSearchRequest(q, "nope", {}, limit=3)], RRFRanker(), limit=3),
+        lambda c: c.search(NAME, q, anns_field="v1", limit=3, group_by_field="no_such_field"),
+    ):
+        for c in clients:
+            with pytest.raises(MilvusException):
+                call(c)
