@@ -115,7 +115,6 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.settings = cluster.settings
-        self._node_collection_ids: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------------ helpers
     def _check_size(self, request: Any) -> None:
@@ -775,18 +774,21 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         return gather
 
     async def _with_node_collection_id(self, node: str, rec: CollectionRecord, request: Any) -> Any:
+        """Iterators send the ``collection_id`` they were shown (one node's); each node gets its own.
+        Asked per page, not cached: a dropped and re-created collection has new ids."""
         field = "search_params" if isinstance(request, milvus_pb2.SearchRequest) else "query_params"
-        params = searchplan.kv(getattr(request, field))
-        if "collection_id" not in params:
+        if "collection_id" not in searchplan.kv(getattr(request, field)):
             return request
-        key = (node, rec.name)
-        if key not in self._node_collection_ids:
-            client = next(c for c in self.cluster.all_clients() if c.id == node)
+        client = next((c for c in self.cluster.all_clients() if c.id == node), None)
+        if client is None or not self.cluster.is_live(node):
+            return request  # the read gather decides about a node that is down
+        try:
             desc = await client.call("DescribeCollection", milvus_pb2.DescribeCollectionRequest(collection_name=rec.name))
-            self._node_collection_ids[key] = desc.collectionID
+        except ProxyError:
+            return request
         out = type(request)()
         out.CopyFrom(request)
-        searchplan.set_kv(getattr(out, field), "collection_id", str(self._node_collection_ids[key]))
+        searchplan.set_kv(getattr(out, field), "collection_id", str(desc.collectionID))
         return out
 
     @rpc(milvus_pb2.SearchResults)
