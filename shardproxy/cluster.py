@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from pymilvus.grpc_gen import milvus_pb2
+
+from shardproxy import fielddata, merge
 from shardproxy.config import ProxySettings
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
@@ -23,9 +26,10 @@ from shardproxy.metastore import (
     NodeRecord,
     NodeState,
 )
-from shardproxy import routing
 from shardproxy.moves import MoveStore
 from shardproxy.nodepool import NodeClient, NodePool
+from shardproxy.nodequery import fetch_rows, pk_expr
+from shardproxy.placement import Placement
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ class Cluster:
         self.ring: Ring = Ring([])  # the target ring: owners of new writes (same as current without a move)
         self.current_ring: Ring = Ring([])  # owners before the running move, if any
         self.moving = False
+        self.layout: Placement = Placement.steady(self.ring)  # both rings and the move flag, R = 1
         self.moves = MoveStore(self.store)
         self.epoch = -1
         self._collections: dict[str, CollectionRecord] = {}
@@ -77,9 +82,10 @@ class Cluster:
                 return
             nodes = await self.store.nodes()
             self.nodes = nodes
-            self.ring = routing.target_ring(nodes, self.settings.vnodes)
-            self.current_ring = routing.current_ring(nodes, self.settings.vnodes)
-            self.moving = routing.moving(nodes)
+            self.layout = Placement.from_nodes(nodes, self.settings.vnodes)
+            self.ring = self.layout.target
+            self.current_ring = self.layout.current
+            self.moving = self.layout.moving
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
             if self.epoch != epoch:
@@ -219,11 +225,6 @@ class Cluster:
                 await self.store.r.delete(lock)
 
     async def _replay(self, client: NodeClient, rec: CollectionRecord) -> int:
-        from pymilvus.grpc_gen import milvus_pb2
-
-        from shardproxy import fielddata, merge, routing
-        from shardproxy.migrator import fetch_rows, pk_expr
-
         key = self.hints_key(client.id, rec.name)
         done = 0
         while True:
@@ -231,10 +232,7 @@ class Cluster:
             if not raw:
                 return done
             pks: list = [v.decode() if rec.pk_is_str else int(v) for v in raw]
-            holders = routing.replica_split(self.ring, pks, rec.replicas)
-            if self.moving:
-                for nid, rows in routing.replica_split(self.current_ring, pks, rec.replicas).items():
-                    holders.setdefault(nid, rows)
+            holders = self.placement(rec).holders(pks)
             found: list = []
             for nid in holders:
                 other = self.pool.clients.get(nid)
@@ -269,15 +267,12 @@ class Cluster:
         """Open the circuit after a failed call; the health loop closes it when the node answers."""
         self._health[node_id] = False
 
-    def missing_shards(self, rec: CollectionRecord, down: Iterable[str]) -> list[str]:
-        from shardproxy import routing
+    def placement(self, rec: CollectionRecord) -> Placement:
+        """Where the keys of ``rec`` live now (its R over the current and target rings)."""
+        return self.layout.with_replicas(rec.replicas)
 
-        down = set(down)
-        out = set(routing.missing_shards(self.ring, rec.replicas, down))
-        if self.moving:
-            out |= set(routing.missing_shards(self.current_ring, rec.replicas, down))
-        # joining/draining nodes hold data outside either ring's replica sets while a move runs
-        return sorted(out)
+    def client(self, node_id: str) -> NodeClient:
+        return self.pool.clients[node_id]
 
     @property
     def replication_factor(self) -> int:
@@ -329,21 +324,3 @@ class Cluster:
 
     def drop_id_block(self, name: str) -> None:
         self._id_blocks.pop(name, None)
-
-
-async def fan_out(
-    clients: Iterable[NodeClient], call: Callable[[NodeClient], Awaitable[Any]]
-) -> dict[str, Any]:
-    """Run ``call`` on every client in parallel. If any node is unreachable, raise one
-    :class:`Unavailable` naming every failed node; other errors propagate as they are."""
-    clients = list(clients)
-    results = await asyncio.gather(*(call(c) for c in clients), return_exceptions=True)
-    failed = [(c, r) for c, r in zip(clients, results) if isinstance(r, Unavailable)]
-    if failed:
-        names = ", ".join(f"{c.id} ({c.address})" for c, _ in failed)
-        detail = failed[0][1].message
-        raise Unavailable(f"node(s) unavailable: {names}; {detail}")
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return {c.id: r for c, r in zip(clients, results)}

@@ -21,6 +21,7 @@ from shardproxy import fielddata, groupby, merge
 from shardproxy import rerank as rr
 from shardproxy import searchplan as sp
 from shardproxy.errors import InvalidArgument, Unimplemented
+from shardproxy.params import int_param, kv, set_kv
 
 RERANK_WINDOW = 10  # a search with a rerank function reranks this many times ``limit`` candidates
 MAX_TOPK = 16384
@@ -81,7 +82,7 @@ async def grouped_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
     while True:
         sub = sp.node_request(request, plan, window, extra_output=drop)
         for key in ("group_by_field", "group_size", "strict_group_size"):
-            sp.set_kv(sub.search_params, key, None)
+            set_kv(sub.search_params, key, None)
         answers = await gather({n: sub for n in nodes})
         results = [r.results for r in answers.values()]
         per_shard = [_ghits(r, i, field) for i, r in enumerate(results)]
@@ -185,19 +186,19 @@ def hybrid_ranker(request: milvus_pb2.HybridSearchRequest) -> rr.Ranker:
         if len(fs.params):
             raise Unimplemented("function_score params are not implemented by shardproxy")
         return rr.ranker_from_function(fs.functions[0])
-    return rr.ranker_from_rank_params(sp.kv(request.rank_params))
+    return rr.ranker_from_rank_params(kv(request.rank_params))
 
 
 async def hybrid_search(request: milvus_pb2.HybridSearchRequest, plans: Sequence[sp.SearchPlan],
                         subs: Sequence[milvus_pb2.SearchRequest], nodes: Sequence[str],
                         gather: Gather) -> schema_pb2.SearchResultData:
     """Every sub-request merged across shards to its global top ``limit``, then one rerank."""
-    rank = sp.kv(request.rank_params)
+    rank = kv(request.rank_params)
     sp.check_params(rank, sp.RANK_PARAM_UNIMPLEMENTED, "HybridSearch")
     ranker = hybrid_ranker(request)
-    limit = sp.int_param(rank, "limit", 10)
-    offset = sp.int_param(rank, "offset", 0)
-    round_decimal = sp.int_param(rank, "round_decimal", -1)
+    limit = int_param(rank, "limit", 10)
+    offset = int_param(rank, "offset", 0)
+    round_decimal = int_param(rank, "round_decimal", -1)
     nqs = {p.nq for p in plans}
     if len(nqs) != 1:
         raise InvalidArgument("all sub-requests of a hybrid search must have the same number of query vectors")
@@ -229,11 +230,11 @@ async def hybrid_search(request: milvus_pb2.HybridSearchRequest, plans: Sequence
 # ---------------------------------------------------------------- search iterator v2
 def iterator_v2_request(request: milvus_pb2.SearchRequest) -> tuple[milvus_pb2.SearchRequest, str]:
     """One token for every node: the caller's, or a new one the proxy makes on the first page."""
-    params = sp.kv(request.search_params)
+    params = kv(request.search_params)
     token = (params.get("search_iter_id") or "").strip('"') or uuid.uuid4().hex
     sub = milvus_pb2.SearchRequest()
     sub.CopyFrom(request)
-    sp.set_kv(sub.search_params, "search_iter_id", token)
+    set_kv(sub.search_params, "search_iter_id", token)
     return sub, token
 
 

@@ -19,6 +19,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from shardproxy import validation
 from shardproxy.errors import InvalidArgument, Unimplemented
 from shardproxy.metastore import CollectionRecord
+from shardproxy.params import int_param, kv, set_kv
 
 # Fields that need a cross-shard reduce the proxy does not do (yet): named in the UNIMPLEMENTED.
 SEARCH_UNIMPLEMENTED = {
@@ -39,29 +40,6 @@ RANK_PARAM_UNIMPLEMENTED = {
     "rank_group_scorer": "hybrid search with rank_group_scorer",
 }
 TRUE_VALUES = ("true", "1", "t", "yes")
-
-
-def kv(pairs: Sequence[common_pb2.KeyValuePair]) -> dict[str, str]:
-    return {p.key: p.value for p in pairs}
-
-
-def set_kv(pairs: Any, key: str, value: str | None) -> None:
-    """Set (or with None remove) one key in a repeated KeyValuePair field."""
-    kept = [p for p in pairs if p.key != key]
-    del pairs[:]
-    pairs.extend(kept)
-    if value is not None:
-        pairs.append(common_pb2.KeyValuePair(key=key, value=value))
-
-
-def int_param(params: dict[str, str], key: str, default: int) -> int:
-    raw = params.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(json.loads(raw))
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"{key} must be an integer, got {raw!r}") from exc
 
 
 def flag(params: dict[str, str], key: str) -> bool:

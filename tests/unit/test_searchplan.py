@@ -6,6 +6,7 @@ import pytest
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from shardproxy import searchexec, searchplan
+from shardproxy.params import kv
 from shardproxy.errors import Unimplemented
 
 
@@ -49,7 +50,7 @@ def test_restrict_to_groups_and_one_query() -> None:
 
 def test_iterator_v2_one_token_for_every_node_and_global_bound() -> None:
     sub, token = searchexec.iterator_v2_request(_req(search_iter_v2="true"))
-    assert searchplan.kv(sub.search_params)["search_iter_id"] == token and token
+    assert kv(sub.search_params)["search_iter_id"] == token and token
     again, same = searchexec.iterator_v2_request(_req(search_iter_v2="true", search_iter_id=token))
     assert same == token
     nodes = [schema_pb2.SearchResultData(), schema_pb2.SearchResultData()]
