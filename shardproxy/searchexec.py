@@ -11,13 +11,14 @@ policy). Everything else here is pure (:mod:`shardproxy.merge`, :mod:`shardproxy
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from shardproxy import fielddata, groupby, merge
+from shardproxy import fielddata, groupby, merge, metrics
 from shardproxy import rerank as rr
 from shardproxy import searchplan as sp
 from shardproxy.errors import InvalidArgument, Unimplemented
@@ -85,6 +86,7 @@ async def grouped_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
             set_kv(sub.search_params, key, None)
         answers = await gather({n: sub for n in nodes})
         results = [r.results for r in answers.values()]
+        t_merge = time.perf_counter()
         per_shard = [_ghits(r, i, field) for i, r in enumerate(results)]
         pages, done = [], True
         for q in range(plan.nq):
@@ -94,6 +96,7 @@ async def grouped_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
             pages.append(page)
             done = done and groupby.certain(page, hits, plan.limit, size, strict,
                                             groupby.bound(lists, window, plan.metric), plan.metric)
+        metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
         nxt = None if done else groupby.next_window(window, MAX_TOPK)
         if nxt is None:
             break
@@ -130,9 +133,10 @@ def _field_values(results: Sequence[schema_pb2.SearchResultData], name: str) -> 
     return out
 
 
-def _reranked(ranker: rr.Ranker, per_sub: list[list[list[merge.Hit]]], metrics: list[str], nq: int,
+def _reranked(ranker: rr.Ranker, per_sub: list[list[list[merge.Hit]]], metric_types: list[str], nq: int,
               offset: int, limit: int, round_decimal: int, results: list[schema_pb2.SearchResultData],
               output_fields: Sequence[str], drop: Sequence[str]) -> schema_pb2.SearchResultData:
+    t_merge = time.perf_counter()
     base = _bases(results)
     values = _field_values(results, ranker.input_field) if ranker.kind == "decay" else {}
     pks, scores, topks, rows = [], [], [], []
@@ -143,13 +147,15 @@ def _reranked(ranker: rr.Ranker, per_sub: list[list[list[merge.Hit]]], metrics: 
             for h in sub[q]:
                 where.setdefault(h.pk, base[h.shard] + h.row)
         fv = {pk: values[row] for pk, row in where.items()} if values else None
-        page = rr.rerank(ranker, lists, metrics, offset, limit, round_decimal, fv)
+        page = rr.rerank(ranker, lists, metric_types, offset, limit, round_decimal, fv)
         topks.append(len(page))
         for pk, s in page:
             pks.append(pk)
             scores.append(s)
             rows.append(where[pk])
-    return _result(nq, limit, pks, scores, topks, _is_str(results), results, rows, output_fields, drop)
+    out = _result(nq, limit, pks, scores, topks, _is_str(results), results, rows, output_fields, drop)
+    metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
+    return out
 
 
 def _merged(results: list[schema_pb2.SearchResultData], first: int, nq: int, metric: str, topk: int) -> list[list[merge.Hit]]:
