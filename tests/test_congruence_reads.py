@@ -234,3 +234,17 @@ def test_bad_hybrid_requests_refused_by_both(clients) -> None:  # type: ignore[n
         for c in clients:
             with pytest.raises(MilvusException):
                 call(c)
+
+
+def test_group_by_and_ranker_edge_cases_same(clients) -> None:  # type: ignore[no-untyped-def]
+    q = _q(17)
+    a = same(clients, lambda c: c.search(NAME, q, anns_field="v1", limit=5, group_by_field="product", filter="price > 1000"))
+    assert len(a[0]) == 0
+    a = same(clients, lambda c: c.search(NAME, q, anns_field="v1", limit=5, group_by_field="product",
+                                         filter="id in [1, 41, 81, 2]", output_fields=["product"]))
+    ids = [h["id"] for h in a[0]]  # 1, 41 and 81 share product 1: one hit per product
+    assert len(ids) == 2 and 2 in ids and len({1, 41, 81} & set(ids)) == 1
+    dec = Function(name="d", input_field_names=["price"], function_type=FunctionType.RERANK,
+                   params={"reranker": "decay", "function": "exp", "origin": 0, "scale": 10})
+    a = same(clients, lambda c: c.search(NAME, q, anns_field="v1", limit=10, ranker=dec, filter="id < 3"))
+    assert len(a[0]) == 3
