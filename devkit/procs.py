@@ -213,3 +213,31 @@ def start_embed_worker(redis_url: str, proxy_uri: str, log_path: Path, name: str
             raise RuntimeError(f"{name} did not start (exit code {proc.poll()}); log {log_path}:\n{tail}")
         time.sleep(0.2)
     return ManagedProcess(name, "", 0, proc, log_path, argv)
+
+
+def start_web(proxy_uri: str, redis_url: str, port: int | None, host: str, log_path: Path,
+              name: str = "web", ready_timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    """The shopper's page (``embed web``) over the proxy's SearchByImage and the import queue."""
+    port = port or free_port(host)
+    argv = [sys.executable, "-m", "embed", "web", "--proxy", proxy_uri, "--redis-url", redis_url,
+            "--host", host, "--port", str(port)]
+    return _spawn(name, argv, host, port, log_path, ready_timeout,
+                  env={**(extra_env or {}), "PYTHONPATH": project_pythonpath()})
+
+
+def start_prometheus(binary: str, workdir: Path, targets: dict[str, list[str]], rule_files: list[Path],
+                     port: int | None = None, host: str = "127.0.0.1", scrape_interval: str = "5s") -> ManagedProcess:
+    """A real Prometheus scraping ``targets`` (job name -> [HOST:PORT, ...]) with ``rule_files`` loaded."""
+    import json
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    cfg = workdir / "prometheus.yml"
+    cfg.write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": addrs}]} for job, addrs in targets.items()],
+    }, indent=2))
+    argv = [binary, f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address={host}:{port}", "--log.level=warn"]
+    return _spawn("prometheus", argv, host, port, workdir / "prometheus.log", 60.0)
