@@ -14,9 +14,9 @@ def _where_from(flag: str, env: str) -> str:
     from shardproxy import devprofile
 
     prof = devprofile.read()
-    src = f"from the running dev cluster's profile {devprofile.path()}" if prof else \
-        f"the built-in default ({devprofile.hint()})"
-    return f"set {flag} or {env} (this address is {src} unless you set one)"
+    if prof:
+        return f"set {flag} or {env}, or check the dev cluster recorded in {devprofile.path()}"
+    return f"set {flag} or {env}, or start `shardproxy dev up` ({devprofile.hint()})"
 
 
 def check_redis(url: str) -> None:
@@ -24,7 +24,7 @@ def check_redis(url: str) -> None:
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5).ping()
-    except redis.RedisError as e:
+    except (redis.RedisError, ValueError) as e:  # ValueError: not a redis:// URL
         raise Unreachable(f"cannot reach the job queue (Redis/Valkey) at {url}: {e}; "
                           f"{_where_from('--redis-url', 'EMBED_REDIS_URL')}") from e
 

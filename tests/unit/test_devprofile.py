@@ -63,3 +63,20 @@ def test_shardproxy_cli_uses_the_profile_below_the_flag(profile_path: Path) -> N
     devprofile.write(devprofile.DevProfile(proxy="127.0.0.1:4242", redis_url="redis://x/0", pid=os.getpid()))
     assert proxy_address(None) == "127.0.0.1:4242"
     assert proxy_address("10.0.0.1:19530") == "10.0.0.1:19530"
+
+
+def test_import_checks_the_queue_before_adapting(profile_path: Path, tmp_path: Path) -> None:
+    """No dev cluster and no Redis: `embed import` stops at once, naming the flag to set."""
+    from devkit import procs
+
+    csv = tmp_path / "catalog.csv"
+    csv.write_text("product_id,image_path\nP1,p1.png\n")
+    closed = procs.free_port()
+    r = subprocess.run([sys.executable, "-m", "embed", "import", str(csv), "--collection", "products", "--wait",
+                        "--redis-url", f"redis://127.0.0.1:{closed}/0"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": procs.project_pythonpath(), "COLUMNS": "300"})
+    assert r.returncode == 1
+    assert f"cannot reach the job queue (Redis/Valkey) at redis://127.0.0.1:{closed}/0" in r.stderr
+    assert "--redis-url or EMBED_REDIS_URL" in r.stderr and str(profile_path) in r.stderr
+    assert not (tmp_path / ".cache").exists()  # no adaptation started
