@@ -92,7 +92,7 @@ def start_observability(cluster: "DevCluster") -> "procs.ManagedProcess":  # noq
     binary = syspkg.prometheus()
     targets: dict[str, list[str]] = {}
     for name, url in cluster.metrics_endpoints().items():  # job names as in deploy/prometheus/prometheus.yml
-        job = "shardproxy" if name.startswith("proxy") else name.replace("embed-worker", "embed-worker")
+        job = "shardproxy" if name.startswith("proxy") else name  # migrator, embed-worker
         targets.setdefault(job, []).append(url.split("://", 1)[1].split("/", 1)[0])
     rules = [Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"]
     return procs.start_prometheus(binary, cluster.data_dir / "prometheus", targets, [r for r in rules if r.exists()])
