@@ -86,6 +86,11 @@ function render(res, coll, browserMs) {
   boxes.innerHTML = "";
   const matches = $("#matches");
   matches.innerHTML = "";
+  // smaller boxes above larger ones (the whole photo is the lowest), so every box can be clicked
+  const area = (o) => (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]);
+  const byArea = res.objects.map((o, i) => [area(o), i]).sort((a, b) => b[0] - a[0]);
+  const zOf = {};
+  byArea.forEach(([, i], rank) => { zOf[i] = 10 + rank; });
   res.objects.forEach((o, i) => {
     const [x0, y0, x1, y1] = o.box;
     const color = COLORS[i % COLORS.length];
@@ -93,7 +98,7 @@ function render(res, coll, browserMs) {
                  el("span", { text: String(i + 1) }));
     Object.assign(b.style, { left: `${100 * x0 / res.width}%`, top: `${100 * y0 / res.height}%`,
                              width: `${100 * (x1 - x0) / res.width}%`, height: `${100 * (y1 - y0) / res.height}%`,
-                             borderColor: color });
+                             borderColor: color, zIndex: String(zOf[i]) });
     b.querySelector("span").style.background = color;
     b.addEventListener("click", () => focusObject(i));
     boxes.append(b);
