@@ -170,6 +170,7 @@ class DevCluster:
         proxy = procs.start_proxy(
             self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=env, name=name
         )
+        procs.wait_serving(proxy)
         log.info("%s ready at %s", name, proxy.address)
         return proxy
 

@@ -183,6 +183,32 @@ def start_proxy(redis_url: str, port: int | None = None, host: str = "127.0.0.1"
     return _spawn(name, argv, host, port, log_path, ready_timeout, env=env)
 
 
+def wait_serving(proc: ManagedProcess, timeout: float = 180.0) -> None:
+    """Wait until a gRPC server answers its health check with SERVING. Its port accepts connections
+    from the bind on, before the server runs (plug-ins load first): on a busy machine a call made
+    then times out waiting for the server's first frame."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(proc.address)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30,
+                                                                 wait_for_ready=True)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                if not proc.alive():
+                    raise RuntimeError(f"{proc.name} exited with code {proc.proc.returncode}; log {proc.log_path}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name} at {proc.address} not SERVING within {timeout:.0f}s; log {proc.log_path}")
+            time.sleep(0.2)
+    finally:
+        channel.close()
+
+
 def project_pythonpath() -> str:
     """PYTHONPATH that makes this checkout's packages importable in a child process (works from
     a worktree or a clean checkout, whatever the venv's editable install points at)."""
