@@ -48,13 +48,17 @@ async function loadConfig() {
   await loadScenes();
 }
 
+let scenesSeq = 0;
 async function loadScenes() {
   const box = $("#scenes");
+  const seq = ++scenesSeq;
   box.innerHTML = "";
   const coll = $("#collection").value;
   if (!coll) return;
   try {
     const res = await api(`/api/scenes?collection=${encodeURIComponent(coll)}`);
+    if (seq !== scenesSeq) return; // a later catalog choice won
+    box.innerHTML = "";
     for (const s of res.scenes) {
       const img = el("img", { src: s.url, alt: "sample scene " + s.index, title: "contains " + s.products.join(", "),
                               "data-products": s.products.join(","), class: "scene" });
