@@ -101,7 +101,10 @@ class ArtifactStore:
                     return path
             except ModelFileError:
                 pass
-        data = self.r.get(_blob_key(sha))
+        try:
+            data = self.r.get(_blob_key(sha))
+        except redis.RedisError as exc:
+            raise ArtifactStoreError(f"model store {self.url} unreachable: {exc}") from exc
         if data is None:
             raise ArtifactStoreError(f"model store {self.url} lacks file sha256 {sha}")
         got = hashlib.sha256(data).hexdigest()
