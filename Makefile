@@ -6,6 +6,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 DEMO_ARGS ?=
+PAGE_BENCH_ARGS ?=
 
 .PHONY: install demo test test-slow test-fast proto bench clean help browser prometheus dashboard-preview page-bench
 
@@ -47,8 +48,8 @@ prometheus: $(STAMP)  ## install Debian's prometheus when missing (dev up --obse
 dashboard-preview: $(STAMP)  ## redraw docs/img/dashboard-preview.png from a dev cluster scraped by a real Prometheus
 	$(BIN)/python scripts/dashboard_preview.py --prometheus "$$($(BIN)/python -c 'from devkit import syspkg; print(syspkg.prometheus())')"
 
-page-bench: $(STAMP)  ## page-to-results vs gRPC time for sample scenes, headless Chromium (JSON + PNG in bench/out/)
-	$(BIN)/python bench/page.py
+page-bench: $(STAMP)  ## page-to-results vs gRPC time per scene, headless Chromium, on the running demo (PAGE_BENCH_ARGS="--synthetic 24": own cluster)
+	$(BIN)/python bench/page.py $(PAGE_BENCH_ARGS)
 
 bench: $(STAMP)  ## proxy vs direct Milvus benchmark (JSON + PNG under bench/out/)
 	$(BIN)/python bench/proxy_vs_direct.py

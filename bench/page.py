@@ -7,6 +7,7 @@ Needs a running dev cluster with an imported catalog and the page — `make demo
 (`window.lastSearch.ms`, measured by the page from the POST to the parsed JSON).
 
     python bench/page.py [--collection tuxpaint_demo] [--scenes 20] [--screenshot docs/img/page.png]
+    python bench/page.py --synthetic 24     # its own 3-node dev cluster + worker + page, a synthetic catalog
 
 Writes bench/out/page.json and bench/out/page.png, with the machine load.
 """
@@ -67,10 +68,47 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--screenshot", type=Path, help="save the page with the first scene's results here")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="start a dev cluster and import this many synthetic products (tests/embed/synth.py) first")
     args = ap.parse_args()
+    cluster = None
+    if args.synthetic:
+        cluster = synthetic_cluster(args.synthetic)
+        args.collection = "synthetic"
+    try:
+        run(args, cluster)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def synthetic_cluster(n: int):  # type: ignore[no-untyped-def]
+    """A 3-node dev cluster with a worker and the page, and ``n`` synthetic products imported (small
+    catalog adaptation, as the tests do)."""
+    import subprocess
+
+    from devkit import procs
+    from devkit.devcluster import DevCluster
+    from tests.embed.synth import make_catalog
+
+    work = Path(tempfile.mkdtemp(prefix="page-bench-"))
+    env = {"EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", "EMBED_CACHE_DIR": str(work / "cache")}
+    cluster = DevCluster(data_dir=work / "cluster", nodes=3, with_worker=True, web_port=0)
+    cluster.start()
+    csv = make_catalog(work / "catalog", n)
+    r = subprocess.run([sys.executable, "-m", "embed", "import", str(csv), "--collection", "synthetic", "--wait",
+                        "--proxy", cluster.proxy_uri, "--redis-url", cluster.redis_url],
+                       env={**os.environ, **env, "PYTHONPATH": procs.project_pythonpath()}, timeout=3600)
+    if r.returncode != 0:
+        cluster.stop()
+        sys.exit("import failed")
+    return cluster
+
+
+def run(args: argparse.Namespace, cluster) -> None:  # type: ignore[no-untyped-def]
     prof = devprofile.read()
-    proxy = args.proxy or (prof.proxy if prof else None)
-    web = (args.web or (prof.web if prof else "")).rstrip("/")
+    proxy = args.proxy or (cluster.proxy_address if cluster else prof.proxy if prof else None)
+    web = (args.web or (cluster.web_url if cluster else prof.web if prof else "")).rstrip("/")
     if not proxy or not web:
         sys.exit(f"no running dev cluster with the page ({devprofile.hint()}): run `make demo` first, "
                  "or pass --proxy and --web")
@@ -122,7 +160,7 @@ def main() -> None:
     page_ms = [float(r["page_ms"]) for r in records]
     grpc_ms = [float(r["grpc_ms"]) for r in records]
     summary = {
-        "collection": args.collection, "scenes": len(records), "top_k": args.top_k,
+        "collection": args.collection, "synthetic_products": args.synthetic, "scenes": len(records), "top_k": args.top_k,
         "page_p50_ms": pct(page_ms, 50), "page_p95_ms": pct(page_ms, 95),
         "grpc_p50_ms": pct(grpc_ms, 50), "grpc_p95_ms": pct(grpc_ms, 95),
         "page_over_grpc_p50_ms": pct(page_ms, 50) - pct(grpc_ms, 50),
