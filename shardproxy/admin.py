@@ -222,7 +222,7 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                 dimension=rec.dim(vf) if vf else 0,
                 metric_type=rec.metric(vf) if vf else "",
                 auto_id=rec.auto_id,
-                model_id=collection_model_id(rec),
+                properties=collection_properties(rec),
             )
             for c, n in zip(clients, counts):
                 cs.nodes.append(admin_pb2.CollectionNodeRows(node_id=c.id, rows=n or 0, reachable=n is not None))
@@ -245,11 +245,7 @@ def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse
     return out
 
 
-def collection_model_id(rec: CollectionRecord) -> str:
-    """The embedding model a collection was built with: the ``shopbyimage.model_id`` property
-    (what ``embed import`` records), else a ``model_id=`` note in the description."""
-    for kv in rec.create.properties:
-        if kv.key == "shopbyimage.model_id":
-            return kv.value
-    m = re.search(r"model_id=(\S+)", rec.schema.description or "")
-    return m.group(1) if m else ""
+def collection_properties(rec: CollectionRecord) -> dict[str, str]:
+    """The collection's properties as its creator set them (e.g. the model id an image pipeline
+    records); the proxy gives them no meaning."""
+    return {kv.key: kv.value for kv in rec.create.properties}

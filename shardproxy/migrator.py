@@ -70,6 +70,8 @@ class MigratorOptions:
     grace_s: float = 2.5  # after the move starts: every proxy has seen it (ring check interval is 1 s)
     node_timeout_s: float = 60.0
     max_rows_per_s: float = 0.0  # 0 = unthrottled
+    batch_attempts: int = 30  # a failed batch (a node down, a timeout) is retried this often, with backoff
+    retry_backoff_s: float = 0.5  # first pause; doubles up to 10 s
 
 
 class Migrator:
@@ -232,7 +234,7 @@ class Migrator:
             self._check()
             t0 = time.monotonic()
             moving = keys[i : i + self.opt.batch]
-            await self._carry(rec, client, moving, by_id)
+            await self._carry_with_retries(rec, client, moving, by_id)
             cur.last = moving[-1][0]
             cur.scanned += len(moving)
             cur.moved += len(moving)
@@ -251,6 +253,27 @@ class Migrator:
         cur.done = True
         if not await self.moves.write_cursor(self.token, rec.key, src.id, cur, 0):
             raise LeaseLost("cursor write refused")
+
+    async def _carry_with_retries(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
+                                  by_id: dict[str, NodeRecord]) -> None:
+        """Carry one batch; a failure (a node down or slow) counts in shardproxy_migration_errors_total
+        and the batch is tried again (carrying is idempotent: upserts, then deletes on the source)."""
+        pause = self.opt.retry_backoff_s
+        for attempt in range(1, self.opt.batch_attempts + 1):
+            self._check()
+            try:
+                await self._carry(rec, src, moving, by_id)
+                return
+            except LeaseLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - counted, logged, retried; the last one propagates
+                metrics.MIGRATION_ERRORS.inc()
+                if attempt == self.opt.batch_attempts:
+                    raise
+                log.warning("batch of %d row(s) of %s failed (attempt %d/%d): %s; retrying in %.1f s",
+                            len(moving), rec.name, attempt, self.opt.batch_attempts, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(10.0, 2 * pause)
 
     async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
                      by_id: dict[str, NodeRecord]) -> None:
