@@ -154,7 +154,8 @@ class DevCluster:
 
     def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()
-        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30).nodes}
+        # wait_for_ready: on a loaded machine the first connection can take longer than one attempt
+        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=120, wait_for_ready=True).nodes}
         for node_id, address in nodes:
             if node_id in known:
                 continue

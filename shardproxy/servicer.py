@@ -31,11 +31,12 @@ from shardproxy.handlers.databases import DatabaseHandlers
 from shardproxy.handlers.ddl import DdlHandlers
 from shardproxy.handlers.partitions import PartitionHandlers
 from shardproxy.handlers.reads import ReadHandlers
+from shardproxy.handlers.search_ext import SearchExtHandlers
 from shardproxy.handlers.writes import WriteHandlers
 from shardproxy.rpc import install_unimplemented
 
 MIXINS: tuple[type, ...] = (
-    ConnectionHandlers, DdlHandlers, WriteHandlers, ReadHandlers,
+    ConnectionHandlers, DdlHandlers, WriteHandlers, ReadHandlers, SearchExtHandlers,
     DatabaseHandlers, PartitionHandlers, AliasHandlers, AlterHandlers,
 )
 

@@ -67,7 +67,7 @@ def test_errors_become_statuses_with_the_grpc_code_in_trailers() -> None:
 
 def test_servicer_composes_the_mixins_and_answers_unimplemented_for_the_rest() -> None:
     done = set(implemented_rpcs(MilvusProxyServicer))
-    assert {"Connect", "CreateCollection", "Insert", "Delete", "Query", "Search", "Flush", "CheckHealth"} <= done
+    assert {"Connect", "CreateCollection", "Insert", "Delete", "Query", "Search", "HybridSearch", "Flush", "CheckHealth"} <= done
     assert {"CreatePartition", "CreateDatabase", "CreateAlias", "AlterCollection"} <= done
     assert "CreateResourceGroup" not in done
     ctx = FakeContext()
