@@ -214,6 +214,7 @@ async def hybrid_search(request: milvus_pb2.HybridSearchRequest, plans: Sequence
     for sub, plan in zip(subs, plans):
         req = milvus_pb2.SearchRequest()
         req.CopyFrom(sub)
+        req.db_name = request.db_name  # the effective database (set by the lookup)
         req.collection_name = request.collection_name
         del req.output_fields[:]
         req.output_fields.extend(request.output_fields)

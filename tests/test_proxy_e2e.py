@@ -272,9 +272,9 @@ class TestBadInput:
     def test_unimplemented_rpc_names_itself(self, dev_cluster) -> None:  # type: ignore[no-untyped-def]
         stub = _raw_stub(dev_cluster)
         with pytest.raises(grpc.RpcError) as info:
-            stub.CreatePartition(milvus_pb2.CreatePartitionRequest(collection_name=self.name, partition_name="p"))
+            stub.CreateResourceGroup(milvus_pb2.CreateResourceGroupRequest(resource_group="rg"))
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "CreatePartition" in info.value.details()
+        assert "CreateResourceGroup" in info.value.details()
 
     def test_server_keeps_serving(self, proxy_client: MilvusClient) -> None:
         assert proxy_client.query(self.name, filter="", output_fields=["count(*)"])[0]["count(*)"] == 50

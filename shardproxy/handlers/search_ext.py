@@ -52,7 +52,7 @@ class SearchExtHandlers(HandlerBase):
             return request  # a node that is down is the read's business
         try:
             desc = await self.cluster.client(node).call(
-                "DescribeCollection", milvus_pb2.DescribeCollectionRequest(collection_name=rec.name))
+                "DescribeCollection", milvus_pb2.DescribeCollectionRequest(db_name=rec.db, collection_name=rec.name))
         except ProxyError:
             return request
         out = type(request)()
@@ -112,6 +112,7 @@ class SearchExtHandlers(HandlerBase):
         rec = await self._collection(request)
         self._check_size(request)
         self.cluster.require_nodes()
+        await self._check_partitions(rec, list(request.partition_names))
         searchplan.check_fields(request, searchplan.HYBRID_UNIMPLEMENTED, "HybridSearch")
         if not request.requests:
             raise InvalidArgument("a hybrid search needs at least one sub-request")
