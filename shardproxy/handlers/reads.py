@@ -15,6 +15,7 @@ from typing import Any
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from shardproxy import fielddata, merge, metrics, tracing, validation
+from shardproxy.countorder import count_phases
 from shardproxy.errors import InvalidArgument, Unimplemented, status_ok
 from shardproxy.handlers.base import HandlerBase
 from shardproxy.metastore import CollectionRecord
@@ -55,13 +56,21 @@ class ReadHandlers(HandlerBase):
             if len(output_fields) > 1:
                 raise InvalidArgument("count(*) cannot be combined with other output fields")
             nodes = placement.scatter_set()
-            if rec.replicas > 1:
-                # every row is stored R times: count distinct primary keys instead
+            if rec.replicas > 1 or placement.moving:
+                # every row is stored R times, or may be in flight on two nodes: count distinct
+                # primary keys instead, reading the nodes that give keys away first (countorder.py)
                 async def scan(c: NodeClient) -> list[Any]:
                     return await scan_all_pks(c, rec, COUNT_SCAN_BATCH, extra=request.expr)
 
-                got = await self.scatter.read_each(rec, "Query", nodes, scan, allow)
-                total = len({pk for pks in got.results.values() for pk in pks})
+                seen: set[Any] = set()
+                cov = None
+                for phase in count_phases(self.cluster.nodes, nodes) if placement.moving else [nodes]:
+                    got = await self.scatter.read_each(rec, "Query", phase, scan, allow)
+                    cov = got.coverage if cov is None else cov | got.coverage
+                    for pks in got.results.values():
+                        seen.update(pks)
+                got.coverage = cov
+                total = len(seen)
             else:
                 got = await self.scatter.read(rec, "Query", {n: request for n in nodes}, allow)
                 total = 0
