@@ -84,10 +84,10 @@ def test_abort_moves_back_and_a_finished_add_is_undone_by_a_drain(cluster) -> No
     stub = c.admin()
     spare = c.spare_nodes[0]
     stub.AddNode(admin_pb2.AddNodeRequest(address=spare.address), timeout=120)
-    slow = migrator(c, "--max-rows-per-s", "30", "--batch", "20")
+    slow = migrator(c, "--max-rows-per-s", "10", "--batch", "10")
     try:
         def moved_some() -> None:
-            assert status(c).rows_moved >= 60
+            assert status(c).rows_moved >= 20
 
         eventually(moved_some, timeout=120, errors=AssertionError)
         client = c.client()
@@ -97,7 +97,7 @@ def test_abort_moves_back_and_a_finished_add_is_undone_by_a_drain(cluster) -> No
                               "--proxy", c.proxy_address], capture_output=True, text=True, timeout=120, env=child_env())
         assert out.returncode == 0, out.stderr
         ab = json.loads(out.stdout)
-        assert ab["kind"] == "abort-add" and ab["aborted_rows_moved"] >= 60
+        assert ab["kind"] == "abort-add" and ab["aborted_rows_moved"] >= 20
         slow.wait(30)  # killed by the abort (same host), or stopped by its revoked lease
     finally:
         if slow.poll() is None:
