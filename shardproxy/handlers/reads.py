@@ -17,6 +17,7 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from shardproxy import fielddata, merge, metrics, tracing, validation
 from shardproxy.countorder import count_phases
 from shardproxy.errors import InvalidArgument, Unimplemented, status_ok
+from shardproxy.freshness import prefer_target_copies
 from shardproxy.handlers.base import HandlerBase
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
@@ -99,8 +100,9 @@ class ReadHandlers(HandlerBase):
             reqs = {n: sub for n in placement.scatter_set()}
         got = await self.scatter.read(rec, "Query", reqs, allow)
         resps = list(got.results.values())
+        fresh = prefer_target_copies(placement, {n: list(r.fields_data) for n, r in got.results.items()}, rec.pk_name)
         merged = merge.merge_query_rows(
-            [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
+            list(fresh.values()), rec.pk_name, offset if has_limit else 0, limit if has_limit else None
         )
         names = next((list(r.output_fields) for r in resps if r.output_fields), output_fields)
         return Reply(milvus_pb2.QueryResults(
