@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
+import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -89,7 +92,8 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
             return 0
         s = self.cluster.settings
         log_path = s.migrator_log or f"/tmp/shardproxy-migrator-{s.port}.log"
-        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port)
+        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port,
+                              s.migrator_max_rows_per_s)
         log.info("migrator started (pid %d, log %s)", pid, log_path)
         return pid
 
@@ -175,6 +179,27 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         return admin_pb2.ResumeRebalanceResponse(started=bool(pid), migrator_pid=pid, message="migrator started")
 
     @admin_rpc
+    async def AbortRebalance(self, request: Any, context: Any) -> admin_pb2.AbortRebalanceResponse:
+        async with self._lock:
+            await self.cluster.refresh(force=True)
+            ms = await self.cluster.moves.state()
+            if not ms.running:
+                raise FailedPrecondition("no rebalance is running; nothing to abort")
+            node = await self.cluster.store.node(ms.node)
+            inverse = {NodeState.JOINING: NodeState.DRAINING, NodeState.DRAINING: NodeState.JOINING}
+            if node.state not in inverse:
+                raise FailedPrecondition(f"node {node.id} is {node.state.value}, not joining or draining")
+            node.state = inverse[node.state]
+            epoch, target = await self.cluster.moves.abort(node, ms.reverse_kind)
+            stop_migrator(ms)
+            await self.cluster.refresh(force=True)
+            self._spawn_migrator()
+        log.info("rebalance %s %s aborted after %d row(s); reverse move %s, target epoch %d",
+                 ms.kind, ms.node, ms.rows_moved, ms.reverse_kind, target)
+        return admin_pb2.AbortRebalanceResponse(kind=ms.reverse_kind, node_id=node.id, ring_epoch=epoch,
+                                                target_epoch=target, aborted_rows_moved=ms.rows_moved)
+
+    @admin_rpc
     async def ListNodes(self, request: Any, context: Any) -> admin_pb2.ListNodesResponse:
         nodes = await self.cluster.store.nodes()
         return admin_pb2.ListNodesResponse(
@@ -230,13 +255,25 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         return out
 
 
+def stop_migrator(ms: MoveState) -> None:
+    """Kill the aborted move's migrator when it runs on this host (its lease is already revoked,
+    so it could not advance anything; killing it makes sure it stops copying now)."""
+    if ms.migrator_pid and ms.migrator_host == socket.gethostname() and ms.migrator_pid != os.getpid():
+        try:
+            os.kill(ms.migrator_pid, signal.SIGKILL)
+            log.info("killed migrator %d of the aborted move", ms.migrator_pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse:
     out = admin_pb2.RebalanceStatusResponse(
         active=ms.running, target_epoch=ms.target_epoch if ms.running else epoch,
         rows_moved=ms.rows_moved, rows_to_move=ms.rows_to_move, rows_per_second=ms.rate(),
         kind=ms.kind, node_id=ms.node, state=ms.state, eta_seconds=ms.eta_s(),
         migrator_running=bool(ms.lease_holder), migrator_pid=ms.migrator_pid,
-        started_at=ms.started_at, finished_at=ms.finished_at,
+        started_at=ms.started_at, finished_at=ms.finished_at, aborted_kind=ms.aborted_kind,
+        aborted_rows_moved=ms.aborted_rows_moved,
     )
     for (coll, src), c in sorted(ms.cursors.items()):
         out.cursors.append(admin_pb2.RebalanceCursor(

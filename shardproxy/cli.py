@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import devprofile, logs
+from shardproxy import cli_verify, devprofile, logs
 from shardproxy.admin import STATE_NAMES
 from shardproxy.config import ProxySettings
 
@@ -128,6 +128,7 @@ def rebalance_dict(resp: admin_pb2.RebalanceStatusResponse) -> dict:
         "rows_per_second": round(resp.rows_per_second, 1), "eta_seconds": round(resp.eta_seconds, 1),
         "migrator_running": resp.migrator_running, "migrator_pid": resp.migrator_pid,
         "started_at": resp.started_at, "finished_at": resp.finished_at,
+        "aborted_kind": resp.aborted_kind, "aborted_rows_moved": resp.aborted_rows_moved,
         "cursors": [{"collection": c.collection, "source": c.source_node, "rows_scanned": c.rows_scanned,
                      "rows_moved": c.rows_moved, "done": c.done} for c in resp.cursors],
     }
@@ -277,7 +278,9 @@ def rebalance_status(
     pct = f" ({100 * data['rows_moved'] / total:.1f}%)" if total > 0 else ""
     console.print(
         f"{head}: {data['kind']} {data['node']}, target epoch {data['target_epoch']}; "
-        f"{data['rows_moved']:,} / {total if total >= 0 else '?'} row(s){pct}, "
+        + (f"(undoing a {data['aborted_kind']} that had moved {data['aborted_rows_moved']:,} row(s)) "
+           if data["aborted_kind"] else "")
+        + f"{data['rows_moved']:,} / {total if total >= 0 else '?'} row(s){pct}, "
         f"{data['rows_per_second']:,.0f} rows/s"
         + (f", ETA {data['eta_seconds']:.0f} s" if resp.active and data["eta_seconds"] >= 0 else "")
         + ("" if not resp.active else
@@ -299,6 +302,28 @@ def rebalance_resume(proxy: ProxyOpt = None) -> None:
     except grpc.RpcError as exc:
         _fail(exc)
     console.print(resp.message + (f" (pid {resp.migrator_pid})" if resp.migrator_pid else ""))
+
+
+@rebalance_app.command("abort")
+def rebalance_abort(
+    proxy: ProxyOpt = "127.0.0.1:19530",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the reverse move to its end")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
+) -> None:
+    """Stop the running move and carry back what it had moved: the ring and the data return to
+    the previous epoch (an aborted add leaves the node `drained`, an aborted drain `active`)."""
+    try:
+        resp = _admin(proxy).AbortRebalance(admin_pb2.AbortRebalanceRequest(), timeout=120)
+    except grpc.RpcError as exc:
+        _fail(exc)
+    if not as_json:
+        console.print(f"aborted after {resp.aborted_rows_moved:,} row(s); {resp.kind} {resp.node_id} "
+                      f"carries them back, target epoch {resp.target_epoch}")
+    final = _follow(proxy, as_json) if wait else None
+    if as_json:
+        print(json.dumps({"kind": resp.kind, "node": resp.node_id, "ring_epoch": resp.ring_epoch,
+                          "target_epoch": resp.target_epoch, "aborted_rows_moved": resp.aborted_rows_moved,
+                          "rebalance": final}))
 
 
 @rebalance_app.command("run")
@@ -328,6 +353,10 @@ def rebalance_run(
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(3) from None
     console.print("nothing to do" if epoch < 0 else f"move done, ring epoch {epoch}")
+
+
+app.command("verify")(cli_verify.verify)
+app.command("repair")(cli_verify.repair)
 
 
 def _add_plugin_commands() -> None:

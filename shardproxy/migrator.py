@@ -185,7 +185,8 @@ class Migrator:
                     await self._move(rec, src, cur, plan[key], by_id)
         self._check()
         node = by_id[ms.node]
-        final = NodeState.ACTIVE if ms.kind == "add" else NodeState.DRAINED
+        # A joining node ends active, a draining one drained (an aborted add is a drain).
+        final = NodeState.ACTIVE if node.state == NodeState.JOINING else NodeState.DRAINED
         done = NodeRecord(id=node.id, address=node.address, weight=node.weight, state=final)
         epoch = await self.moves.finish(self.token, done)
         if epoch < 0:
@@ -327,13 +328,15 @@ async def run_migrator(redis_url: str, prefix: str, options: MigratorOptions, vn
         await store.close()
 
 
-def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port: int = 0) -> int:  # noqa: D401
+def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port: int = 0,
+          max_rows_per_s: float = 0.0) -> int:  # noqa: D401
     """Start a detached migrator process (``shardproxy rebalance run``); returns its pid."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "rebalance", "run", "--redis-url", redis_url, "--prefix", prefix,
-         "--vnodes", str(vnodes), "--wait-lease", "15", "--metrics-port", str(metrics_port)],
+         "--vnodes", str(vnodes), "--wait-lease", "15", "--metrics-port", str(metrics_port),
+         "--max-rows-per-s", str(max_rows_per_s)],
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     logf.close()

@@ -17,6 +17,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy import metrics, tracing
 from shardproxy.admin import AdminServicer
+from shardproxy.background import Background
 from shardproxy.cluster import Cluster
 from shardproxy.config import ProxySettings
 from shardproxy.servicer import MilvusProxyServicer
@@ -78,7 +79,13 @@ class ProxyServer:
         )
         self.health = health.aio.HealthServicer()
         milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusProxyServicer(self.cluster), self.server)
-        admin_pb2_grpc.add_ShardAdminServicer_to_server(AdminServicer(self.cluster), self.server)
+        self.admin = AdminServicer(self.cluster)
+        admin_pb2_grpc.add_ShardAdminServicer_to_server(self.admin, self.server)
+        self.background = Background(
+            self.cluster.store, self.admin._spawn_migrator, repair_interval_s=settings.repair_interval_s,
+            repair_rows_per_s=settings.repair_rows_per_s, vnodes=settings.vnodes,
+            watchdog=settings.migrator_watchdog and settings.migrator_autostart,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         services = [
             milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"].full_name,
@@ -98,6 +105,7 @@ class ProxyServer:
         await self.cluster.start()
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.background.start()
         metrics.track_cluster(self.cluster)
         metrics.serve(self.settings.metrics_port)
         tracing.setup(self.settings.tracing, "shardproxy", self.settings.proxy_id or self.settings.address,
@@ -109,6 +117,7 @@ class ProxyServer:
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
+        await self.background.stop()
         await self.server.stop(grace)
         await self.cluster.close()
         tracing.shutdown()

@@ -15,7 +15,9 @@ from typing import Any
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from shardproxy import fielddata, merge, metrics, searchplan, tracing, validation
+from shardproxy.countorder import count_phases
 from shardproxy.errors import InvalidArgument, status_ok
+from shardproxy.freshness import prefer_target_copies
 from shardproxy.handlers.search_ext import SearchExtHandlers
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
@@ -57,13 +59,21 @@ class ReadHandlers(SearchExtHandlers):
             if len(output_fields) > 1:
                 raise InvalidArgument("count(*) cannot be combined with other output fields")
             nodes = placement.scatter_set()
-            if rec.replicas > 1:
-                # every row is stored R times: count distinct primary keys instead
+            if rec.replicas > 1 or placement.moving:
+                # every row is stored R times, or may be in flight on two nodes: count distinct
+                # primary keys instead, reading the nodes that give keys away first (countorder.py)
                 async def scan(c: NodeClient) -> list[Any]:
                     return await scan_all_pks(c, rec, COUNT_SCAN_BATCH, extra=request.expr)
 
-                got = await self.scatter.read_each(rec, "Query", nodes, scan, allow)
-                total = len({pk for pks in got.results.values() for pk in pks})
+                seen: set[Any] = set()
+                cov = None
+                for phase in count_phases(self.cluster.nodes, nodes) if placement.moving else [nodes]:
+                    got = await self.scatter.read_each(rec, "Query", phase, scan, allow)
+                    cov = got.coverage if cov is None else cov | got.coverage
+                    for pks in got.results.values():
+                        seen.update(pks)
+                got.coverage = cov
+                total = len(seen)
             else:
                 got = await self.scatter.read(rec, "Query", {n: request for n in nodes}, allow)
                 total = 0
@@ -91,9 +101,11 @@ class ReadHandlers(SearchExtHandlers):
         else:
             reqs = {n: sub for n in placement.scatter_set()}
         gather = self._gather(rec, context, "Query")  # iterators: collection_id per node
-        resps = list((await gather(reqs)).values())
+        results = await gather(reqs)
+        resps = list(results.values())
+        fresh = prefer_target_copies(placement, {n: list(r.fields_data) for n, r in results.items()}, rec.pk_name)
         merged = merge.merge_query_rows(
-            [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
+            list(fresh.values()), rec.pk_name, offset if has_limit else 0, limit if has_limit else None
         )
         names = next((list(r.output_fields) for r in resps if r.output_fields), output_fields)
         return Reply(milvus_pb2.QueryResults(
