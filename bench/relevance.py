@@ -54,7 +54,7 @@ def train_or_load(name: str, net, products, textures, cfg: DetTrainConfig, finge
     path = cache / f"bench-head-{name}-{detector_key(fingerprint, 'lite0', cfg, tex_names)}.pt"
     if path.is_file():
         return path, json.loads(path.with_suffix(".json").read_text())
-    head, stats = fit(net, products, textures, cfg, quiet=False)
+    head, stats = fit(net, products, textures, cfg, quiet=False, export_dir=cache)
     cache.mkdir(parents=True, exist_ok=True)
     save_head(head, path, cfg)
     path.with_suffix(".json").write_text(json.dumps(stats))
@@ -90,8 +90,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     proj = adapt_to_catalog(catalog, settings)
     adapt_s = time.monotonic() - t0
     emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32, runtime="onnx",
-                   export_dir=settings.artifacts_dir)
-    shipped = Embedder(spec_from_settings(settings), batch_size=32, runtime="onnx", export_dir=settings.artifacts_dir)
+                   export_dir=settings.artifacts_dir, threads=settings.threads)
+    shipped = Embedder(spec_from_settings(settings), batch_size=32, runtime="onnx", export_dir=settings.artifacts_dir,
+                       threads=settings.threads)
     net = emb.backbone.net
     products = [(pids[i], images[i]) for i in train_idx]
     cfg = DetTrainConfig(scenes=args.scenes, steps=args.steps)
@@ -104,7 +105,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                                             catalog.fingerprint(), tex_names, settings.artifacts_dir)
         heads["no-textures"] = train_or_load("notex", net, products, [], cfg, catalog.fingerprint(), [],
                                              settings.artifacts_dir)
-    dets = {k: ProductDetector(p, net, runtime="onnx", export_dir=settings.artifacts_dir) for k, (p, _) in heads.items()}
+    dets = {k: ProductDetector(p, net, runtime="onnx", export_dir=settings.artifacts_dir, conf=settings.det_conf,
+                               threads=settings.threads) for k, (p, _) in heads.items()}
     saliency = SaliencyDetector(net, min_size=settings.min_box_size)
 
     # evaluation photos: new compositions, held-out textures, half of them of held-out products

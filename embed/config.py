@@ -26,8 +26,8 @@ class EmbedSettings(BaseSettings):
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
     det_conf: float = 0.2  # trained head: minimum centre-heatmap score
-    det_scenes: int = 800  # embed train: synthetic scenes for the detector (0 = do not train one)
-    det_steps: int = 1200  # embed train: detector head training steps
+    det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
+    det_steps: int = 800  # embed train: detector head training steps
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
     yolo_classes: list[int] | None = None  # class ids to keep (None = all)

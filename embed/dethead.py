@@ -21,13 +21,13 @@ from torch import nn
 from embed.boxes import nms
 
 STRIDE = 16
-DEFAULT_SIZE = 416
+DEFAULT_SIZE = 352
 HEAD_VERSION = 1
 _LITE_MEAN, _LITE_STD = 0.498, 0.502
 
 
 class DetHead(nn.Module):
-    def __init__(self, c16: int = 112, c32: int = 1280, width: int = 64) -> None:
+    def __init__(self, c16: int = 112, c32: int = 1280, width: int = 48) -> None:
         super().__init__()
         self.width = width
         self.lat16 = nn.Conv2d(c16, width, 1)

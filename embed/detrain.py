@@ -34,12 +34,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DetTrainConfig:
-    scenes: int = 800
-    steps: int = 1200
+    scenes: int = 600
+    steps: int = 800
     batch: int = 16
-    lr: float = 2e-3
+    lr: float = 3e-3
     size: int = DEFAULT_SIZE
-    width: int = 64
+    width: int = 48
     seed: int = 0
     styles: tuple[tuple[SceneStyle, float], ...] = TRAIN_STYLES
 
@@ -61,7 +61,36 @@ def scene_boxes_in_input(boxes: Sequence[tuple[int, int, int, int]], scale: floa
     return np.asarray(boxes, np.float32).reshape(-1, 4) * scale
 
 
-def extract(net: torch.nn.Module, images: Sequence[Image.Image], boxes: Sequence[Sequence[tuple[int, int, int, int]]],
+MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def torch_maps(net: torch.nn.Module) -> MapsFn:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            a, b = backbone_maps(net, torch.from_numpy(x))
+        return a.numpy(), b.numpy()
+
+    return run
+
+
+def onnx_maps(net: torch.nn.Module, size: int, export_dir: Path, threads: int = 0) -> MapsFn:
+    """The backbone's two maps through ONNX Runtime (exported once into ``export_dir``)."""
+    from embed.dethead import Lite0Maps
+    from embed.onnxrt import OrtRunner, export, tensor_digest
+
+    module = Lite0Maps(net).eval()
+    path = export_dir / f"lite0-maps-{tensor_digest(module, str(size))}-{size}.onnx"
+    runner = OrtRunner(lambda: export(module, torch.zeros(2, 3, size, size), path, output_names=["f16", "f32"],
+                                      dynamic_batch=True), threads)
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a, b = runner(x)
+        return a, b
+
+    return run
+
+
+def extract(maps: MapsFn, images: Sequence[Image.Image], boxes: Sequence[Sequence[tuple[int, int, int, int]]],
             size: int, batch: int = 8, advance: Callable[[int], None] | None = None) -> Cached:
     """Frozen backbone maps and targets of each scene."""
     grid = size // STRIDE
@@ -72,10 +101,9 @@ def extract(net: torch.nn.Module, images: Sequence[Image.Image], boxes: Sequence
             x, lb = letterbox(img, size)
             xs.append(x)
             tg.append(encode_targets(scene_boxes_in_input(bx, lb.scale), grid))
-        with torch.inference_mode():
-            a, b = backbone_maps(net, torch.from_numpy(np.concatenate(xs)))
-        f16s.append(a.numpy().astype(np.float16))
-        f32s.append(b.numpy().astype(np.float16))
+        a, b = maps(np.concatenate(xs))
+        f16s.append(a.astype(np.float16))
+        f32s.append(b.astype(np.float16))
         for hm, reg, m in tg:
             hms.append(hm)
             regs.append(reg)
@@ -145,8 +173,10 @@ def save_head(head: DetHead, path: Path, cfg: DetTrainConfig) -> None:
 
 
 def fit(net: torch.nn.Module, products: Sequence[tuple[str, Image.Image]], textures: Sequence[Image.Image],
-        cfg: DetTrainConfig, *, console: Console | None = None, quiet: bool = True) -> tuple[DetHead, dict[str, float]]:
-    """Compose, extract, train; returns the head and timings / losses."""
+        cfg: DetTrainConfig, *, console: Console | None = None, quiet: bool = True, export_dir: Path | None = None,
+        threads: int = 0) -> tuple[DetHead, dict[str, float]]:
+    """Compose, extract (ONNX Runtime when ``export_dir`` is given, else torch), train; returns the head
+    and timings / losses."""
     from embed.train import _progress
 
     t0 = time.monotonic()
@@ -156,7 +186,8 @@ def fit(net: torch.nn.Module, products: Sequence[tuple[str, Image.Image]], textu
                                                 advance=lambda k: prog.update(t, advance=k))
         t1 = time.monotonic()
         t = prog.add_task("detector: backbone maps", total=len(images))
-        data = extract(net, images, boxes, cfg.size, advance=lambda k: prog.update(t, advance=k))
+        maps = onnx_maps(net, cfg.size, export_dir, threads) if export_dir is not None else torch_maps(net)
+        data = extract(maps, images, boxes, cfg.size, advance=lambda k: prog.update(t, advance=k))
         del images
         t2 = time.monotonic()
         t = prog.add_task(f"detector: training head ({cfg.steps} steps)", total=cfg.steps)
@@ -202,7 +233,8 @@ def train_catalog_detector(catalog: Catalog, settings: EmbedSettings, *, backbon
         backbone = EfficientNet.from_name("efficientnet-lite0")
         load_into(backbone, weights, what="efficientnet-lite0")
         backbone.eval()
-    head, stats = fit(backbone, products, [im for _, im in textures], cfg, console=console, quiet=quiet)
+    head, stats = fit(backbone, products, [im for _, im in textures], cfg, console=console, quiet=quiet,
+                      export_dir=out if settings.runtime == "onnx" else None, threads=settings.threads)
     save_head(head, path, cfg)
     log.info("catalog detector: %d products, %s -> %s", len(products), stats, path)
     return path

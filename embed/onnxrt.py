@@ -59,6 +59,8 @@ def session(path: Path, threads: int = 0) -> object:
     opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no busy-waiting between ops: on shared cores spinning threads slow everyone down, this process too
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # a truncated or stale export: rebuild it once

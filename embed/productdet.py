@@ -28,7 +28,7 @@ def load_head(path: Path | str) -> tuple[DetHead, int]:
     """A head file -> (DetHead, input size). Clear errors that name the path."""
     sd = dict(load_state_dict(path))
     size = int(sd.pop("_meta.size", torch.tensor(DEFAULT_SIZE)))
-    width = int(sd.pop("_meta.width", torch.tensor(64)))
+    width = int(sd.pop("_meta.width", torch.tensor(48)))
     try:
         head = DetHead(sd["lat16.weight"].shape[1], sd["lat32.weight"].shape[1], width)
         head.load_state_dict(sd, strict=True)

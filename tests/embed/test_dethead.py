@@ -100,8 +100,8 @@ def trained(lite0, tmp_path_factory):
     style = SceneStyle(products=(1, 3), scale=(0.3, 0.5), distractors=(0, 1), max_occlusion=0.1, jpeg=(60, 90),
                        sizes=((320, 240), (256, 256)))
     cfg = DetTrainConfig(scenes=40, steps=120, batch=8, lr=4e-3, size=SIZE, width=32, styles=((style, 1.0),))
-    head, stats = fit(lite0.backbone.net, products, textures, cfg)
     path = tmp_path_factory.mktemp("head") / "head.pt"
+    head, stats = fit(lite0.backbone.net, products, textures, cfg, export_dir=path.parent)  # maps via onnxruntime
     save_head(head, path, cfg)
     return path, stats, style
 
