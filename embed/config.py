@@ -28,6 +28,7 @@ class EmbedSettings(BaseSettings):
     det_conf: float = 0.2  # trained head: minimum centre-heatmap score
     det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
     det_steps: int = 800  # embed train: detector head training steps
+    det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
     yolo_classes: list[int] | None = None  # class ids to keep (None = all)

@@ -210,7 +210,7 @@ def train_catalog_detector(catalog: Catalog, settings: EmbedSettings, *, backbon
         raise ValueError(f"the trained detector runs on EfficientNet-Lite0 maps, not {settings.embedder}")
     weights = settings.weights or lite0_default_weights()
     cfg = DetTrainConfig(scenes=settings.det_scenes, steps=settings.det_steps)
-    textures = load_textures(settings.cache_dir / "textures")
+    textures = load_textures(settings.cache_dir / "textures", package=settings.det_textures)
     key = detector_key(catalog.fingerprint(), file_sha256(weights), cfg, [n for n, _ in textures])
     out = settings.artifacts_dir
     out.mkdir(parents=True, exist_ok=True)

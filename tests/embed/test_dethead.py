@@ -179,3 +179,20 @@ def test_textures_from_wheels_split_into_disjoint_pools() -> None:
     assert len(tex) >= 4 and all(max(im.size) <= 256 and im.mode == "RGB" for _, im in tex)
     train, held = split_textures(tex)
     assert train and held and not {id(t) for t in train} & {id(h) for h in held}
+
+
+def test_catalog_detector_trains_once_per_catalog_and_registers(tmp_path) -> None:
+    from embed.catalog import read_catalog
+    from embed.detrain import ensure_catalog_detector
+    from tests.embed.synth import make_catalog
+
+    cat = read_catalog(make_catalog(tmp_path / "cat", 5))
+    s = EmbedSettings(cache_dir=tmp_path / "cache", det_scenes=6, det_steps=10, det_textures="", runtime="torch",
+                      threads=1)
+    p1 = ensure_catalog_detector(cat, s, "lite0-test-model", quiet=True)
+    assert p1 is not None and p1.is_file() and head_for_model("lite0-test-model", s.artifacts_dir) == p1
+    mtime = p1.stat().st_mtime_ns
+    assert ensure_catalog_detector(cat, s, "lite0-test-model", quiet=True) == p1 and p1.stat().st_mtime_ns == mtime
+    load_head(p1)  # a valid head file
+    assert ensure_catalog_detector(cat, s.model_copy(update={"det_scenes": 0}), "m2", quiet=True) is None
+    assert ensure_catalog_detector(cat, s.model_copy(update={"detector": "yolo"}), "m3", quiet=True) is None
