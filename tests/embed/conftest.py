@@ -87,6 +87,7 @@ def env(milvus_uri: str, redis_url: str, cache_dir: Path) -> dict[str, str]:
         "EMBED_TRAIN_STEPS": "30",
         "EMBED_DET_SCENES": "0",  # the trained detector has its own tests (test_dethead.py)
         "OMP_WAIT_POLICY": "PASSIVE",
+        "EMBED_RUNTIME": "torch",  # ONNX Runtime parity is tested in test_dethead.py; test_on_dev_cluster runs it
     })
     return e
 

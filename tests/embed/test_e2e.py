@@ -51,7 +51,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, redis_url
     env = dict(os.environ)
     env.update({"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(cache_dir),
                 "EMBED_REDIS_URL": redis_url, "EMBED_PROXY": milvus_uri, "EMBED_STREAM": f"e2e:{uuid.uuid4().hex[:6]}",
-                "EMBED_BATCH_SIZE": "8", "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30"})
+                "EMBED_BATCH_SIZE": "8", "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30",
+                "EMBED_DET_SCENES": "0", "EMBED_RUNTIME": "torch", "OMP_WAIT_POLICY": "PASSIVE"})
     metrics_port = free_port()
     w = _worker({**env, "EMBED_METRICS_PORT": str(metrics_port)}, root / "worker.log")
     try:
