@@ -67,6 +67,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--scenes", type=int, default=DetTrainConfig.scenes, help="detector training scenes")
     ap.add_argument("--steps", type=int, default=DetTrainConfig.steps, help="detector training steps")
     ap.add_argument("--ablate", action="store_true", help="also train the ablation heads (no clutter, no textures)")
+    ap.add_argument("--only", default="", help="comma-separated variant numbers to run (0-based; default all)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     load_start = os.getloadavg()
@@ -146,6 +147,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 ("head:full, whole photo first", "adapted"), ("head:full", "shipped"), ("oracle boxes", "adapted")]
     if args.ablate:
         variants += [("head:no-clutter", "adapted"), ("head:no-textures", "adapted")]
+    if args.only:
+        variants = [variants[int(i)] for i in args.only.split(",")]
     results: dict[str, dict] = {}
     t_embed: list[float] = []
     for variant, proj_name in variants:
