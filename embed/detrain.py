@@ -118,7 +118,9 @@ def train_head(data: Cached, cfg: DetTrainConfig, advance: Callable[[int], None]
     torch.manual_seed(cfg.seed)
     head = DetHead(data.f16.shape[1], data.f32.shape[1], cfg.width)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    # one-cycle schedule; a handful of steps (tests) keeps the constant rate (OneCycleLR needs >= 20)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+             if cfg.steps >= 20 else None)
     g = torch.Generator().manual_seed(cfg.seed)
     n = len(data.f16)
     losses: list[float] = []
@@ -131,7 +133,8 @@ def train_head(data: Cached, cfg: DetTrainConfig, advance: Callable[[int], None]
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         losses.append(float(loss.detach()))
         if advance and (step + 1) % 10 == 0:
             advance(10)
