@@ -226,20 +226,25 @@ def train(
     catalog: Annotated[Path, typer.Argument(help="catalog CSV")],
     force: Annotated[bool, typer.Option(help="retrain even when cached")] = False,
 ) -> None:
-    """Adapt the embedder to a catalog (InfoNCE on synthetic shopper views); cached per catalog."""
+    """Adapt the embedder to a catalog and train its product detector (synthetic scenes); cached per catalog."""
     from embed.catalog import read_catalog
     from embed.artifactstore import ArtifactStore
+    from embed.detrain import ensure_catalog_detector
     from embed.models import register, spec_from_settings
     from embed.train import adapt_to_catalog
 
     s = EmbedSettings()
     t0 = time.monotonic()
-    path = adapt_to_catalog(read_catalog(catalog), s, console=err, force=force)
+    cat = read_catalog(catalog)
+    path = adapt_to_catalog(cat, s, console=err, force=force)
     spec = spec_from_settings(s, projection=path)
     mid = register(spec, s.artifacts_dir)
     with _friendly():
         ArtifactStore(s.model_store_url).publish(spec)
     err.print(f"projection {path} (model {mid}) in {time.monotonic() - t0:.0f} s")
+    head = ensure_catalog_detector(cat, s, mid, console=err, force=force)
+    if head is not None:
+        err.print(f"product detector {head} in {time.monotonic() - t0:.0f} s in all")
 
 
 @app.command()

@@ -40,7 +40,13 @@ class EmbedSettings(BaseSettings):
     train_views: int = 6  # synthetic views per catalog image
     train_steps: int = 400
     # detector
-    detector: str = "saliency"  # saliency (offline default) | yolo | none
+    detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
+    detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
+    det_conf: float = 0.2  # trained head: minimum centre-heatmap score
+    det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
+    det_steps: int = 800  # embed train: detector head training steps
+    det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
+    runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
     yolo_classes: list[int] | None = None  # class ids to keep (None = all)
     yolo_labels: list[str] | None = None  # names of the class ids
@@ -48,7 +54,7 @@ class EmbedSettings(BaseSettings):
     conf_threshold: float = 0.25
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
-    max_objects: int = 8  # objects per photo, the whole photo included
+    max_objects: int = 6  # objects per photo by confidence, the whole photo (last, as the fallback) included
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024

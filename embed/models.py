@@ -69,12 +69,24 @@ def build_detector(settings: EmbedSettings, embedder: Embedder | None = None) ->
                 conf=settings.conf_threshold, iou=settings.iou_threshold, min_size=settings.min_box_size,
                 input_size=settings.yolo_input_size, threads=settings.threads,
             )
+        shared = embedder.backbone.net if embedder is not None and embedder.spec.arch == LITE0 else None
+        if kind in ("auto", "trained"):
+            from embed.productdet import ProductDetector, head_for_model
+
+            head = settings.detector_head or (head_for_model(embedder.model_id, settings.artifacts_dir)
+                                              if embedder is not None else None)
+            if head is not None and (shared is not None or settings.embedder == LITE0):
+                return ProductDetector(head, shared, runtime=settings.runtime, export_dir=settings.artifacts_dir,
+                                       conf=settings.det_conf, min_size=settings.min_box_size, threads=settings.threads)
+            if kind == "trained":
+                raise ModelConfigError("EMBED_DETECTOR=trained needs a detector head: run `embed train CATALOG` "
+                                       "(or set EMBED_DETECTOR_HEAD)")
+            kind = "saliency"
         if kind == "saliency":
-            shared = embedder.backbone.net if embedder is not None and embedder.spec.arch == LITE0 else None
             return SaliencyDetector(shared, min_size=settings.min_box_size)
     except ModelFileError as e:
         raise ModelConfigError(str(e)) from e
-    raise ModelConfigError(f"unknown detector {kind!r} (EMBED_DETECTOR: saliency, yolo or none)")
+    raise ModelConfigError(f"unknown detector {kind!r} (EMBED_DETECTOR: auto, trained, saliency, yolo or none)")
 
 
 class ModelPool:
@@ -85,11 +97,12 @@ class ModelPool:
         self._lock = threading.Lock()
         self._embedders: dict[str, Embedder] = {}
         self._default: Embedder | None = None
-        self._detector: Detector | None = None
+        self._detectors: dict[str, Detector] = {}
 
     def _load(self, spec: EmbedderSpec) -> Embedder:
         try:
-            emb = Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads)
+            emb = Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads,
+                           runtime=self.settings.runtime, export_dir=self.settings.artifacts_dir)
         except (ModelFileError, ValueError) as e:
             raise ModelConfigError(f"cannot load the embedding model: {e}") from e
         from embed import metrics  # light: prometheus_client only
@@ -136,13 +149,13 @@ class ModelPool:
         return spec
 
     def detector(self, embedder: Embedder | None = None) -> Detector:
-        """The configured detector; the saliency detector shares a loaded Lite0 backbone."""
-        if self._detector is not None:
-            return self._detector
+        """The configured detector for ``embedder``'s model (the catalog-trained head registered for it, when
+        there is one); Lite0 detectors share the loaded backbone."""
         emb = embedder if embedder is not None and embedder.spec.arch == LITE0 else None
-        if emb is None and self.settings.detector == "saliency" and self.settings.embedder == LITE0:
+        if emb is None and self.settings.detector in ("auto", "trained", "saliency") and self.settings.embedder == LITE0:
             emb = self.default()
+        key = emb.model_id if emb is not None else ""
         with self._lock:
-            if self._detector is None:
-                self._detector = build_detector(self.settings, emb)
-            return self._detector
+            if key not in self._detectors:
+                self._detectors[key] = build_detector(self.settings, emb)
+            return self._detectors[key]

@@ -85,6 +85,9 @@ def env(milvus_uri: str, redis_url: str, cache_dir: Path) -> dict[str, str]:
         "EMBED_BATCH_SIZE": "8",
         "EMBED_TRAIN_VIEWS": "2",
         "EMBED_TRAIN_STEPS": "30",
+        "EMBED_DET_SCENES": "0",  # the trained detector has its own tests (test_dethead.py)
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "EMBED_RUNTIME": "torch",  # ONNX Runtime parity is tested in test_dethead.py; test_on_dev_cluster runs it
     })
     return e
 

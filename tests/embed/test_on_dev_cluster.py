@@ -28,7 +28,9 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(embed_cache_dir),
            "EMBED_REDIS_URL": dev_cluster.redis_url, "EMBED_PROXY": dev_cluster.proxy_uri,
            "EMBED_STREAM": f"devc:{uuid.uuid4().hex[:6]}", "EMBED_BATCH_SIZE": "8",
-           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30"}
+           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", "EMBED_DET_SCENES": "24", "EMBED_DET_STEPS": "40",
+           "EMBED_DET_TEXTURES": "",
+           "OMP_WAIT_POLICY": "PASSIVE"}
     worker = subprocess.Popen(embed_cmd("worker"), env=env, cwd=ROOT, stdout=open(tmp_path / "worker.log", "wb"),
                               stderr=subprocess.STDOUT)
     try:
