@@ -330,13 +330,20 @@ def dev_up(
     replicas: Annotated[int, typer.Option(help="replication factor R of new collections", min=1, max=8)] = 1,
     redis_url: Annotated[Optional[str], typer.Option(
         envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
+    engine: Annotated[str, typer.Option(
+        help="milvus-lite, or milvus: each node a real Milvus standalone (PyPI's milvus package, "
+             "`pip install milvus==2.3.5`; ~0.5 GiB RAM per node)")] = "milvus-lite",
 ) -> None:
     """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
+    if engine not in ("milvus-lite", "milvus"):
+        err.print(f"[red]error[/red] unknown engine {engine!r}: use milvus-lite or milvus")
+        raise typer.Exit(2)
     logs.setup("INFO")
     from shardproxy.devcluster import DevCluster
 
     cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
-                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url)
+                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url,
+                         engine=engine)
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -347,7 +354,7 @@ def dev_up(
         console.print(
             f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold] "
             f"(pymilvus: MilvusClient(uri=\"{cluster.proxy_uri}\")), redis at {cluster.redis_url}, "
-            f"{cluster.nodes} Milvus node(s), data in {data_dir}",
+            f"{cluster.nodes} Milvus node(s) ({engine}), data in {data_dir}",
         )
         for p in cluster.more_proxies:
             console.print(f"  also proxy at [bold]{p.address}[/bold]")

@@ -38,6 +38,7 @@ class DevCluster:
     spare: int = 0
     replicas: int = 1  # default replication factor of new collections (proxy setting)
     more_proxies: list[ManagedProcess] = field(default_factory=list)
+    engine: str = "milvus-lite"  # or "milvus": each node a real Milvus standalone (PyPI's milvus package)
 
     @property
     def all_proxies(self) -> list[ManagedProcess]:
@@ -85,6 +86,9 @@ class DevCluster:
         while len(layout["nodes"]) < self.nodes + self.spare:
             i = len(layout["nodes"])
             layout["nodes"].append({"id": f"node-{i}", "port": procs.free_port(self.host)})
+        if layout.setdefault("engine", self.engine) != self.engine:
+            raise ValueError(f"{self.data_dir} holds {layout['engine']} nodes, not {self.engine}: "
+                             "use the same --engine or another data dir")
         if self.proxy_port:
             layout["proxy_port"] = self.proxy_port
         layout.setdefault("proxy_port", procs.free_port(self.host))
@@ -106,7 +110,7 @@ class DevCluster:
                 log.info("redis ready at %s", self.redis.address)
             specs = layout["nodes"][: self.nodes + self.spare]
             for spec in specs:
-                node = procs.start_milvus(self.data_dir / spec["id"], spec["port"], self.host, name=spec["id"])
+                node = self._start_node(spec["id"], spec["port"])
                 self.milvus.append(node)
                 log.info("milvus %s ready at %s", spec["id"], node.address)
             self.start_proxy(layout["proxy_port"])
@@ -122,6 +126,14 @@ class DevCluster:
             self.stop()
             raise
         return self
+
+    def _start_node(self, node_id: str, port: int) -> ManagedProcess:
+        """One Milvus node of this cluster's engine on its data dir and port."""
+        if self.engine == "milvus":
+            return procs.start_milvus_standalone(self.data_dir / node_id, port, self.host, name=node_id)
+        if self.engine != "milvus-lite":
+            raise ValueError(f"unknown engine {self.engine!r}: use milvus-lite or milvus")
+        return procs.start_milvus(self.data_dir / node_id, port, self.host, name=node_id)
 
     def _env(self) -> dict[str, str]:
         """Environment of proxies (and the migrators they start): this checkout on PYTHONPATH,
@@ -165,7 +177,7 @@ class DevCluster:
         """Start a stopped (or crashed) Milvus node again on its port and data dir."""
         old = self.milvus[index]
         old.stop()
-        node = procs.start_milvus(self.data_dir / old.name, old.port, self.host, name=old.name)
+        node = self._start_node(old.name, old.port)
         self.milvus[index] = node
         return node
 
