@@ -1,8 +1,8 @@
 """Ring simulation, 3 to 512 nodes (see bench/ringsim.py for the exact, arc-based method): load
 imbalance, moved fraction per add/remove vs ideal, replica placement and replica load, lookup time
 and memory per batch, for several vnode counts, unweighted and with mixed weights (every other node
-weight 2). Chooses the default vnode count: the smallest whose worst imbalance up to 64 nodes stays
-under --max-imbalance. Writes bench/results/ring_sim.{json,png}.
+weight 2). Chooses the default vnode count: the smallest whose worst imbalance up to --choose-up-to nodes
+stays under --max-imbalance. Also times building the proxy's real ``Ring`` (uhashring). Writes bench/results/ring_sim.{json,png}.
 
     .venv/bin/python bench/ring_sim.py [--nodes 3,8,16,32,64,128,256,512] [--vnodes 10,40,80,160,320]
 """
@@ -28,7 +28,9 @@ def main() -> None:
     ap.add_argument("--vnodes", default="10,40,80,160,320")
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--batches", default="1000,10000")
-    ap.add_argument("--max-imbalance", type=float, default=1.15)
+    ap.add_argument("--max-imbalance", type=float, default=1.10)
+    ap.add_argument("--choose-up-to", type=int, default=128, help="nodes the vnode choice must serve")
+    ap.add_argument("--build-nodes", default="3,32,128", help="node counts at which to time building the real Ring")
     ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args()
     nodes = [int(x) for x in args.nodes.split(",")]
@@ -52,12 +54,17 @@ def main() -> None:
             for b in (int(x) for x in args.batches.split(",")):
                 c = ringsim.lookup_cost(ring, b)
                 res["lookup"].append({"nodes": n, "vnodes": v} | asdict(c))
-    chosen = ringsim.choose_vnodes(pts, args.max_imbalance)
-    res["choice"] = {"max_imbalance": args.max_imbalance, "up_to_nodes": 64, "vnodes": chosen}
+    res["real_ring_build"] = []
+    for n in (int(x) for x in args.build_nodes.split(",") if x):
+        secs = ringsim.build_seconds(n, DEFAULT_VNODES)
+        res["real_ring_build"].append({"nodes": n, "vnodes": DEFAULT_VNODES, "seconds": secs})
+        print(f"real Ring build (uhashring), {n} nodes x {DEFAULT_VNODES} vnodes: {secs:.2f}s", flush=True)
+    chosen = ringsim.choose_vnodes(pts, args.max_imbalance, args.choose_up_to)
+    res["choice"] = {"max_imbalance": args.max_imbalance, "up_to_nodes": args.choose_up_to, "vnodes": chosen}
     res["load_after"] = common.load()
     common.write("ring_sim", res, args.out)
     plot(res, args.out / "ring_sim.png")
-    print(f"chosen vnodes (imbalance <= {args.max_imbalance} up to 64 nodes): {chosen}; wrote {args.out / 'ring_sim.json'}")
+    print(f"chosen vnodes (imbalance <= {args.max_imbalance} up to {args.choose_up_to} nodes): {chosen}; wrote {args.out / 'ring_sim.json'}")
 
 
 def plot(res: dict, path: Path) -> None:

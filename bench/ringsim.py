@@ -12,7 +12,10 @@ a node's expected share of the keys is the total length of the arcs that end at 
   ``iterate_nodes(distinct=True)`` gives), checked to be distinct, and each node's replica load
   (share of the space it holds a replica of) as max/mean;
 * lookup cost: wall time and bytes of ``Ring.owner_index`` for a batch of keys, and the memory of
-  the ring's arrays.
+  the ring's arrays; and the time to build the proxy's real ``Ring``.
+
+The rings are :class:`SimRing`: the very continuum ``Ring`` builds (checked point for point in
+tests/unit/test_ringsim.py), computed with numpy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from hashlib import md5
 
 import numpy as np
 
@@ -29,12 +33,65 @@ from shardproxy.ring import Ring, RingNode
 HASH_SPACE = float(2**32)
 
 
-def make_ring(n: int, vnodes: int, weights: Sequence[int] | None = None, prefix: str = "node-") -> Ring:
-    """``n`` nodes named ``node-0 .. node-(n-1)``, optionally weighted."""
+class SimRing:
+    """The continuum ``Ring`` builds, computed with numpy: the same points and owners as
+    uhashring's ketama ring (node ``name`` gets ``vnodes * n * weight // sum(weights)`` virtual
+    nodes, each 4 points from the md5 of ``name-w``; on a hash collision the later node in name
+    order owns the point), without uhashring's ``insort`` per point, which makes building a real
+    ``Ring`` quadratic in the number of points (minutes at 512 nodes x 160 vnodes). Lookups use
+    the same code as ``Ring.owner_index`` (ketama hash per key, one ``searchsorted``)."""
+
+    def __init__(self, nodes: Sequence[RingNode], vnodes: int) -> None:
+        self.nodes = tuple(sorted(nodes, key=lambda n: n.node_id))
+        self.vnodes = vnodes
+        self.node_ids = tuple(n.node_id for n in self.nodes)
+        weight_sum = sum(max(1, int(n.weight)) for n in self.nodes)
+        hashes: list[int] = []
+        owner: list[int] = []
+        for i, node in enumerate(self.nodes):
+            ks = vnodes * len(self.nodes) * max(1, int(node.weight)) // weight_sum
+            for w in range(ks):
+                dh = md5(f"{node.node_id}-{w}".encode()).digest()
+                for r in range(4):
+                    hashes.append(int.from_bytes(dh[4 * r : 4 * r + 4], "little"))
+                    owner.append(i)
+        h = np.asarray(hashes, dtype=np.uint64)
+        o = np.asarray(owner, dtype=np.int32)
+        order = np.lexsort((np.arange(len(h)), h))  # by hash, then insertion order
+        h, o = h[order], o[order]
+        if len(h):  # duplicates: every copy of a point belongs to the last node that wrote it
+            starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+            last = np.r_[starts[1:] - 1, len(h) - 1]
+            o = np.repeat(o[last], np.diff(np.r_[starts, len(h)]))
+        self._points = h
+        self._point_owner = o
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def owner_index(self, pks: Sequence[int | str]) -> np.ndarray:
+        return Ring.owner_index(self, pks)  # type: ignore[arg-type]
+
+
+AnyRing = Ring | SimRing
+
+
+def make_ring(n: int, vnodes: int, weights: Sequence[int] | None = None, prefix: str = "node-",
+              real: bool = False) -> AnyRing:
+    """``n`` nodes named ``node-0 .. node-(n-1)``, optionally weighted; a :class:`SimRing`
+    (same continuum, fast to build) unless ``real`` asks for ``shardproxy.ring.Ring``."""
     ws = list(weights) if weights is not None else [1] * n
     if len(ws) != n:
         raise ValueError(f"{len(ws)} weights for {n} nodes")
-    return Ring([RingNode(f"{prefix}{i}", int(ws[i])) for i in range(n)], vnodes=vnodes)
+    nodes = [RingNode(f"{prefix}{i}", int(ws[i])) for i in range(n)]
+    return Ring(nodes, vnodes=vnodes) if real else SimRing(nodes, vnodes)
+
+
+def build_seconds(n: int, vnodes: int) -> float:
+    """Wall time to build the proxy's real ``Ring`` (uhashring) of ``n`` equal nodes."""
+    t0 = time.perf_counter()
+    make_ring(n, vnodes, real=True)
+    return time.perf_counter() - t0
 
 
 def _arcs(points: np.ndarray) -> np.ndarray:
@@ -47,29 +104,29 @@ def _arcs(points: np.ndarray) -> np.ndarray:
     return lengths
 
 
-def arc_shares(ring: Ring) -> np.ndarray:
+def arc_shares(ring: AnyRing) -> np.ndarray:
     """Expected fraction of uniformly hashed keys owned by each node (index as ``ring.node_ids``)."""
     shares = np.bincount(ring._point_owner, weights=_arcs(ring._points), minlength=len(ring.node_ids))
     return shares / HASH_SPACE
 
 
-def weight_shares(ring: Ring) -> np.ndarray:
+def weight_shares(ring: AnyRing) -> np.ndarray:
     w = np.array([max(1, n.weight) for n in ring.nodes], dtype=np.float64)
     return w / w.sum()
 
 
-def imbalance(ring: Ring) -> float:
+def imbalance(ring: AnyRing) -> float:
     """max over nodes of actual share / weight share (1.0 = perfectly balanced)."""
     return float(np.max(arc_shares(ring) / weight_shares(ring)))
 
 
-def _owner_at(ring: Ring, hashes: np.ndarray) -> np.ndarray:
+def _owner_at(ring: AnyRing, hashes: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(ring._points, hashes, side="right")
     pos[pos == len(ring._points)] = 0
     return ring._point_owner[pos]
 
 
-def moved_fraction_exact(before: Ring, after: Ring) -> float:
+def moved_fraction_exact(before: AnyRing, after: AnyRing) -> float:
     """Share of the hash space whose owner (by node id) differs between two rings."""
     u = np.union1d(before._points, after._points)
     lengths = np.empty(len(u), dtype=np.float64)
@@ -102,7 +159,7 @@ def successor_table(owners: np.ndarray, count: int) -> np.ndarray:
     return table
 
 
-def replica_index_of(ring: Ring, hashes: np.ndarray, count: int) -> np.ndarray:
+def replica_index_of(ring: AnyRing, hashes: np.ndarray, count: int) -> np.ndarray:
     """``(len(hashes), R)`` replica node indices of key hashes (owner first)."""
     pos = np.searchsorted(ring._points, hashes, side="right")
     pos[pos == len(ring._points)] = 0
@@ -117,7 +174,7 @@ class ReplicaStats:
     load_min_over_mean: float
 
 
-def replica_stats(ring: Ring, count: int) -> ReplicaStats:
+def replica_stats(ring: AnyRing, count: int) -> ReplicaStats:
     table = successor_table(ring._point_owner, count)
     r = table.shape[1]
     srt = np.sort(table, axis=1)
@@ -141,7 +198,7 @@ class LookupCost:
     ring_array_bytes: int
 
 
-def lookup_cost(ring: Ring, batch: int, repeats: int = 3, seed: int = 0) -> LookupCost:
+def lookup_cost(ring: AnyRing, batch: int, repeats: int = 3, seed: int = 0) -> LookupCost:
     """Time and memory of routing one batch of int keys (``Ring.owner_index``: hash + search)."""
     keys = np.random.default_rng(seed).integers(0, 2**62, batch).tolist()
     ring.owner_index(keys[:10])  # warm
@@ -171,7 +228,7 @@ class RingPoint:
     replicas: int
     replica_distinct: bool
     replica_load_max_over_mean: float
-    build_s: float
+    build_s: float  # SimRing (numpy); the real Ring's build time is measured separately
 
     @property
     def add_ratio(self) -> float:
@@ -199,7 +256,7 @@ def simulate_point(n: int, vnodes: int, weighted: bool = False, replicas: int = 
     build = time.perf_counter() - t0
     grown = make_ring(n + 1, vnodes, [*ws, 1])
     victim = n // 2
-    shrunk = Ring([node for node in ring.nodes if node.node_id != f"node-{victim}"], vnodes=vnodes)
+    shrunk = SimRing([node for node in ring.nodes if node.node_id != f"node-{victim}"], vnodes)
     add_ideal = 1 / (sum(ws) + 1)
     remove_ideal = ws[victim] / sum(ws)
     rs = replica_stats(ring, replicas)
@@ -212,7 +269,7 @@ def simulate_point(n: int, vnodes: int, weighted: bool = False, replicas: int = 
     )
 
 
-def choose_vnodes(points: Sequence[RingPoint], max_imbalance: float = 1.15, max_nodes: int = 64) -> int | None:
+def choose_vnodes(points: Sequence[RingPoint], max_imbalance: float = 1.10, max_nodes: int = 128) -> int | None:
     """The smallest vnode count whose unweighted imbalance stays under ``max_imbalance`` for every
     simulated cluster of up to ``max_nodes`` nodes (None when none does)."""
     by_v: dict[int, float] = {}

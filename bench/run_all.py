@@ -29,13 +29,13 @@ from bench import common, report  # noqa: E402
 # name -> arguments per scale. Sizes: "default" fits this 2-core machine in < 30 minutes when idle.
 SCALES: dict[str, dict[str, list[str]]] = {
     "small": {
-        "ring_sim": ["--nodes", "3,8,32,128,512", "--vnodes", "10,40,160,320"],
         "merge_cpu": ["--min-s", "0.1"],
-        "proxy_vs_direct": ["--sizes", "5000,15000,45000", "--latency-queries", "40", "--throughput-rounds", "3"],
-        "shards": ["--rows", "20000", "--shards", "1,2,4", "--queries", "60"],
         "concurrency": ["--rows", "20000", "--clients", "1,4,16,64", "--seconds", "4"],
+        "shards": ["--rows", "20000", "--shards", "1,2,4", "--queries", "60"],
         "rebalance": ["--rows", "10000", "--baseline-s", "5"],
         "pipeline": ["--images", "64", "--batch", "16", "--queries", "10"],
+        "proxy_vs_direct": ["--sizes", "5000,15000,45000", "--latency-queries", "40", "--throughput-rounds", "3"],
+        "ring_sim": ["--nodes", "3,8,32,128,512", "--vnodes", "10,40,160,320", "--build-nodes", "3,32"],
     },
     "default": {
         "ring_sim": [],

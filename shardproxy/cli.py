@@ -350,7 +350,11 @@ def dev_up(
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except (ValueError, FileNotFoundError) as exc:  # wrong engine for the data dir, milvus not installed
+            err.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(2) from None
         console.print(
             f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold] "
             f"(pymilvus: MilvusClient(uri=\"{cluster.proxy_uri}\")), redis at {cluster.redis_url}, "

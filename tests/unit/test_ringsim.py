@@ -47,8 +47,20 @@ def test_moved_fraction_exact_matches_sampled_keys() -> None:
     assert ringsim.moved_fraction_exact(before, before) == 0.0
 
 
+@pytest.mark.parametrize("n,vnodes,weights", [(1, 5, None), (4, 20, None), (5, 16, [1, 2, 1, 3, 1]), (12, 40, None)])
+def test_simring_is_the_real_continuum(n: int, vnodes: int, weights: list[int] | None) -> None:
+    real = ringsim.make_ring(n, vnodes, weights, real=True)
+    sim = ringsim.make_ring(n, vnodes, weights)
+    assert isinstance(real, Ring) and isinstance(sim, ringsim.SimRing)
+    assert sim.node_ids == real.node_ids
+    assert np.array_equal(sim._points, real._points)
+    assert np.array_equal(sim._point_owner, real._point_owner)
+    keys = list(range(2000))
+    assert np.array_equal(sim.owner_index(keys), real.owner_index(keys))
+
+
 def test_successor_table_is_uhashrings_distinct_walk() -> None:
-    ring = ringsim.make_ring(6, 10)
+    ring = ringsim.make_ring(6, 10, real=True)
     keys = list(range(300))
     got = ringsim.replica_index_of(ring, _hashes(keys), 3)
     for k, row in zip(keys, got):
@@ -74,6 +86,7 @@ def test_simulate_point_and_choose_vnodes() -> None:
     assert p.remove_moved == pytest.approx(ringsim.arc_shares(ring)[ring.node_ids.index("node-4")])
     assert ringsim.choose_vnodes(pts, max_imbalance=1.3) == 160
     assert ringsim.choose_vnodes(pts, max_imbalance=1.0) is None
+    assert ringsim.choose_vnodes(pts, max_imbalance=1.3, max_nodes=2) is None  # no point that small
 
 
 def test_lookup_cost_reports_time_and_memory() -> None:
@@ -85,4 +98,4 @@ def test_lookup_cost_reports_time_and_memory() -> None:
 def test_make_ring_rejects_wrong_weight_count() -> None:
     with pytest.raises(ValueError, match="weights"):
         ringsim.make_ring(3, 10, [1, 2])
-    assert isinstance(ringsim.make_ring(1, 10), Ring) and RingNode("x").weight == 1
+    assert ringsim.build_seconds(3, 4) > 0 and RingNode("x").weight == 1
