@@ -3,7 +3,7 @@ through two proxies (clients split between them) over 3 nodes, vs the same clien
 node holding the same rows (the baseline, same run; the three targets are measured one after the
 other at each client count, so load drifts hit all three alike). Errors are counted, not hidden:
 the Mishards report that broke at 5 client threads is the anchor. Each client is a thread with its
-own pymilvus client (nq=1, k=10). Writes bench/results/concurrency.{json,png}.
+own pymilvus client on its own gRPC channel (nq=1, k=10). Writes bench/results/concurrency.{json,png}.
 
     .venv/bin/python bench/concurrency.py [--rows 50000] [--clients 1,4,16,64] [--seconds 8]
 """
@@ -31,10 +31,13 @@ from shardproxy.devcluster import DevCluster  # noqa: E402
 NAME = "bench_concurrency"
 
 
-def run_point(uris: list[dict], clients: int, seconds: float, queries: np.ndarray, index: str) -> dict:
+def run_point(uris: list[dict], clients: int, seconds: float, queries: np.ndarray, index: str,
+              proxy_pids: list[int]) -> dict:
     """``clients`` threads searching for ``seconds``; thread i talks to ``uris[i % len(uris)]``."""
     sp = search_params(index)
-    conns = [MilvusClient(**uris[i % len(uris)]) for i in range(clients)]
+    # dedicated=True: each client its own gRPC channel, like separate client processes (pymilvus 3
+    # otherwise shares one channel per URI between all MilvusClient objects)
+    conns = [MilvusClient(**uris[i % len(uris)], dedicated=True) for i in range(clients)]
     lat: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     start = threading.Barrier(clients + 1)
@@ -56,6 +59,7 @@ def run_point(uris: list[dict], clients: int, seconds: float, queries: np.ndarra
     for t in threads:
         t.start()
     start.wait()
+    cpu0 = sum(common.cpu_seconds(p) for p in proxy_pids)
     t0 = time.perf_counter()
     time.sleep(seconds)
     stop.set()
@@ -65,7 +69,9 @@ def run_point(uris: list[dict], clients: int, seconds: float, queries: np.ndarra
     for c in conns:
         c.close()
     flat = [x for xs in lat for x in xs]
-    return {"clients": clients, "qps": len(flat) / wall, "p50_ms": common.pct(flat, 50), "p99_ms": common.pct(flat, 99),
+    proxy_cpu = sum(common.cpu_seconds(p) for p in proxy_pids) - cpu0
+    return {"proxy_cpu_ms_per_search": proxy_cpu / len(flat) * 1000 if proxy_pids and flat else None,
+            "clients": clients, "qps": len(flat) / wall, "p50_ms": common.pct(flat, 50), "p99_ms": common.pct(flat, 99),
             "searches": len(flat), "errors": sum(errors)}
 
 
@@ -94,6 +100,8 @@ def main() -> None:
                 "1 proxy": [cluster.connect_kwargs()],
                 "2 proxies": [cluster.connect_kwargs(), {**cluster.connect_kwargs(), "uri": f"http://{cluster.more_proxies[0].address}"}],
             }
+            proxy_pids = {"direct": [], "1 proxy": [cluster.proxy.pid],
+                          "2 proxies": [cluster.proxy.pid, cluster.more_proxies[0].pid]}
             for label, uri in (("direct", targets["direct"][0]), ("proxy", targets["1 proxy"][0])):
                 c = MilvusClient(**uri)
                 create(c, NAME, args.dim, args.index)
@@ -105,7 +113,7 @@ def main() -> None:
                 base = None
                 for label, uris in targets.items():
                     load0 = common.load()
-                    p = run_point(uris, n, args.seconds, queries, args.index)
+                    p = run_point(uris, n, args.seconds, queries, args.index, proxy_pids[label])
                     p |= {"target": label, "proxies": 0 if label == "direct" else len(uris), "load_before": load0,
                           "load_after": common.load()}
                     if label == "direct":

@@ -94,7 +94,7 @@ def throughput(client: MilvusClient, name: str, queries: np.ndarray, index: str,
 
 
 def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queries: np.ndarray, index: str,
-            args: argparse.Namespace) -> dict:
+            args: argparse.Namespace, leaders: dict[str, list[int]], proxy_pid: int) -> dict:
     r: dict = {label: {} for label in clients}
     for label, c in clients.items():  # warm up
         for q in queries[:10]:
@@ -105,7 +105,13 @@ def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queri
         r[label]["search_p99_ms"] = pct(lat[label], 99)
         r[label]["search_mean_ms"] = statistics.fmean(lat[label]) * 1000
     for label, c in clients.items():
+        # CPU the servers spent per query (robust to other load on a shared machine, unlike QPS)
+        nodes0, proxy0 = sum(common.cpu_seconds(p) for p in leaders[label]), common.cpu_seconds(proxy_pid)
         r[label]["batch_qps_nq100"] = throughput(c, name, queries, index, args.throughput_rounds)
+        done = args.throughput_rounds * 100
+        r[label]["node_cpu_ms_per_query_nq100"] = (sum(common.cpu_seconds(p) for p in leaders[label]) - nodes0) / done * 1000
+        if label == "proxy":
+            r[label]["proxy_cpu_ms_per_query_nq100"] = (common.cpu_seconds(proxy_pid) - proxy0) / done * 1000
         r[label]["recall_at_10"] = recall(c, name, vecs, queries[: args.recall_queries], index)
     return r
 
@@ -136,7 +142,7 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
                                   "rss_bytes": sum(common.rss_bytes(p) for p in leaders[label]),
                                   "rss_bytes_before_collection": base[label]}
                 done = rows
-                r = measure(clients, name, part, queries, index, args)
+                r = measure(clients, name, part, queries, index, args, leaders, cluster.proxy.pid)
                 for label in clients:
                     r[label] = ins[label] | r[label]
                 r["ratios"] = {
@@ -162,6 +168,7 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000,300000", help="comma-separated row counts, ascending")
+    ap.add_argument("--milvus-sizes", default="", help="sizes for real Milvus nodes (default: --sizes)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--indexes", default="FLAT,HNSW,IVF_FLAT")
@@ -172,6 +179,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    per_engine = {"milvus-lite": sizes, "milvus": sorted(int(s) for s in args.milvus_sizes.split(",")) if args.milvus_sizes else sizes}
+    if max(per_engine["milvus"]) > sizes[-1] or min(per_engine["milvus"]) < sizes[0]:
+        ap.error("--milvus-sizes must lie within --sizes")
 
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((sizes[-1], args.dim)).astype(np.float32)
@@ -179,7 +189,7 @@ def main() -> None:
     queries = (vecs[pick] + 0.1 * rng.standard_normal((400, args.dim))).astype(np.float32)
     results: dict = {
         "machine": common.machine(), "load_before": common.load(),
-        "setup": {"sizes": sizes, "dim": args.dim, "batch": args.batch, "nodes_behind_proxy": 3, "metric": "L2",
+        "setup": {"sizes": per_engine, "dim": args.dim, "batch": args.batch, "nodes_behind_proxy": 3, "metric": "L2",
                   "k": 10, "latency_queries": args.latency_queries, "indexes": args.indexes.split(","),
                   "params": {"HNSW": "M=16 efConstruction=100 ef=64", "IVF_FLAT": "nlist=256 nprobe=16", "FLAT": "-"},
                   "engines": {"milvus-lite": "milvus-lite 3.2.2 server, one process per node",
@@ -192,7 +202,7 @@ def main() -> None:
                 results["skipped"].append(f"{engine}: not installed (pip install milvus==2.3.5)")
                 print(f"skipping {engine}: not installed", flush=True)
                 continue
-            results["runs"] += run_engine(engine, vecs, queries, sizes, args, Path(tmp))
+            results["runs"] += run_engine(engine, vecs, queries, per_engine[engine], args, Path(tmp))
     results["load_after"] = common.load()
     common.write("proxy_vs_direct", results, args.out)
     if results["runs"]:

@@ -164,7 +164,7 @@ def pipeline(results: Path) -> list[str]:
 def capacity_section(results: Path) -> list[str]:
     out = ["## Capacity model", "",
            "`bench/capacity.py` fits per-node constants from the tables above (memory per vector from node RSS, CPU "
-           "per query from nq=100 throughput, latency from nq=1 p50, tail from proxy p99/p50, QPS per proxy from the "
+           "per query from the node processes' CPU time in nq=100 batches, latency from nq=1 p50, tail from proxy p99/p50, QPS per proxy from the "
            "concurrency run, images/s per worker from the pipeline run). With three or more sizes the largest is "
            "held out of the fit and predicted.", ""]
     d = _load(results, "proxy_vs_direct")
@@ -182,8 +182,8 @@ def capacity_section(results: Path) -> list[str]:
         for ch in checks:
             rows.append([engine, index, n(ch["rows"]), ch["kind"],
                          f"{n(ch['rss_mib']['predicted'])} / {n(ch['rss_mib']['measured'])} = {ch['rss_mib']['predicted'] / ch['rss_mib']['measured']:.2f}",
-                         f"{n(ch['batch_qps_nq100']['predicted'])} / {n(ch['batch_qps_nq100']['measured'])} = "
-                         f"{ch['batch_qps_nq100']['predicted'] / ch['batch_qps_nq100']['measured']:.2f}",
+                         f"{n(ch['node_cpu_ms_per_query']['predicted'], 2)} / {n(ch['node_cpu_ms_per_query']['measured'], 2)} = "
+                         f"{ch['node_cpu_ms_per_query']['predicted'] / ch['node_cpu_ms_per_query']['measured']:.2f}",
                          f"{n(ch['search_p50_ms']['predicted'], 1)} / {n(ch['search_p50_ms']['measured'], 1)} = "
                          f"{ch['search_p50_ms']['predicted'] / ch['search_p50_ms']['measured']:.2f}"])
         for images in (30_000_000, 300_000_000):
@@ -194,7 +194,7 @@ def capacity_section(results: Path) -> list[str]:
                           n(p.memory_per_node_gib, 1), n(p.qps_capacity), n(p.p99_ms), p.proxies, p.workers, n(p.import_hours, 1),
                           "; ".join(p.notes)])
     out += ["Predicted vs measured (one node; predicted / measured = ratio):", ""]
-    out += table(["engine", "index", "rows", "kind", "RSS MiB", "QPS nq=100", "p50 ms"], rows)
+    out += table(["engine", "index", "rows", "kind", "RSS MiB", "node CPU ms/query (nq=100)", "p50 ms (nq=1)"], rows)
     out += ["Predictions: R=2, target 100 QPS and p99 ≤ 200 ms, nodes of 64 GiB (70% usable) and 16 cores at 60% "
             "CPU, import within 24 h, one vector per image (256-d). The search exponent b is the fitted growth of "
             "per-query CPU with rows per node; when it is measured over small sizes only, the extrapolation to "

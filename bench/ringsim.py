@@ -198,7 +198,7 @@ class LookupCost:
     ring_array_bytes: int
 
 
-def lookup_cost(ring: AnyRing, batch: int, repeats: int = 3, seed: int = 0) -> LookupCost:
+def lookup_cost(ring: AnyRing, batch: int, repeats: int = 7, seed: int = 0) -> LookupCost:
     """Time and memory of routing one batch of int keys (``Ring.owner_index``: hash + search)."""
     keys = np.random.default_rng(seed).integers(0, 2**62, batch).tolist()
     ring.owner_index(keys[:10])  # warm

@@ -40,7 +40,8 @@ SCALES: dict[str, dict[str, list[str]]] = {
     "default": {
         "ring_sim": [],
         "merge_cpu": [],
-        "proxy_vs_direct": ["--sizes", "30000,100000,300000", "--indexes", "FLAT,HNSW,IVF_FLAT", "--latency-queries", "100"],
+        "proxy_vs_direct": ["--sizes", "30000,100000,300000", "--milvus-sizes", "30000,100000",
+                            "--indexes", "FLAT,HNSW,IVF_FLAT", "--latency-queries", "100"],
         "shards": ["--rows", "100000", "--shards", "1,2,4,8"],
         "concurrency": ["--rows", "50000"],
         "rebalance": ["--rows", "30000"],

@@ -67,13 +67,14 @@ def test_import_bounded_by_insert_rate() -> None:
     assert p.import_hours > 1.0
 
 
-def write_results(d: Path, sizes: list[int]) -> None:
+def write_results(d: Path, sizes: list[int], cpu: bool = True) -> None:
     runs = []
     for n in sizes:
         for engine in ("milvus-lite",):
             runs.append({
                 "engine": engine, "index": "HNSW", "rows": n,
                 "direct": {"rss_bytes": 300 * 2**20 + 1200 * n, "batch_qps_nq100": 2 / (1e-6 * n**0.5),
+                           "node_cpu_ms_per_query_nq100": 1e-3 * n**0.5 if cpu else None,
                            "search_p50_ms": 1000 * 2e-5 * n**0.25, "search_p99_ms": 1.0},
                 "proxy": {"search_p50_ms": 2.0, "search_p99_ms": 5.0, "insert_rows_per_s": 9000.0},
             })
@@ -92,7 +93,10 @@ def test_constants_from_results_and_held_out_check(tmp_path: Path) -> None:
     assert [r["kind"] for r in rows] == ["fitted", "fitted", "held out"]
     last = rows[-1]
     assert last["rss_mib"]["predicted"] == pytest.approx(last["rss_mib"]["measured"])
-    assert last["batch_qps_nq100"]["predicted"] == pytest.approx(last["batch_qps_nq100"]["measured"])
+    assert last["node_cpu_ms_per_query"]["predicted"] == pytest.approx(last["node_cpu_ms_per_query"]["measured"])
+    # without recorded node CPU the model falls back to cores / QPS (same curve here)
+    write_results(tmp_path, [10_000, 30_000, 90_000], cpu=False)
+    assert cap.constants_from_results(tmp_path).search_cpu_s.b == pytest.approx(0.5)
 
 
 def test_missing_measurements_name_the_benchmark(tmp_path: Path) -> None:
