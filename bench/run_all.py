@@ -30,11 +30,11 @@ from bench import common, report  # noqa: E402
 SCALES: dict[str, dict[str, list[str]]] = {
     "small": {
         "merge_cpu": ["--min-s", "0.1"],
-        "concurrency": ["--rows", "20000", "--clients", "1,4,16,64", "--seconds", "4"],
+        "concurrency": ["--rows", "10000", "--clients", "1,4,16,64", "--seconds", "4"],
         "shards": ["--rows", "20000", "--shards", "1,2,4", "--queries", "60"],
         "rebalance": ["--rows", "10000", "--baseline-s", "5"],
         "pipeline": ["--images", "64", "--batch", "16", "--queries", "10"],
-        "proxy_vs_direct": ["--sizes", "5000,15000,45000", "--latency-queries", "40", "--throughput-rounds", "3"],
+        "proxy_vs_direct": ["--sizes", "3000,9000,27000", "--latency-queries", "40", "--throughput-rounds", "3"],
         "ring_sim": ["--nodes", "3,8,32,128,512", "--vnodes", "10,40,160,320", "--build-nodes", "3,32"],
     },
     "default": {
@@ -87,12 +87,14 @@ def main() -> None:
                     help="engine of the shard/concurrency/rebalance runs (proxy_vs_direct runs both when installed)")
     ap.add_argument("--step-timeout", type=float, default=3600)
     ap.add_argument("--report-only", action="store_true", help="only regenerate bench/REPORT.md from the JSON")
+    ap.add_argument("--note", action="append", default=[], help="a line for the report's header (kept)")
     ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args()
     steps = SCALES[args.scale]
     names = [n for n in steps if not args.only or n in args.only.split(",")]
     meta_path = args.out / "run_all.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"steps": {}}
+    meta.setdefault("notes", []).extend(args.note)
     if not args.report_only:
         meta |= {"scale": args.scale, "machine": common.machine()}
         for name in names:
@@ -101,6 +103,7 @@ def main() -> None:
                 extra += [ENGINE_AWARE[name], args.engine]
             meta["steps"][name] = run_step(name, extra, args.out, args.step_timeout) | {"scale": args.scale}
             common.write("run_all", meta, args.out)
+    common.write("run_all", meta, args.out)
     path = report.write_report(args.out, ROOT / "bench" / "REPORT.md")
     print(f"wrote {path}")
     failed = [n for n in names if meta["steps"].get(n, {}).get("rc") not in (0, None)]
