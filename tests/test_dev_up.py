@@ -18,7 +18,7 @@ from shardproxy import procs
 from tests.helpers import eventually, make_collection, make_rows
 
 
-def start(data_dir: Path, port: int, *extra: str, timeout: float = 120) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, *extra: str, timeout: float = 300) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "dev", "up", "--nodes", "2", "--port", str(port),
          "--data-dir", str(data_dir), "--no-worker", *extra],
