@@ -92,7 +92,7 @@ def main() -> None:
                  "setup": {"rows": args.rows, "dim": args.dim, "index": args.index, "engine": args.engine, "nodes": 3,
                            "seconds_per_point": args.seconds, "nq": 1, "k": 10}, "points": []}
     with tempfile.TemporaryDirectory(prefix="bench-conc-") as tmp:
-        cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, proxies=2, engine=args.engine).start()
+        cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, proxies=2, engine=args.engine, proxy_env=common.BENCH_PROXY_ENV).start()
         direct = common.start_node(args.engine, Path(tmp) / "direct" / "data", "direct")
         try:
             targets = {

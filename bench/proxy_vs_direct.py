@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +117,9 @@ def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queri
 
 
 def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[int], args: argparse.Namespace,
-               tmp: Path, runs: list[dict]) -> list[dict]:
+               tmp: Path, runs: list[dict], save: Callable[[], object] = lambda: None) -> list[dict]:
     """Measure one engine; every finished (index, size) is appended to ``runs`` at once."""
-    cluster = DevCluster(data_dir=tmp / f"cluster-{engine}", nodes=3, engine=engine).start()
+    cluster = DevCluster(data_dir=tmp / f"cluster-{engine}", nodes=3, engine=engine, proxy_env=common.BENCH_PROXY_ENV).start()
     direct = common.start_node(engine, tmp / f"direct-{engine}" / "data", "direct")
     try:
         leaders = {"direct": [direct.pid], "proxy": [m.pid for m in cluster.milvus]}
@@ -152,6 +153,7 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
                 }
                 run = {"engine": engine, "index": index, "rows": rows, **r, "load_before": load0, "load_after": common.load()}
                 runs.append(run)
+                save()  # a long run that is cut short keeps what it measured
                 print(f"{engine} {index} {rows:,}: " + ", ".join(f"{k}={v:.2f}" for k, v in r["ratios"].items())
                       + f" (load {run['load_after']['loadavg'][0]:.1f})", flush=True)
             for c in clients.values():
@@ -202,7 +204,8 @@ def main() -> None:
                 print(f"skipping {engine}: not installed", flush=True)
                 continue
             try:
-                run_engine(engine, vecs, queries, per_engine[engine], args, Path(tmp), results["runs"])
+                run_engine(engine, vecs, queries, per_engine[engine], args, Path(tmp), results["runs"],
+                           lambda: common.write("proxy_vs_direct", results, args.out))
             except Exception as exc:  # noqa: BLE001 - the other engine's numbers still count; the error is reported
                 results["skipped"].append(f"{engine}: failed: {exc!r}"[:500])
                 print(f"{engine} failed: {exc!r}", flush=True)

@@ -73,7 +73,7 @@ def main() -> None:
             common.await_index(args.engine, [f"http://{direct.address}"], [direct.pid], NAME)
             direct_recall = recall(dc, queries[:50], truth, args.index)
             for s in (int(x) for x in args.shards.split(",")):
-                cluster = DevCluster(data_dir=Path(tmp) / f"c{s}", nodes=s, engine=args.engine).start()
+                cluster = DevCluster(data_dir=Path(tmp) / f"c{s}", nodes=s, engine=args.engine, proxy_env=common.BENCH_PROXY_ENV).start()
                 try:
                     pc = cluster.client()
                     create(pc, NAME, args.dim, args.index)
