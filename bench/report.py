@@ -53,8 +53,11 @@ def proxy_vs_direct(results: Path) -> list[str]:
     out += [f"Proxy over {s['nodes_behind_proxy']} nodes vs one node holding everything, same run, same data, "
             f"dim {s['dim']}, L2, k=10; index parameters {s['params']}; {loads(d)}. "
             "Ratio = proxy / direct (insert and QPS: higher is better; latency: lower is better).", ""]
+    for inv in d.get("invocations", []):  # runs merged from several invocations: each listed with its load
+        out += [f"- invocation {inv['n']}: `{inv['argv']}`, load {la(inv.get('load_before'))} → {la(inv.get('load_after'))}"]
     for note in d.get("skipped", []):
         out += [f"- skipped: {note}"]
+    out += [""]
     rows = []
     for r in d["runs"]:
         D, P, R = r["direct"], r["proxy"], r["ratios"]
