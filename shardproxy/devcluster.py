@@ -166,7 +166,15 @@ class DevCluster:
 
     def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()
-        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30).nodes}
+        deadline = time.monotonic() + 180
+        while True:  # a just-started proxy on a starved machine may not take the first connection in time
+            try:
+                known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30, wait_for_ready=True).nodes}
+                break
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         for node_id, address in nodes:
             if node_id in known:
                 continue
