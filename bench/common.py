@@ -99,8 +99,8 @@ def await_index(engine: str, node_uris: Sequence[str], leaders: Sequence[int], c
     Real Milvus reports progress: ``describe_index`` gives ``state`` and ``indexed_rows`` /
     ``total_rows`` / ``pending_index_rows`` (after a flush), so we poll each node until all rows are
     indexed. milvus-lite builds in a background thread and always says "Finished", so there CPU use
-    is the signal (the processes go idle). Both engines end with the idle wait, which also covers
-    compaction."""
+    is the signal (the processes go idle, which also covers compaction). Real Milvus never goes fully
+    idle, so there the idle wait after "all rows indexed" is capped at 30 s."""
     from pymilvus import MilvusClient
 
     t0 = time.perf_counter()
@@ -117,7 +117,9 @@ def await_index(engine: str, node_uris: Sequence[str], leaders: Sequence[int], c
                     time.sleep(1.0)
             finally:
                 c.close()
-    wait_idle(leaders, timeout=max(1.0, timeout - (time.perf_counter() - t0)))
+    # A real Milvus standalone never goes fully idle (etcd, time ticks, compaction checks): once it
+    # reports every row indexed, give its CPU a bounded settle instead of waiting for zero.
+    wait_idle(leaders, timeout=30.0 if engine == "milvus" else max(1.0, timeout - (time.perf_counter() - t0)))
     return time.perf_counter() - t0
 
 
