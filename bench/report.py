@@ -191,7 +191,12 @@ def capacity_section(results: Path) -> list[str]:
                          f"{ch['search_p50_ms']['predicted'] / ch['search_p50_ms']['measured']:.2f}"])
         for images in (30_000_000, 300_000_000):
             t = capacity.Target(images=images, index=index, replicas=2, qps=100, p99_ms=200, node_memory_gib=64, node_cores=16)
-            p = capacity.plan(c, t)
+            try:
+                p = capacity.plan(c, t)
+            except ValueError as exc:  # e.g. a memory fit with no positive slope at tiny sizes
+                preds.append([engine, index, f"{images / 1e6:.0f}M", n(c.memory.slope), f"{c.search_cpu_s.b:.2f}",
+                              *["–"] * 8, f"no plan: {exc}"])
+                continue
             preds.append([engine, index, f"{images / 1e6:.0f}M", n(c.memory.slope), f"{c.search_cpu_s.b:.2f}",
                           p.nodes, f"{p.nodes_for_memory} / {p.nodes_for_qps if p.nodes_for_qps else 'unreachable'}",
                           n(p.memory_per_node_gib, 1), n(p.qps_capacity), n(p.p99_ms), p.proxies, p.workers, n(p.import_hours, 1),
