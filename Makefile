@@ -30,7 +30,7 @@ test: $(STAMP)  ## run the whole suite against real Milvus and Redis processes
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  ## also the slow checks (installs PyPI's milvus 2.3 standalone as a reference server)
-	$(BIN)/pip install -q milvus==2.3.5
+	$(BIN)/pip install -q -e '.[real-milvus]'
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## pure-logic tests only (no servers)
@@ -51,8 +51,10 @@ dashboard-preview: $(STAMP)  ## redraw docs/img/dashboard-preview.png from a dev
 page-bench: $(STAMP)  ## page-to-results vs gRPC time per scene, headless Chromium, on the running demo (PAGE_BENCH_ARGS="--synthetic 24": own cluster)
 	$(BIN)/python bench/page.py $(PAGE_BENCH_ARGS)
 
-bench: $(STAMP)  ## proxy vs direct Milvus benchmark (JSON + PNG under bench/out/)
-	$(BIN)/python bench/proxy_vs_direct.py
+BENCH_ARGS ?=
+bench: $(STAMP)  ## every benchmark (niced) -> bench/results/*.json + PNG, bench/REPORT.md; BENCH_ARGS="--scale small"
+	$(BIN)/pip install -q -e '.[real-milvus]'  # real Milvus standalone nodes (as test-slow)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -42,6 +42,7 @@ class DevCluster:
     web_port: int | None = None  # start the shopper's page (`embed web`) on this port (0 = a free one)
     web: ManagedProcess | None = None
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    engine: str = "milvus-lite"  # or "milvus": each node a real Milvus standalone (PyPI's milvus package)
 
     @property
     def all_proxies(self) -> list[ManagedProcess]:
@@ -89,6 +90,9 @@ class DevCluster:
         while len(layout["nodes"]) < self.nodes + self.spare:
             i = len(layout["nodes"])
             layout["nodes"].append({"id": f"node-{i}", "port": procs.free_port(self.host)})
+        if layout.setdefault("engine", self.engine) != self.engine:
+            raise ValueError(f"{self.data_dir} holds {layout['engine']} nodes, not {self.engine}: "
+                             "use the same --engine or another data dir")
         if self.proxy_port:
             layout["proxy_port"] = self.proxy_port
         layout.setdefault("proxy_port", procs.free_port(self.host))
@@ -117,7 +121,7 @@ class DevCluster:
                 log.info("redis ready at %s", self.redis.address)
             specs = layout["nodes"][: self.nodes + self.spare]
             for spec in specs:
-                node = procs.start_milvus(self.data_dir / spec["id"], spec["port"], self.host, name=spec["id"])
+                node = self._start_node(spec["id"], spec["port"])
                 self.milvus.append(node)
                 log.info("milvus %s ready at %s", spec["id"], node.address)
             self.start_proxy(layout["proxy_port"])
@@ -148,6 +152,13 @@ class DevCluster:
         """Process name -> its /metrics URL (the migrator's answers only while a move runs)."""
         started = {p.name for p in [*self.all_proxies, *self.extra]} | {"migrator"}
         return {name: f"http://{self.host}:{port}/metrics" for name, port in self.metrics_ports.items() if name in started}
+    def _start_node(self, node_id: str, port: int) -> ManagedProcess:
+        """One Milvus node of this cluster's engine on its data dir and port."""
+        if self.engine == "milvus":
+            return procs.start_milvus_standalone(self.data_dir / node_id, port, self.host, name=node_id)
+        if self.engine != "milvus-lite":
+            raise ValueError(f"unknown engine {self.engine!r}: use milvus-lite or milvus")
+        return procs.start_milvus(self.data_dir / node_id, port, self.host, name=node_id)
 
     def _env(self) -> dict[str, str]:
         """Environment of proxies (and the migrators they start): this checkout on PYTHONPATH,
@@ -185,8 +196,15 @@ class DevCluster:
 
     def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()
-        # wait_for_ready: on a loaded machine the first connection can take longer than one attempt
-        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=120, wait_for_ready=True).nodes}
+        deadline = time.monotonic() + 180
+        while True:  # a just-started proxy on a starved machine may not take the first connection in time
+            try:
+                known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30, wait_for_ready=True).nodes}
+                break
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         for node_id, address in nodes:
             if node_id in known:
                 continue
@@ -197,7 +215,7 @@ class DevCluster:
         """Start a stopped (or crashed) Milvus node again on its port and data dir."""
         old = self.milvus[index]
         old.stop()
-        node = procs.start_milvus(self.data_dir / old.name, old.port, self.host, name=old.name)
+        node = self._start_node(old.name, old.port)
         self.milvus[index] = node
         return node
 

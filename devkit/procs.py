@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -137,14 +138,17 @@ def start_milvus(data_dir: Path, port: int | None = None, host: str = "127.0.0.1
 def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                             name: str = "milvus-standalone", ready_timeout: float = 600.0) -> ManagedProcess:
     """A real Milvus standalone server (C++ engine, embedded etcd) from PyPI's ``milvus`` package
-    (``milvus-server``); used by the slow congruence tests. Other ports are picked by the package."""
+    (``milvus-server``); used by ``dev up --engine milvus``, the slow tests and the benchmarks. Other
+    ports are picked by the package, etcd's by us (see :func:`_standalone_etcd`)."""
     exe = Path(sys.executable).parent / "milvus-server"
     if not exe.exists():
         raise FileNotFoundError("milvus-server not installed: `make test-slow` installs PyPI's milvus package")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    argv = [str(exe), "--data", str(data_dir), "--proxy-port", str(port)]
-    mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
+    etcd_port, etcd_config = _standalone_etcd(data_dir, host)
+    argv = [str(exe), "--data", str(data_dir), "--proxy-port", str(port), "--etcd-port", str(etcd_port)]
+    mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout,
+                env={"ETCD_CONFIG_PATH": str(etcd_config)})
     from pymilvus import MilvusClient
 
     deadline = time.monotonic() + ready_timeout
@@ -157,6 +161,23 @@ def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str =
                 mp.kill()
                 raise
             time.sleep(1)
+
+
+def _standalone_etcd(data_dir: Path, host: str) -> tuple[int, Path]:
+    """Ports of a standalone's embedded etcd. The package picks a free client port, but etcd's peer
+    port is fixed at 2380, so a second standalone on one machine dies at start; an etcd config file
+    (``ETCD_CONFIG_PATH``) with our own client and peer ports fixes that. The ports are kept in the
+    data dir, so a restart finds the same etcd member again."""
+    kept = data_dir / "shardproxy-etcd.json"
+    ports = json.loads(kept.read_text()) if kept.exists() else {"client": free_port(host), "peer": free_port(host)}
+    kept.write_text(json.dumps(ports))
+    config = data_dir / "shardproxy-etcd.yaml"
+    client, peer = f"http://localhost:{ports['client']}", f"http://localhost:{ports['peer']}"
+    config.write_text(
+        f"listen-client-urls: {client}\nadvertise-client-urls: {client}\n"
+        f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\ninitial-cluster: default={peer}\n"
+    )
+    return int(ports["client"]), config
 
 
 def start_redis(data_dir: Path, port: int | None = None, host: str = "127.0.0.1", name: str = "redis",

@@ -21,14 +21,14 @@ from shardproxy import devprofile
 from tests.helpers import eventually, make_collection, make_rows
 
 
-def start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, *extra: str, timeout: float = 300) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "dev", "up", "--nodes", "2", "--port", str(port),
-         "--data-dir", str(data_dir), "--no-worker", "--web-port", "0"],
+         "--data-dir", str(data_dir), "--no-worker", "--web-port", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": procs.project_pythonpath(), "COLUMNS": "200"},
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     seen = []
     assert proc.stdout is not None
     while time.monotonic() < deadline:

@@ -49,9 +49,9 @@ def make_cluster(tmp_path: Path) -> Iterator:
     started: list[DevCluster] = []
 
     def make(nodes: int = 3, spare: int = 0, proxies: int = 1, replicas: int = 1, name: str = "c",
-             proxy_env: dict[str, str] | None = None) -> DevCluster:
+             proxy_env: dict[str, str] | None = None, engine: str = "milvus-lite") -> DevCluster:
         c = DevCluster(data_dir=tmp_path / name, nodes=nodes, spare=spare, proxies=proxies, replicas=replicas,
-                       proxy_env=dict(proxy_env or {}))
+                       proxy_env=dict(proxy_env or {}), engine=engine)
         started.append(c)
         return c.start()
 
