@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymilvus.grpc_gen import common_pb2, milvus_pb2
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from shardproxy import validation
 from shardproxy.errors import InvalidArgument, Unimplemented
@@ -93,7 +93,8 @@ def plan_search(rec: CollectionRecord, request: milvus_pb2.SearchRequest, max_to
     if request.dsl:
         validation.validate_filter(request.dsl, rec.field_names, rec.dynamic)
     validation.validate_output_fields(request.output_fields, rec.field_names, rec.dynamic)
-    metric = (params.get("metric_type") or "").strip('"').upper() or rec.metric(anns_field) or "L2"
+    metric = (params.get("metric_type") or "").strip('"').upper() or rec.metric(anns_field) \
+        or default_metric(rec.vector_fields[anns_field].data_type)
     group_by = params.get("group_by_field") or ""
     if group_by and group_by not in rec.field_names:  # several fields arrive as one string; milvus-lite says:
         raise InvalidArgument(f"group_by_field {group_by!r} not found in schema")
@@ -151,3 +152,13 @@ def restrict_to_groups(request: milvus_pb2.SearchRequest, field: str, values: Se
     """AND the filter with ``field in [values]`` (the second phase of the group-by reduce)."""
     cond = f"{field} in [{', '.join(literal(v) for v in values)}]"
     request.dsl = f"({request.dsl}) and ({cond})" if request.dsl else cond
+
+
+def default_metric(data_type: int) -> str:
+    """The metric a node uses for a field searched without an index or an explicit metric_type:
+    COSINE for float vectors (Milvus 2.4+ and milvus-lite), HAMMING for binary, IP for sparse."""
+    if data_type == schema_pb2.DataType.BinaryVector:
+        return "HAMMING"
+    if data_type == schema_pb2.DataType.SparseFloatVector:
+        return "IP"
+    return "COSINE"

@@ -71,3 +71,13 @@ def test_iterator_v2_absent_when_a_node_does_not_speak_it() -> None:
     out = schema_pb2.SearchResultData(scores=[0.1])
     searchexec.iterator_v2_results(out, [schema_pb2.SearchResultData()], "t", None)
     assert not out.HasField("search_iterator_v2_results")
+
+
+def test_default_metric_without_an_index_follows_the_vector_type() -> None:
+    from pymilvus.grpc_gen import schema_pb2
+
+    from shardproxy.searchplan import default_metric
+
+    assert default_metric(schema_pb2.DataType.FloatVector) == "COSINE"
+    assert default_metric(schema_pb2.DataType.BinaryVector) == "HAMMING"
+    assert default_metric(schema_pb2.DataType.SparseFloatVector) == "IP"
