@@ -85,6 +85,14 @@ class Unavailable(ProxyError):
     legacy_code = _LEGACY.UnexpectedError
 
 
+class DeadlineExceeded(ProxyError):
+    """The caller's deadline expired while the proxy waited for nodes (not a node's fault)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    milvus_code = MILVUS_CODE_SERVICE_UNAVAILABLE
+    legacy_code = _LEGACY.UnexpectedError
+
+
 class Unimplemented(ProxyError):
     grpc_code = grpc.StatusCode.UNIMPLEMENTED
     milvus_code = MILVUS_CODE_UNIMPLEMENTED

@@ -18,7 +18,7 @@ key                                type    content
 ``{p}:catchup:{node}``             string  lock of the proxy replaying ``node``'s hints
 =================================  ======  ===================================================
 
-Collection hashes also hold ``replicas`` (R) and ``write_ack`` (all/quorum). The move keys
+Collection hashes also hold ``replicas`` (R) and ``write_ack`` (one/quorum/all). The move keys
 (``{p}:move*``) are described in :mod:`shardproxy.moves`.
 
 The proxy is stateless: everything it needs to rebuild its routing lives here.
@@ -82,11 +82,11 @@ class CollectionRecord:
     loaded: bool = False
     load: milvus_pb2.LoadCollectionRequest | None = None
     replicas: int = 1  # R: each key lives on R distinct successive ring nodes
-    write_ack: str = "all"  # "all" or "quorum" (R // 2 + 1 replicas acknowledge a row)
+    write_ack: str = "quorum"  # one | quorum (R // 2 + 1) | all: copies a row needs, stand-ins counted
 
     @property
     def acks_needed(self) -> int:
-        return self.replicas if self.write_ack == "all" else self.replicas // 2 + 1
+        return {"one": 1, "all": self.replicas}.get(self.write_ack, self.replicas // 2 + 1)
 
     @cached_property
     def schema(self) -> schema_pb2.CollectionSchema:
@@ -265,7 +265,7 @@ class MetaStore:
         create = milvus_pb2.CreateCollectionRequest()
         create.ParseFromString(raw[b"create"])
         rec = CollectionRecord(name=name, create=create, loaded=raw.get(b"loaded") == b"1",
-                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"all").decode())
+                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"quorum").decode())
         for k, v in raw.items():
             key = k.decode()
             if key.startswith("index:"):

@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
-from shardproxy import fielddata, logs, merge, metrics, routing, tracing, validation
+from shardproxy import deadline, fielddata, logs, merge, metrics, readpath, routing, tracing, validation, writepath
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -85,6 +85,8 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
             rid = logs.request_id_from(context.invocation_metadata())
             token = logs.REQUEST_ID.set(rid)
             extra = EXTRA_TRAILERS.set([])  # trailers added by the handler (partial results)
+            # the caller's deadline travels with every node call this request makes
+            dl = deadline.set_remaining(context.time_remaining())
             try:
                 resp = await fn(self, request, context)
                 context.set_trailing_metadata(((logs.REQUEST_ID_HEADER, rid), *EXTRA_TRAILERS.get()))
@@ -105,6 +107,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
                 metrics.RPCS.labels(method=method, code=code).inc()
                 logs.REQUEST_ID.reset(token)
                 EXTRA_TRAILERS.reset(extra)
+                deadline.reset(dl)
 
         return wrapper
 
@@ -210,8 +213,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         write_ack = (props.get("shardproxy.write_ack") or self.settings.default_write_ack).lower()
         if replicas < 1 or replicas > 16:
             raise InvalidArgument(f"shardproxy.replicas must be in [1, 16], got {replicas}")
-        if write_ack not in ("all", "quorum"):
-            raise InvalidArgument(f"shardproxy.write_ack must be 'all' or 'quorum', got {write_ack!r}")
+        if write_ack not in ("one", "quorum", "all"):
+            raise InvalidArgument(f"shardproxy.write_ack must be 'one', 'quorum' or 'all', got {write_ack!r}")
         created = await self.cluster.store.create_collection(request)
         if created:
             await self.cluster.store.set_replication(name, replicas, write_ack)
@@ -462,16 +465,14 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 "w",
             )
 
+        if rec.replicas > 1:
+            res = await writepath.replicated_write(
+                self.cluster, rec, method, writepath.request_builder(request, fields, method), pks)
+            return self._mutation(method, rec, pks, res.ok_rows, res.failed_rows, res.landed_rows,
+                                  res.needed, res.reasons, res.first_error)
+
         async def send(node_id: str, rows: np.ndarray) -> Any:
-            sub = type(request)()
-            sub.collection_name = request.collection_name
-            sub.partition_name = request.partition_name
-            sub.num_rows = len(rows)
-            sub.fields_data.extend(fielddata.take_all(fields, rows))
-            if method == "Upsert":
-                sub.partial_update = request.partial_update
-            if rec.replicas > 1 and not self.cluster.is_live(node_id):
-                raise Unavailable(f"node {node_id} is down")  # circuit open: not called
+            sub = writepath.request_builder(request, fields, method)(rows)
             try:
                 resp = await clients[node_id].write(method, rec.name, sub)
             except Unavailable:
@@ -488,14 +489,16 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             if isinstance(res, BaseException):
                 msg = res.message if isinstance(res, ProxyError) else repr(res)
                 reasons.append(f"node {nid} refused {len(parts[nid])} row(s): {msg}")
-                if rec.replicas > 1 and isinstance(res, Unavailable):
-                    # hinted handoff: the node gets these keys replayed when it answers again
-                    await self.cluster.add_hints(nid, rec.name, [pks[i] for i in parts[nid]])
             else:
                 acks[parts[nid]] += 1
-        needed = min(rec.acks_needed, len(self.cluster.ring)) if rec.replicas > 1 else 1
-        failed_rows = np.flatnonzero(acks < needed).tolist()
-        ok_rows = np.flatnonzero(acks >= needed).tolist()
+        first = next((r for r in results if isinstance(r, BaseException)), None)
+        return self._mutation(method, rec, pks, np.flatnonzero(acks >= 1).tolist(),
+                              np.flatnonzero(acks < 1).tolist(), [], 1, reasons, first)
+
+    @staticmethod
+    def _mutation(method: str, rec: CollectionRecord, pks: Sequence[int | str], ok_rows: list[int],
+                  failed_rows: list[int], landed: list[int], needed: int, reasons: list[str],
+                  first: BaseException | None) -> milvus_pb2.MutationResult:
         out = milvus_pb2.MutationResult(
             IDs=fielddata.make_ids(pks, rec.pk_is_str),  # type: ignore[arg-type]
             succ_index=ok_rows,
@@ -506,13 +509,13 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         else:
             out.upsert_cnt = len(ok_rows)
         if failed_rows:
-            first = next((r for r in results if isinstance(r, BaseException)), Unavailable("not enough replicas"))
-            status = to_milvus_status(first)
+            status = to_milvus_status(first or Unavailable("not enough replicas"))
             status.reason = (
-                f"{method.lower()} partially failed: {len(failed_rows)} of {num_rows} row(s) not written"
-                + (f" on {needed} of {rec.replicas} replicas ({rec.write_ack})" if rec.replicas > 1 else "")
-                + " "
-                f"(err_index lists them); " + "; ".join(reasons)
+                f"{method.lower()} partially failed: {len(failed_rows)} of {len(pks)} row(s) not written"
+                + (f" on {needed} of {rec.replicas} copies ({rec.write_ack}, stand-ins counted)" if rec.replicas > 1 else "")
+                + " (err_index lists them)"
+                + (f"; rows {landed[:50]} did land on fewer copies (retrying the upsert is idempotent)" if landed else "")
+                + "; " + "; ".join(reasons[:10])
             )
             out.status.CopyFrom(status)
         else:
@@ -550,6 +553,14 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 )
                 for nid, expr in self._owner_exprs(rec, pks).items()
             }
+        elif rec.replicas > 1 and self._some_down():
+            # A filter delete while a replica is down: delete the matching keys by id, so the
+            # missing replica gets them as hints (a tombstone it replays when it answers again).
+            matched = await self._matching_pks(rec, request.expr)
+            if self.cluster.moving:
+                await self.cluster.moves.touch(rec.name, matched, "d")
+            pks = matched
+            targets = {}
         else:
             if self.cluster.moving:
                 # A filter delete during a move: find the matching keys first and write their
@@ -564,22 +575,9 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
             targets = {c.id: request for c in self.cluster.search_clients()}
         clients = {c.id: c for c in self.cluster.all_clients()}
         if rec.replicas > 1 and pks is not None:
-            # A replica that is down gets the delete later (hinted handoff); the others now.
-            for nid in [n for n in targets if not self.cluster.is_live(n)]:
-                await self.cluster.add_hints(nid, rec.name, validation.pk_list(targets.pop(nid).expr, rec.pk_name, rec.pk_is_str) or [])
-            raw = await asyncio.gather(*(clients[n].write("Delete", rec.name, targets[n]) for n in targets),
-                                       return_exceptions=True)
-            results = {}
-            for nid, r in zip(targets, raw):
-                if isinstance(r, Unavailable):
-                    self.cluster.mark_failed(nid)
-                    await self.cluster.add_hints(nid, rec.name, validation.pk_list(targets[nid].expr, rec.pk_name, rec.pk_is_str) or [])
-                elif isinstance(r, BaseException):
-                    raise r
-                else:
-                    results[nid] = r
-            if not results:
-                raise Unavailable("no replica of these keys answered; the delete is kept as hints and replayed")
+            if not pks:
+                return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=0)
+            results = await self._replicated_delete(rec, request.partition_name, pks)
         else:
             results = await fan_out(
                 [clients[n] for n in targets], lambda c: c.write("Delete", rec.name, targets[c.id])
@@ -589,6 +587,36 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if rec.replicas > 1 and pks is not None:
             deleted = len(set(pks))  # each key is deleted on R replicas
         return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=deleted)
+
+    def _some_down(self) -> bool:
+        return any(not self.cluster.is_live(n) for n in self.cluster.ring.node_ids)
+
+    async def _replicated_delete(self, rec: CollectionRecord, partition: str, pks: Sequence[int | str]) -> dict[str, Any]:
+        """R > 1: delete on every live node (replicas and any stand-in holding a copy); a replica
+        that is down or fails gets the keys as hints (tombstones replayed by handoff)."""
+        clients = {c.id: c for c in self.cluster.all_clients()}
+        live = [n for n in self.cluster.ring.node_ids if self.cluster.is_live(n)]
+        if self.cluster.moving:
+            live += [n for n in self.cluster.current_ring.node_ids if n not in live and self.cluster.is_live(n)]
+        expr = pk_expr(rec.pk_name, pks, rec.pk_is_str)
+        req = milvus_pb2.DeleteRequest(collection_name=rec.name, partition_name=partition, expr=expr)
+        reps = routing.replica_split(self.cluster.ring, list(pks), rec.replicas)
+        for nid in [n for n in reps if n not in live]:
+            await self.cluster.add_hints(nid, rec.name, [pks[i] for i in reps[nid]])
+        raw = await asyncio.gather(*(clients[n].write("Delete", rec.name, req) for n in live), return_exceptions=True)
+        results: dict[str, Any] = {}
+        for nid, r in zip(live, raw):
+            if isinstance(r, Unavailable):
+                self.cluster.mark_failed(nid)
+                if nid in reps:
+                    await self.cluster.add_hints(nid, rec.name, [pks[i] for i in reps[nid]])
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                results[nid] = r
+        if not results:
+            raise Unavailable("no replica of these keys answered; the delete is kept as hints and replayed")
+        return results
 
     async def _matching_pks(self, rec: CollectionRecord, expr: str) -> list[int | str]:
         """Primary keys matching a filter on every node that holds data (deduplicated)."""
@@ -607,8 +635,12 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         current ring (see :mod:`shardproxy.routing`)."""
         if not pks:
             return {}
-        if rec.replicas > 1:
-            parts: dict[str, Any] = {n: r.tolist() for n, r in routing.replica_split(self.cluster.ring, list(pks), rec.replicas).items()}
+        if rec.replicas > 1 and self._some_down():
+            # copies may sit on stand-ins: ask every live node (the merge dedups)
+            every = list(range(len(pks)))
+            parts = {c.id: every for c in self.cluster.search_clients() if self.cluster.is_live(c.id)}
+        elif rec.replicas > 1:
+            parts = {n: r.tolist() for n, r in routing.replica_split(self.cluster.ring, list(pks), rec.replicas).items()}
             if self.cluster.moving:
                 for nid, rows in routing.replica_split(self.cluster.current_ring, list(pks), rec.replicas).items():
                     parts[nid] = sorted(set(parts.get(nid, [])) | set(rows.tolist()))
@@ -621,33 +653,25 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         }
 
     # ------------------------------------------------------------------ reads
-    async def _gather_reads(self, rec: CollectionRecord, context: Any, method: str, reqs: dict[str, Any]) -> dict[str, Any]:
+    async def _gather_reads(self, rec: CollectionRecord, context: Any, method: str, reqs: dict[str, Any],
+                            fanout: bool = True) -> dict[str, Any]:
         """Send read requests to the nodes that are live; tolerate nodes that fail or are down
         as long as every shard still has a live replica. Otherwise the request's partial policy
         decides: fail UNAVAILABLE naming the missing shards (default), or, with request
         metadata ``x-shardproxy-partial: allow``, answer what the live nodes hold and say so in
-        trailing metadata (``x-shardproxy-partial: true``, ``x-shardproxy-missing-shards``)."""
-        clients = {c.id: c for c in self.cluster.all_clients()}
-        down = {n for n in reqs if not self.cluster.is_live(n)}
-        for nid in down:  # circuit open: not called, but the request went without it
-            metrics.NODE_ERRORS.labels(node=nid, method=method).inc()
-        live = [n for n in reqs if n not in down]
-        async def one(nid: str) -> Any:
-            # NodeClient.call records per-node latency, errors and timeouts
-            return await self._read(clients[nid], method, reqs[nid])
+        trailing metadata (``x-shardproxy-partial: true``, ``x-shardproxy-missing-shards``).
 
-        raw = await asyncio.gather(*(one(n) for n in live), return_exceptions=True)
-        results: dict[str, Any] = {}
-        failed: list[str] = []
-        for nid, r in zip(live, raw):
-            if isinstance(r, Unavailable):
-                self.cluster.mark_failed(nid)
-                failed.append(f"{nid}: {r.message}")
-                down.add(nid)
-            elif isinstance(r, BaseException):
-                raise r
-            else:
-                results[nid] = r
+        ``fanout``: every node gets the same request (search, filter query), so a covering set
+        of replicas is enough and a slow node is hedged (:mod:`shardproxy.readpath`);
+        otherwise each node's request is its own and every asked node must answer."""
+        clients = {c.id: c for c in self.cluster.all_clients()}
+        for nid in reqs:
+            if not self.cluster.is_live(nid):  # circuit open: not called, but the request went without it
+                metrics.NODE_ERRORS.labels(node=nid, method=method).inc()
+        got, down = await readpath.gather(
+            self.cluster, rec, method, reqs, fanout, lambda nid, req: self._read(clients[nid], method, req))
+        results = got.results
+        failed = [f"{n}: {m}" for n, m in got.failed.items()]
         if down:
             # DOWN nodes stay on the ring: their keys count as missing unless replicas cover them
             missing = self.cluster.missing_shards(rec, down)
@@ -694,7 +718,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 # every row is stored R times: count distinct primary keys instead
                 total = await self._count_distinct(rec, context, request.expr, nodes)
             else:
-                results = await self._gather_reads(rec, context, "Query", {n: request for n in nodes})
+                results = await self._gather_reads(rec, context, "Query", {n: request for n in nodes}, fanout=False)
                 total = 0
                 for r in results.values():
                     total += sum(fielddata.column_values(fd)[0] for fd in r.fields_data if fd.field_name == "count(*)")
@@ -710,6 +734,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
         if has_limit:
             _set_kv(sub.query_params, "limit", str(offset + limit))
             _set_kv(sub.query_params, "offset", None)
+        keyed = pks is not None
         if pks is not None:
             reqs: dict[str, Any] = {}
             for nid, expr in self._owner_exprs(rec, pks).items():
@@ -719,7 +744,7 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
                 reqs[nid] = q
         else:
             reqs = {c.id: sub for c in self.cluster.search_clients()}
-        results = await self._gather_reads(rec, context, "Query", reqs)
+        results = await self._gather_reads(rec, context, "Query", reqs, fanout=not keyed)
         resps = list(results.values())
         merged = merge.merge_query_rows(
             [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None

@@ -1,0 +1,97 @@
+"""Sloppy-quorum placement and the ack tally: pure logic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shardproxy.ring import Ring, RingNode
+from shardproxy.sloppy import acks_needed, holders, outcome, place_row, plan_write, tally
+
+RING3 = Ring([RingNode(f"node-{i}") for i in range(3)])
+RING5 = Ring([RingNode(f"node-{i}") for i in range(5)])
+
+
+def test_acks_needed() -> None:
+    assert [acks_needed(a, 2, 3) for a in ("one", "quorum", "all")] == [1, 2, 2]
+    assert [acks_needed(a, 3, 5) for a in ("one", "quorum", "all")] == [1, 2, 3]
+    assert acks_needed("all", 3, 2) == 2  # never more than the ring has nodes
+    with pytest.raises(ValueError, match="write_ack"):
+        acks_needed("most", 2, 3)
+
+
+def test_place_row_all_up_goes_to_replicas() -> None:
+    targets, unplaced = place_row(["a", "b", "c", "d"], 2, set())
+    assert targets == [("a", "a"), ("b", "b")] and unplaced == []
+
+
+def test_place_row_stand_in_is_next_live_non_holder() -> None:
+    targets, unplaced = place_row(["a", "b", "c", "d"], 2, {"a"})
+    assert targets == [("c", "a"), ("b", "b")] and unplaced == []
+    targets, _ = place_row(["a", "b", "c", "d"], 2, {"a", "c"})
+    assert targets == [("d", "a"), ("b", "b")]
+    # two replicas down: two distinct stand-ins
+    targets, _ = place_row(["a", "b", "c", "d"], 2, {"a", "b"})
+    assert targets == [("c", "a"), ("d", "b")]
+
+
+def test_place_row_no_stand_in_left() -> None:
+    targets, unplaced = place_row(["a", "b", "c"], 2, {"a", "c"})
+    assert targets == [("b", "b")] and unplaced == ["a"]
+
+
+def test_place_row_second_round_skips_taken() -> None:
+    # b already acknowledged, c (a's stand-in) failed: the next stand-in is d, b is not resent
+    targets, unplaced = place_row(["a", "b", "c", "d"], 2, {"a", "c"}, taken={"b"})
+    assert targets == [("d", "a")] and unplaced == []
+
+
+def test_plan_write_matches_ring_replicas_and_counts_stand_ins() -> None:
+    pks = list(range(1, 2001))
+    reps = [RING3.replicas(pk, 2) for pk in pks]
+    assert holders(RING3, pks, 2) == reps
+    plan = plan_write(RING3, pks, 2, unavailable={"node-1"})
+    # every row gets two targets: its live replica and node-1's stand-in (the third node)
+    counts = tally(len(pks), [plan.rows_for(n) for n in plan.sends])
+    assert set(counts.tolist()) == {2}
+    assert "node-1" not in plan.sends and not plan.unplaced
+    for (replica, standin), rows in plan.hints.items():
+        assert replica == "node-1"
+        for i in rows:
+            assert "node-1" in reps[i] and standin not in reps[i]
+    hinted = sorted(i for rows in plan.hints.values() for i in rows)
+    assert hinted == [i for i, r in enumerate(reps) if "node-1" in r]
+
+
+def test_plan_write_two_of_three_down_cannot_place() -> None:
+    pks = list(range(1, 500))
+    plan = plan_write(RING3, pks, 2, unavailable={"node-0", "node-1"})
+    counts = tally(len(pks), [plan.rows_for(n) for n in plan.sends])
+    assert set(counts.tolist()) == {1}  # only node-2 is left
+    ok, failed, landed = outcome(counts, acks_needed("quorum", 2, 3))
+    assert ok == [] and failed == landed == list(range(len(pks)))
+    ok, failed, landed = outcome(counts, acks_needed("one", 2, 3))
+    assert failed == [] and len(ok) == len(pks)
+
+
+def test_plan_write_five_nodes_stand_in_walks_past_down_nodes() -> None:
+    pks = list(range(1, 1000))
+    plan = plan_write(RING5, pks, 3, unavailable={"node-2", "node-4"})
+    counts = tally(len(pks), [plan.rows_for(n) for n in plan.sends])
+    assert set(counts.tolist()) == {3}
+    for (replica, standin), rows in plan.hints.items():
+        assert replica in {"node-2", "node-4"} and standin not in {"node-2", "node-4"}
+        for i in rows:
+            assert standin not in RING5.replicas(pks[i], 3)
+
+
+def test_tally_and_outcome() -> None:
+    counts = tally(4, [np.array([0, 1]), [1, 2], []])
+    assert counts.tolist() == [1, 2, 1, 0]
+    assert outcome(counts, 2) == ([1], [0, 2, 3], [0, 2])
+
+
+def test_second_round_only_replaces_the_failed_copy() -> None:
+    # a down: c stood in for it (acked); b (a replica) then fails: only b's copy is re-placed
+    targets, unplaced = place_row(["a", "b", "c", "d", "e"], 2, {"a", "b"}, taken={"b", "c"}, served={"a"})
+    assert targets == [("d", "b")] and unplaced == []
