@@ -93,8 +93,8 @@ READ_RETRIES = Counter(
 )
 STANDIN_ROWS = Counter(
     "shardproxy_standin_rows_total",
-    "Row copies written to a stand-in node for a replica that could not take them (sloppy quorum)",
-    ["replica"],
+    "Row copies sent to a stand-in for a replica node that could not take them (sloppy quorum); node = the replica",
+    ["node"],
 )
 HINTS_WRITTEN = Counter("shardproxy_hints_written_total", "Hints recorded for a node that missed writes", ["node"])
 HINTS_REPLAYED = Counter("shardproxy_hints_replayed_total", "Hints replayed to their node (hinted handoff)", ["node"])

@@ -50,7 +50,7 @@ def fanout_plan(
     """``(first, spare, covers)`` for a read that every node answers the same way. Pure."""
     asked = [n for n in nodes if live(n)]
     if moving or replicas <= 1 or set(nodes) != set(ring.node_ids):
-        need = frozenset(asked)
+        need = frozenset(nodes)  # every node, down ones included: their absence is for the caller to judge
         return asked, [], lambda s: need <= s
     covers = covers_ring(ring, replicas)
     if len(asked) < len(nodes):  # some node is out: ask every live one, drop the slow when covered
@@ -71,7 +71,7 @@ async def gather(cluster: Any, rec: Any, method: str, reqs: dict[str, Any], fano
                                            next(_ROTATION))
     else:
         first = [n for n in nodes if cluster.is_live(n)]
-        need = frozenset(first)
+        need = frozenset(nodes)
         spare, covers = [], (lambda got: need <= got)
     tracker = cluster.pool.latency
     out = await gather_covering(

@@ -77,7 +77,7 @@ async def replicated_write(
             ok = await cluster.add_hints(replica, rec.name, [pks[i] for i in rows_], standin)
             missed.setdefault(replica, set()).update(rows_)
             if ok:
-                metrics.STANDIN_ROWS.labels(replica=replica).inc(len(rows_))
+                metrics.STANDIN_ROWS.labels(node=replica).inc(len(rows_))
             else:  # past the hint bounds: no stand-in copy without its hint
                 drop = set(rows_)
                 sends[standin] = [i for i in sends[standin] if i not in drop]

@@ -48,8 +48,10 @@ def loads() -> Iterator[list]:
 def make_cluster(tmp_path: Path) -> Iterator:
     started: list[DevCluster] = []
 
-    def make(nodes: int = 3, spare: int = 0, proxies: int = 1, replicas: int = 1, name: str = "c") -> DevCluster:
-        c = DevCluster(data_dir=tmp_path / name, nodes=nodes, spare=spare, proxies=proxies, replicas=replicas)
+    def make(nodes: int = 3, spare: int = 0, proxies: int = 1, replicas: int = 1, name: str = "c",
+             proxy_env: dict[str, str] | None = None) -> DevCluster:
+        c = DevCluster(data_dir=tmp_path / name, nodes=nodes, spare=spare, proxies=proxies, replicas=replicas,
+                       proxy_env=proxy_env or {})
         started.append(c)
         return c.start()
 

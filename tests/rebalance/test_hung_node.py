@@ -91,8 +91,22 @@ def record(name: str, **numbers: object) -> None:
             json.dump(data, f, indent=2)
 
 
+def scrape(port: int) -> dict[str, float]:
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for name in ("hedged_requests", "hedge_wins", "read_retries", "standin_rows", "hints_written", "hints_replayed"):
+        out[name] = sum(float(v) for v in re.findall(rf"^shardproxy_{name}_total\{{[^}}]*\}} (\S+)", text, re.M))
+    return out
+
+
 def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
-    cluster = make_cluster(nodes=3, replicas=2)
+    from shardproxy import procs
+
+    port = procs.free_port()
+    cluster = make_cluster(nodes=3, replicas=2, proxy_env={"SHARDPROXY_METRICS_PORT": str(port)})
     use_redis(cluster.redis_url)
     create_collection(cluster.proxy_uri).close()
     client = cluster.client()
@@ -115,7 +129,8 @@ def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
 
     during = load.searches_between(t_freeze, t_thaw)
     batches = load.batches_between(t_freeze, t_thaw)
-    record("sigstop_r2", searches=len(load.search_latency), searches_during_freeze=len(during),
+    m = scrape(port)
+    record("sigstop_r2", metrics=m, searches=len(load.search_latency), searches_during_freeze=len(during),
            search_max_s=round(max(during), 3), search_p50_s=round(float(np.median(during)), 3),
            insert_batches_during_freeze=len(batches), acked_batches_during_freeze=sum(1 for b in batches if not b[2]),
            rows_acked=len(load.acked), rows_failed=len(load.failed))
@@ -133,6 +148,10 @@ def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
     assert not visible(client, sorted(set(load.failed)))
     assert client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"] == len(expected)
     copies_on_replicas(cluster, expected)
+    # the dashboard's failover metrics moved: reads hedged or re-sent, copies to stand-ins, hints
+    # written for node-1 and replayed to it
+    assert m["hedged_requests"] + m["read_retries"] >= 1, m
+    assert m["standin_rows"] >= 1 and m["hints_written"] >= 1 and m["hints_replayed"] >= 1, m
     client.close()
 
 
@@ -153,9 +172,13 @@ def test_r2_kill_node_inserts_keep_being_acknowledged(make_cluster, loads):
                errors=ZeroDivisionError)
     time.sleep(8.0)
     t_restart = time.monotonic()
-    # a delete while the node is down: the tombstone must reach it (no resurrection)
+    # a delete while the node is down: the tombstone must reach it (no resurrection); an upsert:
+    # no replica may keep the old version
     doomed = [int(i) for i in ids[:50]]
     client.delete(COLLECTION, ids=doomed)
+    changed = [int(i) for i in ids[100:150]]
+    res = client.upsert(COLLECTION, [{"id": pk, "vec": vectors(np.array([pk]))[0].tolist(), "tag": "new"} for pk in changed])
+    assert res["upsert_count"] == len(changed)
     cluster.restart_node(2)
     wait_caught_up(cluster, stub, "node-2")
     load.finish()
@@ -171,6 +194,13 @@ def test_r2_kill_node_inserts_keep_being_acknowledged(make_cluster, loads):
     assert not visible(client, doomed + sorted(set(load.failed)))
     assert client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"] == len(expected)
     copies_on_replicas(cluster, expected)
+    for m in cluster.milvus:  # every copy of the upserted rows is the new version
+        from pymilvus import MilvusClient
+
+        node = MilvusClient(uri=f"http://{m.address}")
+        tags = {r["id"]: r["tag"] for r in node.query(COLLECTION, filter=f"id in {changed}", output_fields=["tag"])}
+        node.close()
+        assert set(tags.values()) <= {"new"}, f"{m.name} holds stale versions: {tags}"
     client.close()
 
 

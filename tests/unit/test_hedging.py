@@ -143,3 +143,25 @@ def test_caller_deadline_bounds_node_timeout() -> None:
     with deadline.caller_deadline(0.0):
         with pytest.raises(DeadlineExceeded, match="deadline"):
             deadline.node_timeout(30.0, "Search on node-1")
+
+
+def test_fanout_plan() -> None:
+    from shardproxy.readpath import fanout_plan, minimal_cover
+    from shardproxy.ring import Ring, RingNode
+
+    ring = Ring([RingNode(f"n{i}") for i in range(3)])
+    nodes = list(ring.node_ids)
+    up = lambda n: True  # noqa: E731
+    first, spare, covers = fanout_plan(ring, 2, nodes, up, False, 0)
+    assert len(first) == 2 and len(spare) == 1 and covers(frozenset(first)) and not covers(frozenset(first[:1]))
+    assert fanout_plan(ring, 2, nodes, up, False, 1)[0] != first  # rotates
+    # one node out: ask the live ones, complete when they cover (R=2 of 3: both needed)
+    first, spare, covers = fanout_plan(ring, 2, nodes, lambda n: n != "n1", False, 0)
+    assert first == ["n0", "n2"] and spare == [] and covers(frozenset(first))
+    # R=1: every node is needed, a down one included (the caller decides: fail or partial)
+    first, spare, covers = fanout_plan(ring, 1, nodes, lambda n: n != "n1", False, 0)
+    assert first == ["n0", "n2"] and not covers(frozenset(first))
+    # during a move: every asked node must answer
+    first, _, covers = fanout_plan(ring, 2, nodes, up, True, 0)
+    assert first == nodes and not covers(frozenset(nodes[:2]))
+    assert len(minimal_cover(Ring([RingNode(f"n{i}") for i in range(5)]), 3, [f"n{i}" for i in range(5)])) == 3
