@@ -154,9 +154,9 @@ class Cluster:
 
     async def check_health(self) -> dict[str, bool]:
         """Probe every node (a cheap RPC with a short deadline: a hung node accepts connections
-        but answers nothing). A node failing ``DOWN_AFTER_FAILURES`` probes in a row is marked
-        ``down`` in Redis (by whichever proxy notices first; every proxy then skips it); its
-        circuit opens at the first failure. A node that answers again is recovered in the
+        but answers nothing). A node failing ``DOWN_AFTER_FAILURES`` probes in a row has its
+        circuit opened and is marked ``down`` in Redis (by whichever proxy notices first; every
+        proxy then skips it). A failed client call opens the circuit at once. A node that answers again is recovered in the
         background: re-synced (milvus-lite forgets the load state), its hints replayed (hinted
         handoff), and only then marked ``active`` and its circuit closed. The circuit is only
         ever half-opened by these probes, never by a client request."""
@@ -171,12 +171,14 @@ class Cluster:
                 if task is None or task.done():
                     self._recovering[c.id] = asyncio.create_task(self._recover(c, was), name=f"recover-{c.id}")
             else:
+                self._fails[c.id] = self._fails.get(c.id, 0) + 1
+                if self._fails[c.id] < DOWN_AFTER_FAILURES and was is not False:
+                    continue  # one slow probe on a busy machine is not a verdict
                 if was is not False:
                     log.warning("node %s (%s) stopped answering", c.id, c.address)
                 c.synced = False
                 self._health[c.id] = False
-                self._fails[c.id] = self._fails.get(c.id, 0) + 1
-                if self._fails[c.id] >= DOWN_AFTER_FAILURES and c.record.state == NodeState.ACTIVE:
+                if c.record.state == NodeState.ACTIVE:
                     await self._set_state(c.id, NodeState.DOWN, expect=NodeState.ACTIVE)
         return {c.id: self._health.get(c.id, False) for c in clients}
 

@@ -140,7 +140,8 @@ class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
 
     async def _all(self, method: str, request: Any, clients: Sequence[NodeClient] | None = None) -> dict[str, Any]:
         self.cluster.require_nodes()
-        clients = self.cluster.search_clients() if clients is None else clients
+        if clients is None:  # a status read: nodes known to be down or hung are not waited for
+            clients = [c for c in self.cluster.search_clients() if self.cluster.is_live(c.id)] or self.cluster.search_clients()
         return await fan_out(clients, lambda c: c.call(method, request))
 
     async def _read(self, client: NodeClient, method: str, request: Any) -> Any:
