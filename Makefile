@@ -34,7 +34,7 @@ test-fast: $(STAMP)  ## pure-logic tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: $(STAMP)  ## start an embedded cluster, import a sample catalog, run searches, print results
-	$(BIN)/python -m shardproxy.demo
+	$(BIN)/python -m devkit.demo
 
 bench: $(STAMP)  ## proxy vs direct Milvus benchmark (JSON + PNG under bench/out/)
 	$(BIN)/python bench/proxy_vs_direct.py

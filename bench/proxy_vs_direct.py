@@ -24,8 +24,8 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from tqdm import tqdm
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -29,7 +29,7 @@ from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy import routing
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from shardproxy.ring import Ring, RingNode
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import grpc
@@ -23,11 +19,9 @@ from shardproxy.config import ProxySettings
 app = typer.Typer(help="Sharding proxy for Milvus: one Milvus endpoint in front of many nodes.", no_args_is_help=True)
 node_app = typer.Typer(help="Register and inspect Milvus nodes.", no_args_is_help=True)
 cluster_app = typer.Typer(help="Inspect the cluster.", no_args_is_help=True)
-dev_app = typer.Typer(help="An embedded cluster of real processes on this machine.", no_args_is_help=True)
 rebalance_app = typer.Typer(help="Data moves between nodes.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
-app.add_typer(dev_app, name="dev")
 app.add_typer(rebalance_app, name="rebalance")
 
 console = Console()
@@ -319,47 +313,20 @@ def rebalance_run(
     console.print("nothing to do" if epoch < 0 else f"move done, ring epoch {epoch}")
 
 
-@dev_app.command("up")
-def dev_up(
-    nodes: Annotated[int, typer.Option(help="Milvus nodes to start", min=1, max=16)] = 3,
-    port: Annotated[int, typer.Option(help="proxy port")] = 19530,
-    data_dir: Annotated[Path, typer.Option(help="where nodes, Redis and logs keep their files")] = Path(".data/dev"),
-    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one embedding worker")] = True,
-    proxies: Annotated[int, typer.Option(help="proxies on the same Redis (ports PORT, then free ones)", min=1, max=8)] = 1,
-    spare: Annotated[int, typer.Option(help="extra Milvus nodes started as spares, outside the ring, for `node add`", min=0, max=8)] = 0,
-    replicas: Annotated[int, typer.Option(help="replication factor R of new collections", min=1, max=8)] = 1,
-    redis_url: Annotated[Optional[str], typer.Option(
-        envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
-) -> None:
-    """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
-    logs.setup("INFO")
-    from shardproxy.devcluster import DevCluster
+def _add_plugin_commands() -> None:
+    """Sub-commands other packages contribute through the ``shardproxy.commands`` entry point group
+    (``shardproxy dev`` comes from ``devkit``); one that cannot be imported is left out."""
+    from importlib.metadata import entry_points
 
-    cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
-                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url)
+    for ep in entry_points(group="shardproxy.commands"):
+        try:
+            sub = ep.load()
+        except ImportError:
+            continue
+        app.add_typer(sub, name=ep.name)
 
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        cluster.start()
-        console.print(
-            f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold] "
-            f"(pymilvus: MilvusClient(uri=\"{cluster.proxy_uri}\")), redis at {cluster.redis_url}, "
-            f"{cluster.nodes} Milvus node(s), data in {data_dir}",
-        )
-        for p in cluster.more_proxies:
-            console.print(f"  also proxy at [bold]{p.address}[/bold]")
-        for n in cluster.spare_nodes:
-            console.print(f"  spare Milvus node at {n.address}: `shardproxy node add {n.address}`")
-        sys.stdout.flush()
-        cluster.wait_forever()
-    except KeyboardInterrupt:
-        console.print("stopping ...")
-    finally:
-        cluster.stop()
-        console.print("stopped")
+_add_plugin_commands()
 
 
 def main() -> None:  # pragma: no cover

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

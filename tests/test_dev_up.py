@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
-from shardproxy import procs
+from devkit import procs
 from tests.helpers import eventually, make_collection, make_rows
 
 

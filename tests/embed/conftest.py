@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from embed.embedder import Embedder, EmbedderSpec
-from shardproxy import procs
-from shardproxy.procs import free_port
+from devkit import procs
+from devkit.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embed.queue import JobQueue
 from embed.store import connect
-from shardproxy.procs import free_port
+from devkit.procs import free_port
 from shopbyimage.v1 import image_search_pb2 as pb
 from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 from tests.embed.conftest import ROOT, embed_cmd, stop

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from pymilvus import MilvusClient
 
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from shopbyimage.v1 import image_search_pb2 as pb
 from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 from tests.conftest import node_clients

@@ -18,7 +18,7 @@ import pytest
 from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from shardproxy.metastore import MetaStore, NodeRecord
 from shardproxy.migrator import scan_pks
 from shardproxy.nodepool import NodeClient

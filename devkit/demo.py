@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shardproxy import logs
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 
 CATEGORIES = ["shoes", "bags", "shirts", "lamps", "mugs", "watches", "bikes", "toys"]
 

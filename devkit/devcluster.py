@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import procs
-from shardproxy.procs import ManagedProcess
+from devkit import procs
+from devkit.procs import ManagedProcess
 
 log = logging.getLogger(__name__)
 
