@@ -31,8 +31,8 @@ import numpy as np
 from pymilvus import DataType
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
 
 OUT = Path(__file__).resolve().parent / "out"
 NAME = "bench_failover"

@@ -103,7 +103,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
-    from shardproxy import procs
+    from devkit import procs
 
     port = procs.free_port()
     cluster = make_cluster(nodes=3, replicas=2, proxy_env={"SHARDPROXY_METRICS_PORT": str(port)})
