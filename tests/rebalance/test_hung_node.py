@@ -51,6 +51,9 @@ def node_state(stub, node_id: str) -> int:
 
 
 def wait_caught_up(cluster, stub, node_id: str, timeout: float = 120) -> None:
+    """The node is active again and no hint is pending anywhere (a write slower than
+    write_hedge_s on a busy machine also leaves a stand-in copy and a hint, replayed at the
+    next probe: so wait for the hints after the load stopped too)."""
     ids = [f"node-{i}" for i in range(len(cluster.milvus))]
 
     def check() -> None:
@@ -126,6 +129,7 @@ def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
     wait_caught_up(cluster, stub, "node-1")
     time.sleep(1.0)
     load.finish()
+    wait_caught_up(cluster, stub, "node-1")
 
     during = load.searches_between(t_freeze, t_thaw)
     batches = load.batches_between(t_freeze, t_thaw)
@@ -182,6 +186,7 @@ def test_r2_kill_node_inserts_keep_being_acknowledged(make_cluster, loads):
     cluster.restart_node(2)
     wait_caught_up(cluster, stub, "node-2")
     load.finish()
+    wait_caught_up(cluster, stub, "node-2")
 
     batches = load.batches_between(t_kill, t_restart)
     record("kill9_r2", insert_batches_while_down=len(batches),
