@@ -28,7 +28,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import routing
+from shardproxy import placement
 from devkit.devcluster import DevCluster
 from shardproxy.ring import Ring, RingNode
 
@@ -42,9 +42,9 @@ def moved_fractions(keys: int = 200_000) -> list[dict]:
     for n in range(2, 9):
         before = Ring([RingNode(f"node-{i}") for i in range(n - 1)])
         after = Ring([RingNode(f"node-{i}") for i in range(n)])
-        add = routing.moved_fraction(before, after, pks)
+        add = placement.moved_fraction(before, after, pks)
         drain_ring = Ring([RingNode(f"node-{i}") for i in range(n) if i != n // 2])
-        drain = routing.moved_fraction(after, drain_ring, pks)
+        drain = placement.moved_fraction(after, drain_ring, pks)
         out.append({"n": n, "ideal": 1 / n, "add_moved": add, "add_ratio": add * n,
                     "drain_moved": drain, "drain_ratio": drain * n})
     return out

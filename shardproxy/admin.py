@@ -13,6 +13,7 @@ import grpc
 from pymilvus.grpc_gen import milvus_pb2
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
+from shardproxy import migrator
 from shardproxy.cluster import Cluster
 from shardproxy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ProxyError, Unavailable
 from shardproxy.metastore import CollectionRecord, NodeRecord, NodeState
@@ -85,8 +86,6 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
     def _spawn_migrator(self) -> int:
         if not self.cluster.settings.migrator_autostart:
             return 0
-        from shardproxy import migrator
-
         s = self.cluster.settings
         log_path = s.migrator_log or f"/tmp/shardproxy-migrator-{s.port}.log"
         pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from shardproxy.config import ProxySettings
@@ -23,11 +23,13 @@ from shardproxy.metastore import (
     NodeRecord,
     NodeState,
 )
-from shardproxy import handoff, metrics, routing
+from shardproxy import handoff, metrics
 from shardproxy.hedging import HedgeBudget
 from shardproxy.hints import HintStore
+from shardproxy.latency import LatencyTracker
 from shardproxy.moves import MoveStore
 from shardproxy.nodepool import NodeClient, NodePool
+from shardproxy.placement import Placement
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Cluster:
         self.ring: Ring = Ring([])  # the target ring: owners of new writes (same as current without a move)
         self.current_ring: Ring = Ring([])  # owners before the running move, if any
         self.moving = False
+        self.layout: Placement = Placement.steady(self.ring)  # both rings and the move flag, R = 1
         self.moves = MoveStore(self.store)
         self.epoch = -1
         self._collections: dict[str, CollectionRecord] = {}
@@ -84,9 +87,10 @@ class Cluster:
                 return
             nodes = await self.store.nodes()
             self.nodes = nodes
-            self.ring = routing.target_ring(nodes, self.settings.vnodes)
-            self.current_ring = routing.current_ring(nodes, self.settings.vnodes)
-            self.moving = routing.moving(nodes)
+            self.layout = Placement.from_nodes(nodes, self.settings.vnodes)
+            self.ring = self.layout.target
+            self.current_ring = self.layout.current
+            self.moving = self.layout.moving
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
             if self.epoch != epoch:
@@ -253,7 +257,7 @@ class Cluster:
                 await self.store.r.delete(lock)
 
     async def _replay_all(self, client: NodeClient) -> None:
-        rings = [self.ring] + ([self.current_ring] if self.moving else [])
+        rings = [self.ring] + ([self.current_ring] if self.moving else [])  # where the keys' replicas are
         for rec in await self.store.collections():
             if rec.replicas <= 1 and not await self.hints.pending(client.id, [rec.name]):
                 continue
@@ -272,15 +276,17 @@ class Cluster:
         """Open the circuit after a failed call; the health loop closes it when the node answers."""
         self._health[node_id] = False
 
-    def missing_shards(self, rec: CollectionRecord, down: Iterable[str]) -> list[str]:
-        from shardproxy import routing
+    def placement(self, rec: CollectionRecord) -> Placement:
+        """Where the keys of ``rec`` live now (its R over the current and target rings)."""
+        return self.layout.with_replicas(rec.replicas)
 
-        down = set(down)
-        out = set(routing.missing_shards(self.ring, rec.replicas, down))
-        if self.moving:
-            out |= set(routing.missing_shards(self.current_ring, rec.replicas, down))
-        # joining/draining nodes hold data outside either ring's replica sets while a move runs
-        return sorted(out)
+    def client(self, node_id: str) -> NodeClient:
+        return self.pool.clients[node_id]
+
+    @property
+    def latency(self) -> LatencyTracker:
+        """Moving per-node, per-method call latencies (hedge thresholds)."""
+        return self.pool.latency
 
     @property
     def replication_factor(self) -> int:
@@ -332,21 +338,3 @@ class Cluster:
 
     def drop_id_block(self, name: str) -> None:
         self._id_blocks.pop(name, None)
-
-
-async def fan_out(
-    clients: Iterable[NodeClient], call: Callable[[NodeClient], Awaitable[Any]]
-) -> dict[str, Any]:
-    """Run ``call`` on every client in parallel. If any node is unreachable, raise one
-    :class:`Unavailable` naming every failed node; other errors propagate as they are."""
-    clients = list(clients)
-    results = await asyncio.gather(*(call(c) for c in clients), return_exceptions=True)
-    failed = [(c, r) for c, r in zip(clients, results) if isinstance(r, Unavailable)]
-    if failed:
-        names = ", ".join(f"{c.id} ({c.address})" for c, _ in failed)
-        detail = failed[0][1].message
-        raise Unavailable(f"node(s) unavailable: {names}; {detail}")
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return {c.id: r for c, r in zip(clients, results)}

@@ -23,7 +23,8 @@ from shardproxy.hints import Hint, HintStore
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.ring import Ring
-from shardproxy.sloppy import holders
+from shardproxy.nodequery import fetch_rows, pk_expr
+from shardproxy.placement import replica_lists
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def choose(sources: list[list[str]], found: dict[str, set[Any]], pks: list[Any])
 
 
 async def _fetch(client: NodeClient, rec: CollectionRecord, pks: list[Any]) -> list[schema_pb2.FieldData]:
-    from shardproxy.migrator import fetch_rows
-
     return await fetch_rows(client, rec, pks) if pks else []
 
 
@@ -71,14 +70,12 @@ async def replay_batch(
 ) -> int:
     """Replay up to :data:`BATCH` hints of ``target``; returns how many were settled (0: none left
     or none replayable now)."""
-    from shardproxy.migrator import pk_expr
-
     hints = await hints_store.batch(target.id, rec.name, rec.pk_is_str, BATCH)
     if not hints:
         return 0
     pks = [h.pk for h in hints]
-    replica_sets = [list(dict.fromkeys(sum((holders(r, [pk], rec.replicas)[0] for r in rings if r), [])))
-                    for pk in pks]
+    per_ring = [replica_lists(r, pks, rec.replicas) for r in rings if r]
+    replica_sets = [list(dict.fromkeys(n for lists in per_ring for n in lists[i])) for i in range(len(pks))]
     sources, blocked = plan_sources(hints, replica_sets, target.id, is_live)
     ready = [i for i in range(len(hints)) if i not in set(blocked)]
     if not ready:
@@ -94,6 +91,8 @@ async def replay_batch(
         pk_col = next((fd for fd in fetched[n] if fd.field_name == rec.pk_name), None)
         found[n] = set(fielddata.column_values(pk_col)) if pk_col is not None else set()
     chosen = choose([sources[i] for i in ready], found, [pks[i] for i in ready])
+    # a node that is not a replica of a key (a stand-in that missed a delete) only gets the delete
+    chosen = {j: n for j, n in chosen.items() if target.id in replica_sets[ready[j]]}
     by_node: dict[str, set[Any]] = {}
     for j, node in chosen.items():
         by_node.setdefault(node, set()).add(pks[ready[j]])

@@ -8,7 +8,7 @@ The pipeline's own metrics live in :mod:`embed.metrics`.
 
 Who sets what:
 
-* proxy, per RPC: ``rpcs_total``, ``rpc_duration_seconds`` (``servicer.rpc``);
+* proxy, per RPC: ``rpcs_total``, ``rpc_duration_seconds`` (``rpc.rpc``);
 * proxy, per node call: ``node_call_duration_seconds``, ``node_errors_total``,
   ``node_timeouts_total`` (``NodeClient.call``); ``rows_routed_total`` (writes);
   ``merge_duration_seconds`` (search); ``partial_results_total`` (whoever serves a result with a

@@ -34,18 +34,22 @@ import asyncio
 import logging
 import os
 import socket
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+from pymilvus.grpc_gen import milvus_pb2
 
-from shardproxy import fielddata, metrics, routing
-
+from shardproxy import fielddata, metrics
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord, NodeState
 from shardproxy.moves import Cursor, MoveState, MoveStore
 from shardproxy.nodepool import NodeClient
+from shardproxy.nodequery import fetch_rows, pk_expr, scan_pks
+from shardproxy.placement import Placement
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -66,54 +70,6 @@ class MigratorOptions:
     grace_s: float = 2.5  # after the move starts: every proxy has seen it (ring check interval is 1 s)
     node_timeout_s: float = 60.0
     max_rows_per_s: float = 0.0  # 0 = unthrottled
-
-
-def pk_expr(pk_name: str, values: Sequence[int | str], is_str: bool) -> str:
-    from shardproxy.servicer import pk_expr as _pk_expr
-
-    return _pk_expr(pk_name, values, is_str)
-
-
-def _after(pk_name: str, last: int | str | None, is_str: bool) -> str:
-    if last is None:
-        return f'{pk_name} >= ""' if is_str else f"{pk_name} >= -9223372036854775808"
-    if is_str:
-        import json
-
-        return f"{pk_name} > {json.dumps(str(last))}"
-    return f"{pk_name} > {int(last)}"
-
-
-def _kvs(**kw: str) -> list[common_pb2.KeyValuePair]:
-    return [common_pb2.KeyValuePair(key=k, value=v) for k, v in kw.items()]
-
-
-async def scan_pks(client: NodeClient, rec: CollectionRecord, last: int | str | None, batch: int,
-                   extra: str = "") -> list[int | str]:
-    """The next ``batch`` primary keys of ``rec`` on one node after ``last``, ascending (and
-    matching the filter ``extra`` when given)."""
-    expr = _after(rec.pk_name, last, rec.pk_is_str)
-    if extra.strip():
-        expr = f"({extra}) and {expr}"
-    req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
-        query_params=_kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
-        consistency_level=common_pb2.ConsistencyLevel.Strong,
-    )
-    resp = await client.call("Query", req)
-    col = next((fd for fd in resp.fields_data if fd.field_name == rec.pk_name), None)
-    pks = fielddata.column_values(col) if col is not None else []
-    pks.sort()
-    return pks
-
-
-async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[int | str]) -> list[schema_pb2.FieldData]:
-    req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str), output_fields=["*"],
-        query_params=_kvs(limit=str(len(pks))), consistency_level=common_pb2.ConsistencyLevel.Strong,
-    )
-    resp = await client.call("Query", req)
-    return list(resp.fields_data)
 
 
 class Migrator:
@@ -185,8 +141,8 @@ class Migrator:
     async def _run(self, ms: MoveState) -> int:
         nodes = await self.store.nodes()
         by_id = {n.id: n for n in nodes}
-        current = routing.current_ring(nodes, self.vnodes)
-        target = routing.target_ring(nodes, self.vnodes)
+        placement = Placement.from_nodes(nodes, self.vnodes)
+        current, target = placement.current, placement.target
         records = await self.store.collections()
         # The new owners get every collection's DDL (schema, indexes, load) first.
         t0 = time.monotonic()
@@ -252,8 +208,8 @@ class Migrator:
                 if rec.replicas <= 1:
                     out.extend((pk, [o]) for pk, o in zip(pks, target.owners(pks)) if o != src.id)
                 else:
-                    tgt = routing.replica_index(target, pks, rec.replicas)
-                    cur = routing.replica_index(current, pks, rec.replicas)
+                    tgt = target.replica_index(pks, rec.replicas)
+                    cur = current.replica_index(pks, rec.replicas)
                     for i, pk in enumerate(pks):
                         t_ids = [target.node_ids[j] for j in tgt[i]]
                         if src.id in t_ids:
@@ -347,10 +303,6 @@ async def run_migrator(redis_url: str, prefix: str, options: MigratorOptions, vn
 
 def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port: int = 0) -> int:  # noqa: D401
     """Start a detached migrator process (``shardproxy rebalance run``); returns its pid."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
@@ -359,8 +311,6 @@ def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port:
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     logf.close()
-    import threading
-
     threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()  # no zombie after kill -9
     return proc.pid
 

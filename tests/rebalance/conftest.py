@@ -20,7 +20,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from devkit.devcluster import DevCluster
 from shardproxy.metastore import MetaStore, NodeRecord
-from shardproxy.migrator import scan_pks
+from shardproxy.nodequery import scan_pks
 from shardproxy.nodepool import NodeClient
 
 ROOT = Path(__file__).resolve().parents[2]

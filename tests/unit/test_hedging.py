@@ -146,7 +146,7 @@ def test_caller_deadline_bounds_node_timeout() -> None:
 
 
 def test_fanout_plan() -> None:
-    from shardproxy.readpath import fanout_plan, minimal_cover
+    from shardproxy.placement import fanout_plan, minimal_cover
     from shardproxy.ring import Ring, RingNode
 
     ring = Ring([RingNode(f"n{i}") for i in range(3)])

@@ -1,12 +1,16 @@
-"""Sloppy-quorum placement and the ack tally: pure logic."""
+"""Sloppy-quorum placement (placement.plan_write) and the copy tally (acks): pure logic."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from shardproxy.placement import Placement
 from shardproxy.ring import Ring, RingNode
-from shardproxy.sloppy import acks_needed, holders, outcome, place_row, plan_write, tally
+from shardproxy.acks import acks_needed, outcome
+from shardproxy.acks import copies as tally
+from shardproxy.placement import place_row, plan_write
+from shardproxy.placement import replica_lists as holders
 
 RING3 = Ring([RingNode(f"node-{i}") for i in range(3)])
 RING5 = Ring([RingNode(f"node-{i}") for i in range(5)])
@@ -51,8 +55,9 @@ def test_plan_write_matches_ring_replicas_and_counts_stand_ins() -> None:
     reps = [RING3.replicas(pk, 2) for pk in pks]
     assert holders(RING3, pks, 2) == reps
     plan = plan_write(RING3, pks, 2, unavailable={"node-1"})
+    assert plan.sends == Placement.steady(RING3, 2).write_plan(pks, {"node-1"}).sends
     # every row gets two targets: its live replica and node-1's stand-in (the third node)
-    counts = tally(len(pks), [plan.rows_for(n) for n in plan.sends])
+    counts = tally(len(pks), [plan.sends[n] for n in plan.sends])
     assert set(counts.tolist()) == {2}
     assert "node-1" not in plan.sends and not plan.unplaced
     for (replica, standin), rows in plan.hints.items():
@@ -66,7 +71,7 @@ def test_plan_write_matches_ring_replicas_and_counts_stand_ins() -> None:
 def test_plan_write_two_of_three_down_cannot_place() -> None:
     pks = list(range(1, 500))
     plan = plan_write(RING3, pks, 2, unavailable={"node-0", "node-1"})
-    counts = tally(len(pks), [plan.rows_for(n) for n in plan.sends])
+    counts = tally(len(pks), [plan.sends[n] for n in plan.sends])
     assert set(counts.tolist()) == {1}  # only node-2 is left
     ok, failed, landed = outcome(counts, acks_needed("quorum", 2, 3))
     assert ok == [] and failed == landed == list(range(len(pks)))
@@ -77,7 +82,7 @@ def test_plan_write_two_of_three_down_cannot_place() -> None:
 def test_plan_write_five_nodes_stand_in_walks_past_down_nodes() -> None:
     pks = list(range(1, 1000))
     plan = plan_write(RING5, pks, 3, unavailable={"node-2", "node-4"})
-    counts = tally(len(pks), [plan.rows_for(n) for n in plan.sends])
+    counts = tally(len(pks), [plan.sends[n] for n in plan.sends])
     assert set(counts.tolist()) == {3}
     for (replica, standin), rows in plan.hints.items():
         assert replica in {"node-2", "node-4"} and standin not in {"node-2", "node-4"}

@@ -1,0 +1,60 @@
+"""What every handler mixin shares: the cluster, the executor and request checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from shardproxy.cluster import Cluster
+from shardproxy.config import ProxySettings
+from shardproxy.coverage import partial_allowed
+from shardproxy.errors import InvalidArgument
+from shardproxy.metastore import CollectionRecord
+from shardproxy.nodepool import NodeClient
+from shardproxy.scatter import Scatter
+
+
+class HandlerBase:
+    cluster: Cluster
+    settings: ProxySettings
+    scatter: Scatter
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.settings = cluster.settings
+        self.scatter = Scatter(cluster)
+
+    def _check_size(self, request: Any) -> None:
+        size = request.ByteSize()
+        if size > self.settings.max_request_bytes:
+            raise InvalidArgument(
+                f"request of {size} bytes exceeds the proxy's limit of {self.settings.max_request_bytes} bytes; "
+                "send smaller batches"
+            )
+
+    @staticmethod
+    def _check_db(request: Any) -> None:
+        db = getattr(request, "db_name", "")
+        if db and db != "default":
+            raise InvalidArgument(f"database {db!r} is not supported by shardproxy; use the default database")
+
+    async def _collection(self, request: Any) -> CollectionRecord:
+        self._check_db(request)
+        return await self.cluster.collection(request.collection_name)
+
+    @staticmethod
+    def _allow_partial(context: Any) -> bool:
+        """The request's partial-result policy (metadata ``x-shardproxy-partial: allow``)."""
+        return partial_allowed(context.invocation_metadata())
+
+    async def _all(self, method: str, request: Any, clients: Sequence[NodeClient] | None = None) -> dict[str, Any]:
+        """``method`` on every node that holds data (or on ``clients``); all must answer."""
+        self.cluster.require_nodes()
+        if clients is None:  # a status read: nodes known to be down or hung are not waited for
+            clients = ([c for c in self.cluster.search_clients() if self.cluster.is_live(c.id)]
+                       or self.cluster.search_clients())
+        return await self.scatter.call_all(method, request, clients)
+
+    def _some_down(self, placement: Any) -> bool:
+        """Some node that may hold data is out (down or circuit open): copies may be on stand-ins."""
+        return any(not self.cluster.is_live(n) for n in placement.scatter_set())

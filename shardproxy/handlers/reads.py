@@ -1,0 +1,161 @@
+"""Read RPCs: Query (by filter, by ids, count(*)) and Search.
+
+Planning: :meth:`Placement.holders` for gets by id, :meth:`Placement.scatter_set` for
+everything else. Execution: :meth:`Scatter.read` (down nodes tolerated while every shard has a
+live replica; otherwise the request's partial policy decides); the coverage travels back in
+:class:`shardproxy.rpc.Reply` and becomes trailing metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from shardproxy import fielddata, merge, metrics, tracing, validation
+from shardproxy.errors import InvalidArgument, Unimplemented, status_ok
+from shardproxy.handlers.base import HandlerBase
+from shardproxy.metastore import CollectionRecord
+from shardproxy.nodepool import NodeClient
+from shardproxy.nodequery import pk_expr, scan_all_pks
+from shardproxy.params import int_param, kv, set_kv
+from shardproxy.rpc import Reply, rpc
+
+log = logging.getLogger(__name__)
+
+COUNT_SCAN_BATCH = 16384
+
+
+class ReadHandlers(HandlerBase):
+    @rpc(milvus_pb2.QueryResults)
+    async def Query(self, request: milvus_pb2.QueryRequest, context: Any) -> Any:
+        rec = await self._collection(request)
+        self._check_size(request)
+        self.cluster.require_nodes()
+        output_fields = list(request.output_fields)
+        validation.validate_output_fields(output_fields, rec.field_names, rec.dynamic)
+        if request.expr:
+            validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
+        params = kv(request.query_params)
+        has_limit = "limit" in params and params["limit"] != ""
+        limit = int_param(params, "limit", 0)
+        offset = int_param(params, "offset", 0)
+        if has_limit:
+            validation.validate_limit(limit, offset, self.settings.max_top_k)
+        elif offset:
+            raise InvalidArgument("offset requires a limit")
+        elif not request.expr and "count(*)" not in output_fields:
+            raise InvalidArgument("a query needs a filter expression or a limit")
+        allow = self._allow_partial(context)
+        placement = self.cluster.placement(rec)
+
+        if "count(*)" in output_fields:
+            if len(output_fields) > 1:
+                raise InvalidArgument("count(*) cannot be combined with other output fields")
+            nodes = placement.scatter_set()
+            if rec.replicas > 1:
+                # every row is stored R times: count distinct primary keys instead
+                async def scan(c: NodeClient) -> list[Any]:
+                    return await scan_all_pks(c, rec, COUNT_SCAN_BATCH, extra=request.expr)
+
+                got = await self.scatter.read_each(rec, "Query", nodes, scan, allow, fanout=True)
+                total = len({pk for pks in got.results.values() for pk in pks})
+            else:
+                got = await self.scatter.read(rec, "Query", {n: request for n in nodes}, allow)
+                total = 0
+                for r in got.results.values():
+                    total += sum(fielddata.column_values(fd)[0] for fd in r.fields_data if fd.field_name == "count(*)")
+            col = schema_pb2.FieldData(type=schema_pb2.DataType.Int64, field_name="count(*)")
+            col.scalars.long_data.data.append(total)
+            return Reply(milvus_pb2.QueryResults(
+                status=status_ok(), fields_data=[col], collection_name=rec.name, output_fields=["count(*)"]
+            ), got.coverage)
+
+        pks = validation.pk_list(request.expr, rec.pk_name, rec.pk_is_str) if request.expr else None
+        sub = milvus_pb2.QueryRequest()
+        sub.CopyFrom(request)
+        if has_limit:
+            set_kv(sub.query_params, "limit", str(offset + limit))
+            set_kv(sub.query_params, "offset", None)
+        keyed = pks is not None
+        if pks is not None and rec.replicas > 1 and self._some_down(placement):
+            # copies may sit on stand-ins while a replica is out: ask every live node (merge dedups)
+            sub.expr = pk_expr(rec.pk_name, pks, rec.pk_is_str)
+            reqs = {n: sub for n in placement.scatter_set() if self.cluster.is_live(n)}
+        elif pks is not None:
+            reqs: dict[str, Any] = {}
+            for nid, rows in placement.holders(pks).items():
+                q = milvus_pb2.QueryRequest()
+                q.CopyFrom(sub)
+                q.expr = pk_expr(rec.pk_name, [pks[i] for i in rows], rec.pk_is_str)
+                reqs[nid] = q
+        else:
+            reqs = {n: sub for n in placement.scatter_set()}
+        got = await self.scatter.read(rec, "Query", reqs, allow, fanout=not keyed)
+        resps = list(got.results.values())
+        merged = merge.merge_query_rows(
+            [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
+        )
+        names = next((list(r.output_fields) for r in resps if r.output_fields), output_fields)
+        return Reply(milvus_pb2.QueryResults(
+            status=status_ok(), fields_data=merged, collection_name=rec.name,
+            output_fields=names, primary_field_name=rec.pk_name,
+        ), got.coverage)
+
+    def _validate_search(self, rec: CollectionRecord, request: milvus_pb2.SearchRequest,
+                         params: dict[str, str]) -> tuple[int, int, int, str]:
+        """Check a search request; returns (limit, offset, nq, metric)."""
+        if request.sub_reqs:
+            raise Unimplemented("Search with sub-requests (hybrid search) is not implemented by shardproxy")
+        if request.search_by_primary_keys:
+            raise Unimplemented("Search by primary keys is not implemented by shardproxy")
+        for key in ("group_by_field", "iterator", "search_iter_v2", "order_by_fields"):
+            if params.get(key) not in (None, "", "false", "False"):
+                raise Unimplemented(f"Search with {key} is not implemented by shardproxy")
+        limit = int_param(params, "topk", 10)
+        offset = int_param(params, "offset", 0)
+        validation.validate_limit(limit, offset, self.settings.max_top_k)
+        anns_field = params.get("anns_field") or rec.default_vector_field()
+        if anns_field not in rec.vector_fields:
+            raise InvalidArgument(f"vector field {anns_field!r} does not exist in collection {rec.name}")
+        ph_type, vectors, nq = validation.query_vectors(request.placeholder_group)
+        if nq > self.settings.max_nq:
+            raise InvalidArgument(f"nq ({nq}) exceeds the limit of {self.settings.max_nq} query vectors")
+        if vectors is not None:
+            validation.validate_vectors(vectors, rec.dim(anns_field))
+        if request.dsl:
+            validation.validate_filter(request.dsl, rec.field_names, rec.dynamic)
+        validation.validate_output_fields(request.output_fields, rec.field_names, rec.dynamic)
+        metric = (params.get("metric_type") or "").strip('"').upper() or rec.metric(anns_field) or "L2"
+        return limit, offset, nq, metric
+
+    @rpc(milvus_pb2.SearchResults)
+    async def Search(self, request: milvus_pb2.SearchRequest, context: Any) -> Any:
+        rec = await self._collection(request)
+        self._check_size(request)
+        self.cluster.require_nodes()
+        limit, offset, nq, metric = self._validate_search(rec, request, kv(request.search_params))
+
+        sub = milvus_pb2.SearchRequest()
+        sub.CopyFrom(request)
+        set_kv(sub.search_params, "topk", str(offset + limit))
+        set_kv(sub.search_params, "offset", None)
+        if request.nq == 0:
+            sub.nq = nq
+
+        nodes = self.cluster.placement(rec).scatter_set()
+        start = time.perf_counter()
+        with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=nq, nodes=len(nodes)):
+            got = await self.scatter.read(rec, "Search", {n: sub for n in nodes}, self._allow_partial(context),
+                                          fanout=True)
+        t_merge = time.perf_counter()
+        merged = merge.merge_search_results(
+            [r.results for r in got.results.values()], nq, metric, offset, limit, list(request.output_fields)
+        )
+        metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
+        log.debug("search %s nq=%d k=%d over %d nodes in %.1f ms", rec.name, nq, limit, len(nodes),
+                  (time.perf_counter() - start) * 1000)
+        return Reply(milvus_pb2.SearchResults(status=status_ok(), results=merged, collection_name=rec.name),
+                     got.coverage)
