@@ -9,8 +9,13 @@ policy, the same way for every RPC (the Vitess vtgate split: handlers plan with
   shard keeps a live replica; otherwise the partial-result policy decides
   (:func:`shardproxy.coverage.decide`). A node that forgot its load state ("not loaded",
   Milvus code 101) is re-synced and asked again once.
-* :meth:`Scatter.write`: writes and deletes; with replication, nodes whose circuit is open are
-  not called and every key a replica missed is recorded for hinted handoff.
+  Fan-out reads ask a covering set of replicas and hedge to a spare one when a node is slower
+  than its threshold (budgeted); a node whose circuit opens while we wait is given up.
+* :meth:`Scatter.write_rows`: inserts/upserts with R > 1, sloppy quorum: stand-ins with hints
+  for replicas that are out, fail or hang; rows acknowledged once ``write_ack`` copies are
+  durable; copies of failed insert rows undone.
+* :meth:`Scatter.write`: R = 1 writes and deletes; with replication, nodes whose circuit is open
+  are not called and every key a replica missed is recorded for hinted handoff.
 
 Everywhere: an :class:`Unavailable` node opens its circuit (``mark_failed``; the health loop
 closes it), a node skipped because its circuit is open counts a node error, other errors

@@ -100,3 +100,65 @@ def test_second_round_only_replaces_the_failed_copy() -> None:
     # a down: c stood in for it (acked); b (a replica) then fails: only b's copy is re-placed
     targets, unplaced = place_row(["a", "b", "c", "d", "e"], 2, {"a", "b"}, taken={"b", "c"}, served={"a"})
     assert targets == [("d", "b")] and unplaced == []
+
+
+# -- the replicated write executor over the in-memory node double of test_scatter ---------------
+def _fake(down: set[str] = frozenset(), slow: str | None = None):  # type: ignore[no-untyped-def]
+    import asyncio
+    from types import SimpleNamespace
+
+    from tests.unit.test_scatter import FakeCluster
+
+    cluster = FakeCluster(3)
+    cluster.down = set(down)
+    cluster.settings = cluster.settings.model_copy(update={"write_hedge_s": 0.2})
+    cluster.rec = SimpleNamespace(name="c", replicas=2, loaded=True, write_ack="quorum", pk_name="id", pk_is_str=False)
+    sent: dict[str, list[list[int]]] = {}
+    for nid, node in cluster.nodes.items():
+        async def write(method, collection, request, nid=nid):  # type: ignore[no-untyped-def]
+            sent.setdefault(nid if method != "Delete" else f"delete:{nid}", []).append(
+                list(request) if method != "Delete" else [request.expr])
+            if nid == slow and method != "Delete":
+                await asyncio.sleep(30)
+            return "ok"
+        node.write = write  # type: ignore[method-assign]
+    return cluster, sent
+
+
+def _run_write(cluster, pks):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from shardproxy.scatter import Scatter
+
+    return asyncio.run(Scatter(cluster).write_rows(cluster.rec, "Insert", lambda rows: rows.tolist(), pks))
+
+
+def test_write_rows_one_node_down_all_acknowledged_with_stand_ins() -> None:
+    pks = list(range(1, 301))
+    cluster, sent = _fake(down={"n1"})
+    res = _run_write(cluster, pks)
+    assert res.failed_rows == [] and len(res.ok_rows) == len(pks) and res.needed == 2
+    assert "n1" not in sent and not any(k.startswith("delete:") for k in sent)
+    reps = holders(cluster.layout.target, pks, 2)
+    assert sorted(cluster.hints["n1"]) == sorted(pk for pk, r in zip(pks, reps) if "n1" in r)
+    copies_of = {i: sum(i in rows for parts in sent.values() for rows in parts) for i in range(len(pks))}
+    assert set(copies_of.values()) == {2}
+
+
+def test_write_rows_hung_replica_gets_a_stand_in_in_the_same_request() -> None:
+    pks = list(range(1, 301))
+    cluster, sent = _fake(slow="n2")
+    res = _run_write(cluster, pks)
+    assert res.failed_rows == [] and len(res.ok_rows) == len(pks)
+    reps = holders(cluster.layout.target, pks, 2)
+    assert sorted(cluster.hints["n2"]) == sorted(pk for pk, r in zip(pks, reps) if "n2" in r)
+    assert any("did not answer" in r for r in res.reasons)
+
+
+def test_write_rows_two_of_three_down_fail_and_undo_inserts() -> None:
+    pks = list(range(1, 101))
+    cluster, sent = _fake(down={"n0", "n1"})
+    res = _run_write(cluster, pks)
+    assert res.ok_rows == [] and res.failed_rows == list(range(len(pks)))
+    assert res.landed_rows == []  # the copies on n2 were deleted again
+    assert sent["delete:n2"] == [[f"id in [{','.join(map(str, pks))}]"]]
