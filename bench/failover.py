@@ -123,7 +123,8 @@ def run(rows: int, dim: int, phase_s: float) -> dict:
     metrics_port = procs.free_port()
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
         cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, replicas=2,
-                             proxy_env={"SHARDPROXY_METRICS_PORT": str(metrics_port)}).start()
+                             proxy_env={"SHARDPROXY_METRICS_PORT": str(metrics_port),
+                                        "SHARDPROXY_IMAGE_SEARCH": "false"}).start()  # no model stack to load
         try:
             client = cluster.client()
             schema = client.create_schema(auto_id=False)
