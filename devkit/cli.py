@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from shardproxy import logs
+from shardproxy import devprofile, logs
 
 dev_app = typer.Typer(help="An embedded cluster of real processes on this machine.", no_args_is_help=True)
 console = Console()
@@ -28,13 +29,22 @@ def dev_up(
     replicas: Annotated[int, typer.Option(help="replication factor R of new collections", min=1, max=8)] = 1,
     redis_url: Annotated[Optional[str], typer.Option(
         envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="serve the shopper's page (`embed web`)")] = True,
+    web_port: Annotated[int, typer.Option(help="the page's port (0 = a free one)")] = 8080,
+    observability: Annotated[bool, typer.Option(
+        "--observability", help="also run a real Prometheus (Debian's package, installed if missing) "
+                                "scraping every process, with deploy/prometheus/alerts.yml loaded")] = False,
 ) -> None:
-    """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
+    """Start N real Milvus servers, Redis, the proxy, a worker and the page, /metrics on every process;
+    record their endpoints in the dev profile (``shardproxy`` and ``embed`` use them by default);
+    stay in the foreground (Ctrl-C stops all)."""
     logs.setup("INFO")
     from devkit.devcluster import DevCluster  # noqa: PLC0415 (heavy imports only when run)
 
     cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
-                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url)
+                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url,
+                         metrics=True, web_port=web_port if web else None)
+    prom = None
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -51,12 +61,40 @@ def dev_up(
             console.print(f"  also proxy at [bold]{p.address}[/bold]")
         for n in cluster.spare_nodes:
             console.print(f"  spare Milvus node at {n.address}: `shardproxy node add {n.address}`")
+        for name, url in cluster.metrics_endpoints().items():
+            console.print(f"  metrics of {name}: {url}" + (" (while a move runs)" if name == "migrator" else ""))
+        if observability:
+            prom = start_observability(cluster)
+            console.print(f"  prometheus at [bold]http://{prom.address}[/bold] (alerts: http://{prom.address}/alerts)")
+        if cluster.web:
+            console.print(f"  the shopper's page at [bold]{cluster.web_url}[/bold]")
+        path = devprofile.write(devprofile.DevProfile(
+            proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(), data_dir=str(cluster.data_dir),
+            web=cluster.web_url, prometheus=f"http://{prom.address}" if prom else "",
+            metrics=cluster.metrics_endpoints()))
+        console.print(f"  endpoints recorded in {path}: `shardproxy` and `embed` commands find this cluster by default")
         sys.stdout.flush()
         cluster.wait_forever()
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
+        devprofile.remove(os.getpid())
+        if prom is not None:
+            prom.stop()
         cluster.stop()
         console.print("stopped")
+
+
+def start_observability(cluster: "DevCluster") -> "procs.ManagedProcess":  # noqa: F821
+    """A real Prometheus scraping every process of ``cluster`` with our alert rules loaded."""
+    from devkit import procs, syspkg
+
+    binary = syspkg.prometheus()
+    targets: dict[str, list[str]] = {}
+    for name, url in cluster.metrics_endpoints().items():  # job names as in deploy/prometheus/prometheus.yml
+        job = "shardproxy" if name.startswith("proxy") else name  # migrator, embed-worker
+        targets.setdefault(job, []).append(url.split("://", 1)[1].split("/", 1)[0])
+    rules = [Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"]
+    return procs.start_prometheus(binary, cluster.data_dir / "prometheus", targets, [r for r in rules if r.exists()])
 
 

@@ -38,6 +38,10 @@ class DevCluster:
     spare: int = 0
     replicas: int = 1  # default replication factor of new collections (proxy setting)
     more_proxies: list[ManagedProcess] = field(default_factory=list)
+    metrics: bool = False  # /metrics on every proxy, migrator and worker (ports kept in cluster.json)
+    web_port: int | None = None  # start the shopper's page (`embed web`) on this port (0 = a free one)
+    web: ManagedProcess | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def all_proxies(self) -> list[ManagedProcess]:
@@ -91,6 +95,13 @@ class DevCluster:
         more = layout.setdefault("more_proxy_ports", [])
         while len(more) < self.proxies - 1:
             more.append(procs.free_port(self.host))
+        if self.metrics:
+            ports = layout.setdefault("metrics_ports", {})
+            for name in ["proxy", *(f"proxy-{i}" for i in range(1, self.proxies)), "migrator", "embed-worker"]:
+                ports.setdefault(name, procs.free_port(self.host))
+            self.metrics_ports = dict(ports)
+        if self.web_port is not None:
+            layout["web_port"] = self.web_port or layout.get("web_port") or procs.free_port(self.host)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(layout, indent=2))
         return layout
@@ -115,13 +126,28 @@ class DevCluster:
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[: self.nodes]])
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[self.nodes :]], spare=True)
             if self.with_worker:
-                worker = procs.start_embed_worker(self.redis_url, self.proxy_uri, self.data_dir / "embed-worker.log")
+                worker_env = {"EMBED_METRICS_PORT": str(self.metrics_ports["embed-worker"])} if self.metrics else {}
+                worker = procs.start_embed_worker(self.redis_url, self.proxy_uri, self.data_dir / "embed-worker.log",
+                                                  extra_env=worker_env)
                 self.extra.append(worker)
                 log.info("embedding worker started (pid %d, log %s)", worker.pid, worker.log_path)
+            if self.web_port is not None:
+                self.web = procs.start_web(self.proxy_uri, self.redis_url, layout["web_port"], self.host,
+                                           self.data_dir / "web.log")
+                log.info("the page is at %s", self.web_url)
         except BaseException:
             self.stop()
             raise
         return self
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web.address}/" if self.web else ""
+
+    def metrics_endpoints(self) -> dict[str, str]:
+        """Process name -> its /metrics URL (the migrator's answers only while a move runs)."""
+        started = {p.name for p in [*self.all_proxies, *self.extra]} | {"migrator"}
+        return {name: f"http://{self.host}:{port}/metrics" for name, port in self.metrics_ports.items() if name in started}
 
     def _env(self) -> dict[str, str]:
         """Environment of proxies (and the migrators they start): this checkout on PYTHONPATH,
@@ -137,9 +163,14 @@ class DevCluster:
         }
 
     def _spawn_proxy(self, port: int | None, name: str) -> ManagedProcess:
+        env = self._env()
+        if self.metrics:
+            env = {"SHARDPROXY_METRICS_PORT": str(self.metrics_ports[name]),
+                   "SHARDPROXY_MIGRATOR_METRICS_PORT": str(self.metrics_ports["migrator"]), **env}
         proxy = procs.start_proxy(
-            self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=self._env(), name=name
+            self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=env, name=name
         )
+        procs.wait_serving(proxy)
         log.info("%s ready at %s", name, proxy.address)
         return proxy
 
@@ -154,7 +185,8 @@ class DevCluster:
 
     def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()
-        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30).nodes}
+        # wait_for_ready: on a loaded machine the first connection can take longer than one attempt
+        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=120, wait_for_ready=True).nodes}
         for node_id, address in nodes:
             if node_id in known:
                 continue
@@ -176,7 +208,7 @@ class DevCluster:
         self.start_proxy(port)
 
     def stop(self) -> None:
-        for p in [*self.extra, *self.more_proxies, self.proxy, *self.milvus, self.redis]:
+        for p in [self.web, *self.extra, *self.more_proxies, self.proxy, *self.milvus, self.redis]:
             if p is not None:
                 try:
                     p.stop()
@@ -185,7 +217,7 @@ class DevCluster:
 
     def wait_forever(self) -> None:
         while True:
-            for p in [self.redis, *self.all_proxies, *self.milvus, *self.extra]:
+            for p in [self.redis, *self.all_proxies, *self.milvus, *self.extra, self.web]:
                 if p is not None and not p.alive():
                     log.error("%s exited with code %s (log: %s)", p.name, p.proc.returncode, p.log_path)
             time.sleep(2)

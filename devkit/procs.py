@@ -193,6 +193,32 @@ def start_proxy(redis_url: str, port: int | None = None, host: str = "127.0.0.1"
     return _spawn(name, argv, host, port, log_path, ready_timeout, env=env)
 
 
+def wait_serving(proc: ManagedProcess, timeout: float = 180.0) -> None:
+    """Wait until a gRPC server answers its health check with SERVING. Its port accepts connections
+    from the bind on, before the server runs (plug-ins load first): on a busy machine a call made
+    then times out waiting for the server's first frame."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(proc.address)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30,
+                                                                 wait_for_ready=True)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                if not proc.alive():
+                    raise RuntimeError(f"{proc.name} exited with code {proc.proc.returncode}; log {proc.log_path}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name} at {proc.address} not SERVING within {timeout:.0f}s; log {proc.log_path}")
+            time.sleep(0.2)
+    finally:
+        channel.close()
+
+
 def project_pythonpath() -> str:
     """PYTHONPATH that makes this checkout's packages importable in a child process (works from
     a worktree or a clean checkout, whatever the venv's editable install points at)."""
@@ -223,3 +249,31 @@ def start_embed_worker(redis_url: str, proxy_uri: str, log_path: Path, name: str
             raise RuntimeError(f"{name} did not start (exit code {proc.poll()}); log {log_path}:\n{tail}")
         time.sleep(0.2)
     return ManagedProcess(name, "", 0, proc, log_path, argv)
+
+
+def start_web(proxy_uri: str, redis_url: str, port: int | None, host: str, log_path: Path,
+              name: str = "web", ready_timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    """The shopper's page (``embed web``) over the proxy's SearchByImage and the import queue."""
+    port = port or free_port(host)
+    argv = [sys.executable, "-m", "embed", "web", "--proxy", proxy_uri, "--redis-url", redis_url,
+            "--host", host, "--port", str(port)]
+    return _spawn(name, argv, host, port, log_path, ready_timeout,
+                  env={**(extra_env or {}), "PYTHONPATH": project_pythonpath()})
+
+
+def start_prometheus(binary: str, workdir: Path, targets: dict[str, list[str]], rule_files: list[Path],
+                     port: int | None = None, host: str = "127.0.0.1", scrape_interval: str = "5s") -> ManagedProcess:
+    """A real Prometheus scraping ``targets`` (job name -> [HOST:PORT, ...]) with ``rule_files`` loaded."""
+    import json
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    cfg = workdir / "prometheus.yml"
+    cfg.write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": addrs}]} for job, addrs in targets.items()],
+    }, indent=2))
+    argv = [binary, f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address={host}:{port}", "--log.level=warn"]
+    return _spawn("prometheus", argv, host, port, workdir / "prometheus.log", 60.0)

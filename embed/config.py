@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class DevProfileSource(PydanticBaseSettingsSource):
+    """``proxy`` and ``redis_url`` of a running ``shardproxy dev up`` (its dev profile): below flags
+    and ``EMBED_*`` variables, above the built-in defaults."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        from shardproxy import devprofile  # light: json and os only
+
+        prof = devprofile.read()
+        return {"proxy": prof.proxy_uri, "redis_url": prof.redis_url} if prof else {}
 
 
 class EmbedSettings(BaseSettings):
@@ -37,12 +54,23 @@ class EmbedSettings(BaseSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     # artefacts and services
-    cache_dir: Path = Path(".cache")
+    cache_dir: Path = Path(".cache")  # local copies of model files; the shared copy is in the model store
+    artifacts_url: str | None = None  # model store (Redis); None = redis_url (in the proxy: its own Redis)
     redis_url: str = "redis://127.0.0.1:6379/0"
     proxy: str = "http://127.0.0.1:19530"
     stream: str = "embed:jobs"
     metrics_port: int = 0  # Prometheus /metrics of the worker (0 = off)
     group: str = "embed-workers"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, DevProfileSource(settings_cls), file_secret_settings
+
+    @property
+    def model_store_url(self) -> str:
+        return self.artifacts_url or self.redis_url
 
     @property
     def artifacts_dir(self) -> Path:

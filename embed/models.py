@@ -1,8 +1,9 @@
-"""Building the configured models, and the artifact registry that maps a model id to its spec.
+"""Building the configured models, and the local registry that maps a model id to its spec.
 
-``<cache_dir>/models/<model_id>.json`` holds the EmbedderSpec of every model this machine has
-imported with (written by ``embed import`` / ``embed train``), so the query side can load the model a
-collection was built with, and refuses (FAILED_PRECONDITION) when it cannot.
+``<cache_dir>/models/<model_id>.json`` holds the EmbedderSpec of every model this machine knows.
+``embed import`` / ``embed train`` also publish the model to the shared model store (Redis, see
+:mod:`embed.artifactstore`); a proxy or worker that meets an unknown model id fetches it from there
+on demand (hash-checked), and refuses (FAILED_PRECONDITION) when neither has it.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class ModelPool:
             with self._lock:
                 if model_id in self._embedders:
                     return self._embedders[model_id]
-            spec = resolve(model_id, self.settings.artifacts_dir)
+            spec = resolve(model_id, self.settings.artifacts_dir) or self._from_store(model_id)
             if spec is not None:
                 emb = self._load(spec)
                 with self._lock:
@@ -119,6 +120,20 @@ class ModelPool:
         if model_id != default.model_id:
             raise ModelMismatch(collection, model_id, default.model_id)
         return default
+
+    def _from_store(self, model_id: str) -> EmbedderSpec | None:
+        """Fetch a model this machine has never seen from the model store (hash-checked), and
+        register it locally; None when the store does not know it."""
+        from embed.artifactstore import ArtifactStore, ArtifactStoreError
+
+        try:
+            spec = ArtifactStore(self.settings.model_store_url).fetch(model_id, self.settings.artifacts_dir)
+        except ArtifactStoreError as e:
+            raise ModelConfigError(str(e)) from e
+        if spec is not None:
+            register(spec, self.settings.artifacts_dir)
+            log.info("model %s loaded from the model store %s", model_id, self.settings.model_store_url)
+        return spec
 
     def detector(self, embedder: Embedder | None = None) -> Detector:
         """The configured detector; the saliency detector shares a loaded Lite0 backbone."""

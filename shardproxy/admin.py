@@ -18,7 +18,7 @@ from shardproxy.cluster import Cluster
 from shardproxy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ProxyError, Unavailable
 from shardproxy.metastore import CollectionRecord, NodeRecord, NodeState
 from shardproxy.moves import MoveState
-from shardproxy.nodepool import NodeClient
+from shardproxy.nodepool import CatalogState, NodeClient
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,12 @@ def admin_rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
     return wrapper
 
 
-async def collection_rows(client: NodeClient, name: str) -> int | None:
+async def collection_rows(client: NodeClient, rec: CollectionRecord) -> int | None:
     """Rows of one collection on one node, or None when the node does not answer."""
     try:
         resp = await client.call(
-            "GetCollectionStatistics", milvus_pb2.GetCollectionStatisticsRequest(collection_name=name), timeout=5
+            "GetCollectionStatistics",
+            milvus_pb2.GetCollectionStatisticsRequest(db_name=rec.db, collection_name=rec.name), timeout=5,
         )
     except ProxyError:
         return None
@@ -78,9 +79,9 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         """Collections that hold rows on some ring node (moving them needs rebalancing)."""
         holding = []
         for rec in await self.cluster.store.collections():
-            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in self.cluster.ring_clients()))
+            counts = await asyncio.gather(*(collection_rows(c, rec) for c in self.cluster.ring_clients()))
             if any(counts):
-                holding.append(f"{rec.name} ({sum(c or 0 for c in counts)} rows)")
+                holding.append(f"{rec.key} ({sum(c or 0 for c in counts)} rows)")
         return holding
 
     def _spawn_migrator(self) -> int:
@@ -117,7 +118,7 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                     raise Unavailable(f"no Milvus server answers at {address}")
                 holding = [] if request.spare else await self._ring_holds_data()
                 # The new node first receives every collection's DDL (schema, indexes, load).
-                await probe.sync(await self.cluster.store.collections())
+                await probe.sync(await self.cluster.store.collections(), await CatalogState.load(self.cluster.store))
             finally:
                 await probe.close()
             moving = False
@@ -189,10 +190,10 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
             client = self.cluster.pool.clients.get(node.id)
             if client is not None and node.state not in (NodeState.DRAINED, NodeState.SPARE):
                 for rec in await self.cluster.store.collections():
-                    rows = await collection_rows(client, rec.name)
+                    rows = await collection_rows(client, rec)
                     if rows is None or rows:
                         raise FailedPrecondition(
-                            f"node {node.id} still holds data ({rec.name}: {rows if rows is not None else 'unknown'} rows); "
+                            f"node {node.id} still holds data ({rec.key}: {rows if rows is not None else 'unknown'} rows); "
                             "drain it first"
                         )
             epoch = await self.cluster.store.delete_node(node.id)
@@ -213,15 +214,15 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         )
         clients = [self.cluster.pool.clients[n.id] for n in nodes if n.id in self.cluster.pool.clients]
         for rec in await self.cluster.store.collections():
-            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in clients))
+            counts = await asyncio.gather(*(collection_rows(c, rec) for c in clients))
             vf = rec.default_vector_field() if rec.vector_fields else ""
             cs = admin_pb2.CollectionStatus(
-                name=rec.name,
+                name=rec.key,  # db/name outside the default database
                 total_rows=sum(c or 0 for c in counts),
                 dimension=rec.dim(vf) if vf else 0,
                 metric_type=rec.metric(vf) if vf else "",
                 auto_id=rec.auto_id,
-                model_id=collection_model_id(rec),
+                properties=collection_properties(rec),
             )
             for c, n in zip(clients, counts):
                 cs.nodes.append(admin_pb2.CollectionNodeRows(node_id=c.id, rows=n or 0, reachable=n is not None))
@@ -244,11 +245,7 @@ def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse
     return out
 
 
-def collection_model_id(rec: CollectionRecord) -> str:
-    """The embedding model a collection was built with: the ``shopbyimage.model_id`` property
-    (what ``embed import`` records), else a ``model_id=`` note in the description."""
-    for kv in rec.create.properties:
-        if kv.key == "shopbyimage.model_id":
-            return kv.value
-    m = re.search(r"model_id=(\S+)", rec.schema.description or "")
-    return m.group(1) if m else ""
+def collection_properties(rec: CollectionRecord) -> dict[str, str]:
+    """The collection's properties as its creator set them (e.g. the model id an image pipeline
+    records); the proxy gives them no meaning."""
+    return {kv.key: kv.value for kv in rec.create.properties}

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import logs
+from shardproxy import devprofile, logs
 from shardproxy.admin import STATE_NAMES
 from shardproxy.config import ProxySettings
 
@@ -28,17 +28,31 @@ console = Console()
 err = Console(stderr=True)
 
 ProxyOpt = Annotated[
-    str,
-    typer.Option("--proxy", envvar="SHARDPROXY_PROXY", help="admin address of a proxy (HOST:PORT)"),
+    Optional[str],
+    typer.Option("--proxy", envvar="SHARDPROXY_PROXY",
+                 help="admin address of a proxy (HOST:PORT); default: the running `dev up`, else 127.0.0.1:19530"),
 ]
+DEFAULT_PROXY = "127.0.0.1:19530"
 
 
-def _admin(proxy: str) -> admin_pb2_grpc.ShardAdminStub:
-    return admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(proxy))
+def proxy_address(proxy: str | None) -> str:
+    """--proxy / SHARDPROXY_PROXY, else the running dev cluster's proxy (dev profile), else the default."""
+    if proxy:
+        return proxy
+    prof = devprofile.read()
+    return prof.proxy if prof else DEFAULT_PROXY
 
 
-def _fail(exc: grpc.RpcError) -> None:
+def _admin(proxy: str | None) -> admin_pb2_grpc.ShardAdminStub:
+    return admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(proxy_address(proxy)))
+
+
+def _fail(exc: grpc.RpcError, proxy: str | None = None) -> None:
     err.print(f"[red]error[/red] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+        where = proxy_address(proxy)
+        err.print(f"no proxy answers at {where}: pass --proxy HOST:PORT or set SHARDPROXY_PROXY"
+                  + ("" if proxy or devprofile.read() else f" ({devprofile.hint()})"))
     raise typer.Exit(2)
 
 
@@ -63,7 +77,7 @@ def serve(
 @node_app.command("add")
 def node_add(
     address: Annotated[str, typer.Argument(help="HOST:PORT of a Milvus server")],
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     weight: Annotated[int, typer.Option(help="relative share of the keys")] = 1,
     node_id: Annotated[str, typer.Option("--id", help="node id (default: derived from the address)")] = "",
     spare: Annotated[bool, typer.Option("--spare", help="register as a spare, outside the ring")] = False,
@@ -89,7 +103,7 @@ def node_add(
 @node_app.command("drain")
 def node_drain(
     node_id: Annotated[str, typer.Argument(help="node id")],
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the data move to its end")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
 ) -> None:
@@ -156,7 +170,7 @@ def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5) -> dict:
 @node_app.command("remove")
 def node_remove(
     node_id: Annotated[str, typer.Argument(help="node id")],
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
 ) -> None:
     """Remove a node that holds no data."""
     try:
@@ -167,7 +181,7 @@ def node_remove(
 
 
 @node_app.command("list")
-def node_list(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def node_list(proxy: ProxyOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List registered nodes."""
     try:
         resp = _admin(proxy).ListNodes(admin_pb2.ListNodesRequest(), timeout=30)
@@ -198,7 +212,7 @@ def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
         "collections": [
             {
                 "name": c.name, "total_rows": c.total_rows, "dimension": c.dimension, "metric_type": c.metric_type,
-                "auto_id": c.auto_id, "model_id": c.model_id,
+                "auto_id": c.auto_id, "properties": dict(sorted(c.properties.items())),
                 "nodes": {r.node_id: (r.rows if r.reachable else None) for r in c.nodes},
             }
             for c in resp.collections
@@ -207,7 +221,7 @@ def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
 
 
 @cluster_app.command("status")
-def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
+def cluster_status(proxy: ProxyOpt = None, as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
     """Nodes (address, state, weight) and, per collection, rows on each node."""
     try:
         resp = _admin(proxy).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
@@ -227,17 +241,19 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool,
     for nid in ids:
         cols.add_column(nid, justify="right")
     cols.add_column("total", justify="right")
+    cols.add_column("properties")
     for c in data["collections"]:
         per = [c["nodes"].get(nid) for nid in ids]
         cols.add_row(c["name"], str(c["dimension"]), c["metric_type"] or "-",
                      *[("[dim]spare[/dim]" if state.get(nid) == "spare" else "[red]down[/red]") if v is None else f"{v:,}"
-                       for nid, v in zip(ids, per)], f"{c['total_rows']:,}")
+                       for nid, v in zip(ids, per)], f"{c['total_rows']:,}",
+                     "\n".join(f"{k}={v}" for k, v in c["properties"].items()) or "-")
     console.print(cols)
 
 
 @rebalance_app.command("status")
 def rebalance_status(
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="live progress bar until the move ends")] = False,
 ) -> None:
@@ -276,7 +292,7 @@ def rebalance_status(
 
 
 @rebalance_app.command("resume")
-def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530") -> None:
+def rebalance_resume(proxy: ProxyOpt = None) -> None:
     """Start a migrator for the running move if none runs (e.g. after a crash)."""
     try:
         resp = _admin(proxy).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
@@ -287,7 +303,7 @@ def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530") -> None:
 
 @rebalance_app.command("run")
 def rebalance_run(
-    redis_url: Annotated[str, typer.Option(envvar="SHARDPROXY_REDIS_URL", help="Redis holding shard metadata")] = "redis://127.0.0.1:6379/0",
+    redis_url: Annotated[Optional[str], typer.Option(envvar="SHARDPROXY_REDIS_URL", help="Redis holding shard metadata; default: the running `dev up`'s, else redis://127.0.0.1:6379/0")] = None,
     prefix: Annotated[str, typer.Option(help="Redis key prefix")] = "shardproxy",
     vnodes: Annotated[int, typer.Option(help="vnodes per unit of weight (as the proxies)")] = 160,
     batch: Annotated[int, typer.Option(help="rows carried per step")] = 1000,
@@ -303,7 +319,8 @@ def rebalance_run(
     from shardproxy.migrator import LeaseLost, MigratorOptions, run_migrator
 
     metrics.serve(metrics_port)
-
+    prof = devprofile.read()
+    redis_url = redis_url or (prof.redis_url if prof else "redis://127.0.0.1:6379/0")
     try:
         epoch = asyncio.run(run_migrator(redis_url, prefix, MigratorOptions(batch=batch, max_rows_per_s=max_rows_per_s),
                                          vnodes, wait_lease_s=wait_lease))

@@ -28,8 +28,10 @@ from shardproxy.hedging import HedgeBudget
 from shardproxy.hints import HintStore
 from shardproxy.latency import LatencyTracker
 from shardproxy.moves import MoveStore
-from shardproxy.nodepool import NodeClient, NodePool
+from shardproxy.catalog import DEFAULT_DB, collection_key
+from shardproxy.nodepool import CatalogState, NodeClient, NodePool
 from shardproxy.placement import Placement
+from shardproxy.resolve import CatalogCache
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ class Cluster:
         self.layout: Placement = Placement.steady(self.ring)  # both rings and the move flag, R = 1
         self.moves = MoveStore(self.store)
         self.epoch = -1
-        self._collections: dict[str, CollectionRecord] = {}
+        self._collections: dict[str, CollectionRecord] = {}  # by collection key (db/name)
+        self.catalog = CatalogCache(self.store.catalog)  # databases and aliases
         self._tasks: list[asyncio.Task[Any]] = []
         self._refresh_lock = asyncio.Lock()
         self._id_blocks: dict[str, tuple[int, int]] = {}
@@ -93,6 +96,7 @@ class Cluster:
             self.moving = self.layout.moving
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
+            self.catalog.clear()
             if self.epoch != epoch:
                 log.info(
                     "ring epoch %s: %d node(s) %s", epoch, len(nodes),
@@ -104,10 +108,14 @@ class Cluster:
                                if not c.synced and self._health.get(c.id, True)])
 
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None:
+        clients = list(clients)
+        if not clients:
+            return
         records = await self.store.collections()
+        catalog = await CatalogState.load(self.store)
         for client in clients:
             try:
-                done = await client.sync(records)
+                done = await client.sync(records, catalog)
                 if done:
                     log.info("node %s brought to the recorded state: %s", client.id, "; ".join(done))
             except ProxyError as exc:
@@ -130,6 +138,8 @@ class Cluster:
                         await self.refresh()
                     elif kind == "collection":
                         self._collections.pop(arg, None)
+                    elif kind in ("alias", "database"):
+                        self.catalog.invalidate(kind, arg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep watching through Redis hiccups
@@ -226,7 +236,7 @@ class Cluster:
         hint is replayed. A node whose hints overflowed or grew too old stays down: it needs a
         repair of its key ranges first (its hints alone cannot bring it up to date)."""
         rec_state = client.record.state
-        names = await self.store.collection_names()
+        names = await self.store.collection_keys()  # every database's
         pending = await self.hints.pending(client.id, names)
         if not pending and rec_state != NodeState.DOWN:
             self._health[client.id] = True
@@ -259,9 +269,9 @@ class Cluster:
     async def _replay_all(self, client: NodeClient) -> None:
         rings = [self.ring] + ([self.current_ring] if self.moving else [])  # where the keys' replicas are
         for rec in await self.store.collections():
-            if rec.replicas <= 1 and not await self.hints.pending(client.id, [rec.name]):
+            if rec.replicas <= 1 and not await self.hints.pending(client.id, [rec.key]):
                 continue
-            for _ in range(1 + (await self.hints.pending(client.id, [rec.name])) // handoff.BATCH + 2):
+            for _ in range(1 + (await self.hints.pending(client.id, [rec.key])) // handoff.BATCH + 2):
                 if not await handoff.replay_batch(self.hints, client, rec, rings, self.pool.clients, self.is_live):
                     break
 
@@ -309,17 +319,20 @@ class Cluster:
         if not self.ring:
             raise FailedPrecondition("no Milvus node is registered; add one with `shardproxy node add ADDR`")
 
-    async def collection(self, name: str) -> CollectionRecord:
-        rec = self._collections.get(name)
+    async def collection(self, name: str, db: str = DEFAULT_DB) -> CollectionRecord:
+        """The record of collection ``name`` in database ``db`` (cached until a notice)."""
+        key = collection_key(db, name)
+        rec = self._collections.get(key)
         if rec is None:
-            rec = await self.store.collection(name)
+            rec = await self.store.collection(key)
             if rec is None:
                 raise CollectionNotFound(name)
-            self._collections[name] = rec
+            self._collections[key] = rec
         return rec
 
-    def forget(self, name: str) -> None:
-        self._collections.pop(name, None)
+    def forget(self, key: str) -> None:
+        """Drop the cached record of a collection key (``db/name``; the bare name in default)."""
+        self._collections.pop(key, None)
 
     async def reserve_ids(self, name: str, count: int) -> list[int]:
         """``count`` auto ids, unique across proxies (blocks reserved from a Redis counter)."""

@@ -51,7 +51,7 @@ class ProxySettings(BaseSettings):
     migrator_autostart: bool = Field(True, description="start a migrator process when this proxy starts a move")
     migrator_metrics_port: int = Field(0, description="/metrics port of migrators this proxy starts (0 = off)")
     migrator_log: str = Field("", description="log file of migrators this proxy starts (default /tmp/shardproxy-migrator-PORT.log)")
-    image_search: bool = Field(True, description="serve the SearchByImage API in this process")
+    image_search: bool = Field(True, description="serve the plug-in gRPC services (entry point group shardproxy.services; image search) in this process")
     log_level: str = Field("INFO", description="log level")
     log_json: bool = Field(False, description="structured JSON logs instead of readable lines")
     tracing: bool = Field(False, description="OpenTelemetry spans of the search fan-out (needs opentelemetry-sdk)")

@@ -23,7 +23,7 @@ from shardproxy.hints import Hint, HintStore
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.ring import Ring
-from shardproxy.nodequery import fetch_rows, pk_expr
+from shardproxy.nodequery import fetch_rows_by_partition, pk_expr
 from shardproxy.placement import replica_lists
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,10 @@ def choose(sources: list[list[str]], found: dict[str, set[Any]], pks: list[Any])
     return out
 
 
-async def _fetch(client: NodeClient, rec: CollectionRecord, pks: list[Any]) -> list[schema_pb2.FieldData]:
-    return await fetch_rows(client, rec, pks) if pks else []
+async def _fetch(client: NodeClient, rec: CollectionRecord,
+                 pks: list[Any]) -> list[tuple[str, list[schema_pb2.FieldData]]]:
+    """The node's rows of ``pks`` grouped by partition (a copy handed back keeps its partition)."""
+    return await fetch_rows_by_partition(client, rec, pks) if pks else []
 
 
 async def replay_batch(
@@ -70,7 +72,7 @@ async def replay_batch(
 ) -> int:
     """Replay up to :data:`BATCH` hints of ``target``; returns how many were settled (0: none left
     or none replayable now)."""
-    hints = await hints_store.batch(target.id, rec.name, rec.pk_is_str, BATCH)
+    hints = await hints_store.batch(target.id, rec.key, rec.pk_is_str, BATCH)
     if not hints:
         return 0
     pks = [h.pk for h in hints]
@@ -84,34 +86,45 @@ async def replay_batch(
     for i in ready:
         for n in sources[i]:
             per_node.setdefault(n, []).append(pks[i])
-    fetched: dict[str, list[schema_pb2.FieldData]] = {}
+    fetched: dict[str, list[tuple[str, list[schema_pb2.FieldData]]]] = {}
     found: dict[str, set[Any]] = {}
     for n, keys in per_node.items():
         fetched[n] = await _fetch(clients[n], rec, keys)
-        pk_col = next((fd for fd in fetched[n] if fd.field_name == rec.pk_name), None)
-        found[n] = set(fielddata.column_values(pk_col)) if pk_col is not None else set()
+        found[n] = set()
+        for _, fields in fetched[n]:
+            pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name), None)
+            if pk_col is not None:
+                found[n].update(fielddata.column_values(pk_col))
     chosen = choose([sources[i] for i in ready], found, [pks[i] for i in ready])
     # a node that is not a replica of a key (a stand-in that missed a delete) only gets the delete
     chosen = {j: n for j, n in chosen.items() if target.id in replica_sets[ready[j]]}
     by_node: dict[str, set[Any]] = {}
     for j, node in chosen.items():
         by_node.setdefault(node, set()).add(pks[ready[j]])
-    pieces = []
+    pieces: dict[str, list[list[schema_pb2.FieldData]]] = {}  # by partition: rows keep their partition
     for node, keys in by_node.items():
-        pk_col = next(fd for fd in fetched[node] if fd.field_name == rec.pk_name)
-        rows = [k for k, v in enumerate(fielddata.column_values(pk_col)) if v in keys]
-        pieces.append(fielddata.take_all(fetched[node], rows))
+        for partition, fields in fetched[node]:
+            pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name), None)
+            if pk_col is None:
+                continue
+            rows = [k for k, v in enumerate(fielddata.column_values(pk_col)) if v in keys]
+            if rows:
+                pieces.setdefault(partition, []).append(fielddata.take_all(fields, rows))
     upserted = 0
-    if pieces:
-        rows_fd = merge.merge_query_rows(pieces, rec.pk_name, 0, None)
-        upserted = fielddata.num_rows(next(fd for fd in rows_fd if fd.field_name == rec.pk_name))
-        req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=upserted)
+    for partition, parts in pieces.items():
+        rows_fd = merge.merge_query_rows(parts, rec.pk_name, 0, None)
+        n_rows = fielddata.num_rows(next(fd for fd in rows_fd if fd.field_name == rec.pk_name))
+        if not n_rows:
+            continue
+        req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name, partition_name=partition,
+                                       num_rows=n_rows)
         req.fields_data.extend(rows_fd)
-        await target.write("Upsert", rec.name, req)
+        await target.write("Upsert", rec.key, req)
+        upserted += n_rows
     gone = [pks[ready[j]] for j in range(len(ready)) if j not in chosen]
     if gone:
-        await target.write("Delete", rec.name, milvus_pb2.DeleteRequest(
-            collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
+        await target.write("Delete", rec.key, milvus_pb2.DeleteRequest(
+            db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
     # the stand-ins hand their copies back: delete them there (a stand-in that is a replica keeps it)
     strays: dict[str, list[Any]] = {}
     for i in ready:
@@ -119,11 +132,11 @@ async def replay_batch(
         if s and s != target.id and s not in replica_sets[i]:
             strays.setdefault(s, []).append(pks[i])
     for s, keys in strays.items():
-        await clients[s].write("Delete", rec.name, milvus_pb2.DeleteRequest(
-            collection_name=rec.name, expr=pk_expr(rec.pk_name, keys, rec.pk_is_str)))
-    removed = await hints_store.remove(target.id, rec.name, [hints[i] for i in ready])
+        await clients[s].write("Delete", rec.key, milvus_pb2.DeleteRequest(
+            db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, keys, rec.pk_is_str)))
+    removed = await hints_store.remove(target.id, rec.key, [hints[i] for i in ready])
     metrics.HINTS_REPLAYED.labels(node=target.id).inc(len(ready))
     log.info("node %s: replayed %d hinted key(s) of %s (%d upserted, %d deleted, %d stand-in copies removed; %d re-hinted meanwhile)",
-             target.id, len(ready), rec.name, upserted, len(gone), sum(len(v) for v in strays.values()),
+             target.id, len(ready), rec.key, upserted, len(gone), sum(len(v) for v in strays.values()),
              len(ready) - removed)
     return len(ready)

@@ -47,8 +47,8 @@ from pymilvus.grpc_gen import milvus_pb2
 from shardproxy import fielddata, metrics
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord, NodeState
 from shardproxy.moves import Cursor, MoveState, MoveStore
-from shardproxy.nodepool import NodeClient
-from shardproxy.nodequery import fetch_rows, pk_expr, scan_pks
+from shardproxy.nodepool import CatalogState, NodeClient
+from shardproxy.nodequery import fetch_rows_by_partition, pk_expr, scan_pks
 from shardproxy.placement import Placement
 from shardproxy.ring import Ring
 
@@ -70,6 +70,8 @@ class MigratorOptions:
     grace_s: float = 2.5  # after the move starts: every proxy has seen it (ring check interval is 1 s)
     node_timeout_s: float = 60.0
     max_rows_per_s: float = 0.0  # 0 = unthrottled
+    batch_attempts: int = 30  # a failed batch (a node down, a timeout) is retried this often, with backoff
+    retry_backoff_s: float = 0.5  # first pause; doubles up to 10 s
 
 
 class Migrator:
@@ -144,11 +146,12 @@ class Migrator:
         placement = Placement.from_nodes(nodes, self.vnodes)
         current, target = placement.current, placement.target
         records = await self.store.collections()
+        catalog = await CatalogState.load(self.store)
         # The new owners get every collection's DDL (schema, indexes, load) first.
         t0 = time.monotonic()
         for nid in target.node_ids:
             if by_id[nid].state != NodeState.DOWN:
-                await self.client(by_id[nid]).sync(records)
+                await self.client(by_id[nid]).sync(records, catalog)
         log.info("target nodes synced in %.1f s", time.monotonic() - t0)
         wait = ms.started_at + self.opt.grace_s - time.time()
         if wait > 0:
@@ -159,13 +162,13 @@ class Migrator:
         plan: dict[tuple[str, str], list[tuple[Any, str]]] = {}
         for rec in records:
             for src in sources:
-                cur = ms.cursors.get((rec.name, src.id), Cursor())
+                cur = ms.cursors.get((rec.key, src.id), Cursor())
                 if cur.done:
                     continue
                 t0 = time.monotonic()
-                plan[(rec.name, src.id)] = await self._moving_keys(rec, src, current, target, cur.last)
-                log.info("%s on %s: %d key(s) to move (scan took %.1f s)", rec.name, src.id,
-                         len(plan[(rec.name, src.id)]), time.monotonic() - t0)
+                plan[(rec.key, src.id)] = await self._moving_keys(rec, src, current, target, cur.last)
+                log.info("%s on %s: %d key(s) to move (scan took %.1f s)", rec.key, src.id,
+                         len(plan[(rec.key, src.id)]), time.monotonic() - t0)
         if ms.rows_to_move < 0:
             total = sum(len(v) for v in plan.values())
             await self.moves.set_fields(rows_to_move=total)
@@ -176,7 +179,7 @@ class Migrator:
         metrics.MIGRATION_ROWS_REMAINING.set(max(0, ms.rows_to_move - ms.rows_moved))
         for rec in records:
             for src in sources:
-                key = (rec.name, src.id)
+                key = (rec.key, src.id)
                 if key in plan:
                     cur = ms.cursors.get(key, Cursor())
                     await self._move(rec, src, cur, plan[key], by_id)
@@ -231,11 +234,11 @@ class Migrator:
             self._check()
             t0 = time.monotonic()
             moving = keys[i : i + self.opt.batch]
-            await self._carry(rec, client, moving, by_id)
+            await self._carry_with_retries(rec, client, moving, by_id)
             cur.last = moving[-1][0]
             cur.scanned += len(moving)
             cur.moved += len(moving)
-            if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, len(moving)):
+            if not await self.moves.write_cursor(self.token, rec.key, src.id, cur, len(moving)):
                 raise LeaseLost("cursor write refused")
             self._moved_here += len(moving)
             for nid in {n for _, owners in moving for n in owners}:
@@ -248,32 +251,54 @@ class Migrator:
                 if pause > 0:
                     await asyncio.sleep(pause)
         cur.done = True
-        if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, 0):
+        if not await self.moves.write_cursor(self.token, rec.key, src.id, cur, 0):
             raise LeaseLost("cursor write refused")
+
+    async def _carry_with_retries(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
+                                  by_id: dict[str, NodeRecord]) -> None:
+        """Carry one batch; a failure (a node down or slow) counts in shardproxy_migration_errors_total
+        and the batch is tried again (carrying is idempotent: upserts, then deletes on the source)."""
+        pause = self.opt.retry_backoff_s
+        for attempt in range(1, self.opt.batch_attempts + 1):
+            self._check()
+            try:
+                await self._carry(rec, src, moving, by_id)
+                return
+            except LeaseLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - counted, logged, retried; the last one propagates
+                metrics.MIGRATION_ERRORS.inc()
+                if attempt == self.opt.batch_attempts:
+                    raise
+                log.warning("batch of %d row(s) of %s failed (attempt %d/%d): %s; retrying in %.1f s",
+                            len(moving), rec.name, attempt, self.opt.batch_attempts, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(10.0, 2 * pause)
 
     async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
                      by_id: dict[str, NodeRecord]) -> None:
         pks = [pk for pk, _ in moving]
-        marks = await self.moves.touched(rec.name, pks)
+        marks = await self.moves.touched(rec.key, pks)
         copy = [(pk, o) for (pk, o), m in zip(moving, marks) if m is None]
         if copy:
-            fields = await fetch_rows(src, rec, [pk for pk, _ in copy])
-            pk_col = next(fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic)
-            got = fielddata.column_values(pk_col)
             owners_of = dict(copy)
-            groups: dict[str, list[int]] = {}
-            for i, pk in enumerate(got):
-                for nid in owners_of[pk]:
-                    groups.setdefault(nid, []).append(i)
+            # rows keep their partition on the new owner
+            for partition, fields in await fetch_rows_by_partition(src, rec, [pk for pk, _ in copy]):
+                pk_col = next(fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic)
+                groups: dict[str, list[int]] = {}
+                for i, pk in enumerate(fielddata.column_values(pk_col)):
+                    for nid in owners_of[pk]:
+                        groups.setdefault(nid, []).append(i)
 
-            async def send(nid: str, rows: list[int]) -> None:
-                req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(rows))
-                req.fields_data.extend(fielddata.take_all(fields, rows))
-                await self.client(by_id[nid]).write("Upsert", rec.name, req)
+                async def send(nid: str, rows: list[int], fields: list = fields, partition: str = partition) -> None:
+                    req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name,
+                                                   partition_name=partition, num_rows=len(rows))
+                    req.fields_data.extend(fielddata.take_all(fields, rows))
+                    await self.client(by_id[nid]).write("Upsert", rec.key, req)
 
-            await asyncio.gather(*(send(n, r) for n, r in groups.items()))
+                await asyncio.gather(*(send(n, r) for n, r in groups.items()))
             # Deleted by a client while we copied? Then delete the copy as well.
-            after = await self.moves.touched(rec.name, [pk for pk, _ in copy])
+            after = await self.moves.touched(rec.key, [pk for pk, _ in copy])
             gone: dict[str, list[Any]] = {}
             for (pk, owners), m in zip(copy, after):
                 if m == "d":
@@ -281,14 +306,15 @@ class Migrator:
                         gone.setdefault(nid, []).append(pk)
             for nid, dpks in gone.items():
                 await self.client(by_id[nid]).write(
-                    "Delete", rec.name,
-                    milvus_pb2.DeleteRequest(collection_name=rec.name, expr=pk_expr(rec.pk_name, dpks, rec.pk_is_str)),
+                    "Delete", rec.key,
+                    milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name,
+                                             expr=pk_expr(rec.pk_name, dpks, rec.pk_is_str)),
                 )
         if self.opt.settle_s > 0:
             await asyncio.sleep(self.opt.settle_s)
         await src.write(
-            "Delete", rec.name,
-            milvus_pb2.DeleteRequest(collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
+            "Delete", rec.key,
+            milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
         )
 
 

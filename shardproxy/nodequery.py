@@ -46,7 +46,7 @@ async def scan_pks(client: NodeClient, rec: CollectionRecord, last: Key | None, 
     if extra.strip():
         expr = f"({extra}) and {expr}"
     req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
+        db_name=rec.db, collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
         query_params=kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
         consistency_level=common_pb2.ConsistencyLevel.Strong,
     )
@@ -69,11 +69,28 @@ async def scan_all_pks(client: NodeClient, rec: CollectionRecord, batch: int, ex
         last = pks[-1]
 
 
-async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[Key]) -> list[schema_pb2.FieldData]:
+async def fetch_rows_by_partition(client: NodeClient, rec: CollectionRecord,
+                                  pks: Sequence[Key]) -> list[tuple[str, list[schema_pb2.FieldData]]]:
+    """Full rows of the given keys on one node, grouped by the partition they are in, so a copy
+    (rebalance, hinted handoff) lands in the same partition. One group with partition "" (let
+    the node decide: ``_default``, or the partition key's) when the user created no partition."""
+    if not rec.partitions or rec.partition_key:
+        return [("", await fetch_rows(client, rec, pks))]
+    out = []
+    for part in ("_default", *rec.partitions):
+        fields = await fetch_rows(client, rec, pks, partition=part)
+        if fields and fielddata.num_rows(fields[0]):
+            out.append((part, fields))
+    return out
+
+
+async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[Key],
+                     partition: str = "") -> list[schema_pb2.FieldData]:
     """Full rows (``output_fields=["*"]``) of the given keys on one node."""
     req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str), output_fields=["*"],
+        db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str), output_fields=["*"],
         query_params=kvs(limit=str(len(pks))), consistency_level=common_pb2.ConsistencyLevel.Strong,
+        partition_names=[partition] if partition else [],
     )
     resp = await client.call("Query", req)
     return list(resp.fields_data)

@@ -20,9 +20,16 @@ from typing import Any
 import grpc
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from shardproxy import deadline, logs, metrics
+from shardproxy import deadline, logs, metrics, resolve
 from shardproxy.coverage import COMPLETE, Coverage
-from shardproxy.errors import TRAILER_GRPC_STATUS, NodeError, ProxyError, grpc_code_of, to_milvus_status
+from shardproxy.errors import (
+    TRAILER_GRPC_STATUS,
+    NodeError,
+    ProxyError,
+    Unimplemented,
+    grpc_code_of,
+    to_milvus_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
             token = logs.REQUEST_ID.set(rid)
             # the caller's deadline travels with every node call this request makes
             dl = deadline.set_remaining(context.time_remaining())
+            md_token = resolve.METADATA.set(tuple(context.invocation_metadata() or ()))
             try:
                 out = await fn(self, request, context)
                 reply = out if isinstance(out, Reply) else Reply(out)
@@ -64,6 +72,9 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
                 else:
                     log.exception("%s failed unexpectedly", method)
                 context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid)))
+                if isinstance(exc, Unimplemented):
+                    # what a node (or Milvus) answers for an RPC it lacks: a real gRPC status
+                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, exc.message)
                 status = to_milvus_status(exc)
                 return status if response is None else response(status=status)
             finally:
@@ -71,6 +82,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
                 metrics.RPCS.labels(method=method, code=code).inc()
                 logs.REQUEST_ID.reset(token)
                 deadline.reset(dl)
+                resolve.METADATA.reset(md_token)
 
         return wrapper
 

@@ -37,6 +37,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from shardproxy import metrics
 from shardproxy.acks import acks_needed, copies, outcome
+from shardproxy.catalog import DEFAULT_DB
 from shardproxy.config import ProxySettings
 from shardproxy.coverage import COMPLETE, Coverage, decide
 from shardproxy.errors import NodeError, ProxyError, Unavailable
@@ -71,7 +72,7 @@ class NodeSet(Protocol):
     def is_live(self, node_id: str) -> bool: ...
     def mark_failed(self, node_id: str) -> None: ...
     def placement(self, rec: CollectionRecord) -> Placement: ...
-    async def collection(self, name: str) -> CollectionRecord: ...
+    async def collection(self, name: str, db: str = ...) -> CollectionRecord: ...
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None: ...
     async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key], standin: str = "") -> bool: ...
 
@@ -126,7 +127,7 @@ class Scatter:
         self.nodes = nodes
 
     # -- one node
-    async def _resyncing(self, client: NodeClient, collection: str, call: NodeCall) -> Any:
+    async def _resyncing(self, client: NodeClient, collection: str, call: NodeCall, db: str = DEFAULT_DB) -> Any:
         """A read on one node. A node that restarted forgets its load state (milvus-lite does);
         when it answers "collection not loaded" for a collection recorded as loaded, bring it
         back to the recorded state and retry once, instead of failing until the next health
@@ -136,7 +137,7 @@ class Scatter:
         except NodeError as exc:
             if not is_not_loaded(exc):
                 raise
-            rec = await self.nodes.collection(collection)
+            rec = await self.nodes.collection(collection, db or DEFAULT_DB)
             if not rec.loaded:
                 raise
             log.info("node %s lost the load state of %s; re-syncing", client.id, rec.name)
@@ -146,7 +147,8 @@ class Scatter:
 
     async def call(self, client: NodeClient, method: str, request: Any) -> Any:
         """One read request on one node, re-synced and retried once after "not loaded"."""
-        return await self._resyncing(client, request.collection_name, lambda c: c.call(method, request))
+        return await self._resyncing(client, request.collection_name, lambda c: c.call(method, request),
+                                     getattr(request, "db_name", DEFAULT_DB))
 
     def _skipped(self, node_id: str, method: str) -> None:
         """A node not called because its circuit is open: the request went without it."""
@@ -209,7 +211,7 @@ class Scatter:
             covers = lambda got: need <= got  # noqa: E731
         s, tracker = self.nodes.settings, self.nodes.latency
         got = await gather_covering(
-            first, spare, lambda n: self._resyncing(self.nodes.client(n), rec.name, call), covers,
+            first, spare, lambda n: self._resyncing(self.nodes.client(n), rec.name, call, rec.db), covers,
             lambda n: hedge_delay(tracker, n, method, factor=s.hedge_factor, min_s=s.hedge_min_s, max_s=s.hedge_max_s),
             self.nodes.hedge_budget, is_live=self.nodes.is_live,
         )
@@ -249,7 +251,7 @@ class Scatter:
             else:
                 called.append(nid)
         clients = [self.nodes.client(n) for n in called]
-        raw = await self._gather(clients, lambda c: c.write(method, rec.name, reqs[c.id]))
+        raw = await self._gather(clients, lambda c: c.write(method, rec.key, reqs[c.id]))
         for nid, r in zip(called, raw):
             out[nid] = r
             if method in WRITE_METHODS and not isinstance(r, BaseException) and keys is not None:
@@ -258,7 +260,7 @@ class Scatter:
             assert keys is not None
             for nid, r in out.items():
                 if isinstance(r, Unavailable):
-                    await self.nodes.add_hints(nid, rec.name, keys[nid])
+                    await self.nodes.add_hints(nid, rec.key, keys[nid])
         return {n: out[n] for n in reqs}
 
     # -- replicated writes: sloppy quorum
@@ -294,21 +296,21 @@ class Scatter:
                 for i in rows_:
                     serving[(i, standin)] = replica
                 missed.setdefault(replica, set()).update(rows_)
-                if await self.nodes.add_hints(replica, rec.name, [pks[i] for i in rows_], standin):
+                if await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], standin):
                     metrics.STANDIN_ROWS.labels(node=replica).inc(len(rows_))
                 else:  # past the hint bounds: no stand-in copy without its hint
                     drop = set(rows_)
                     sends[standin] = [i for i in sends[standin] if i not in drop]
             for replica, rows_ in plan.unplaced.items():
                 missed.setdefault(replica, set()).update(rows_)
-                await self.nodes.add_hints(replica, rec.name, [pks[i] for i in rows_], "")
+                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "")
             for node, rows_ in sends.items():
                 if rows_:
                     arr = np.asarray(rows_, dtype=np.int64)
                     for i in rows_:
                         taken.setdefault(i, set()).add(node)
                         served.setdefault(i, set()).add(serving[(i, node)])
-                    fut = asyncio.ensure_future(self.nodes.client(node).write(method, rec.name, build(arr)))
+                    fut = asyncio.ensure_future(self.nodes.client(node).write(method, rec.key, build(arr)))
                     tasks[fut] = (node, arr, time.monotonic())
 
         async def replace(node: str, rows: np.ndarray) -> None:
@@ -369,13 +371,13 @@ class Scatter:
             if not mine:
                 continue
             try:
-                await self.nodes.client(node).write("Delete", rec.name, milvus_pb2.DeleteRequest(
-                    collection_name=rec.name, expr=pk_expr(rec.pk_name, [pks[i] for i in mine], rec.pk_is_str)))
+                await self.nodes.client(node).write("Delete", rec.key, milvus_pb2.DeleteRequest(
+                    db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, [pks[i] for i in mine], rec.pk_is_str)))
             except ProxyError as exc:
                 log.warning("could not undo %d failed insert row(s) on %s: %s", len(mine), node, exc.message)
                 left.update(mine)
         for replica, rows_ in missed.items():
             late = sorted(want & rows_)
             if late:
-                await self.nodes.add_hints(replica, rec.name, [pks[i] for i in late], "")
+                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in late], "")
         return sorted(left)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +22,42 @@ from shardproxy.config import ProxySettings
 from shardproxy.servicer import MilvusProxyServicer
 
 log = logging.getLogger(__name__)
+
+
+SERVICES_GROUP = "shardproxy.services"
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What a plug-in service is given: ``self_uri`` reaches this proxy's Milvus data plane,
+    ``redis_url`` is the cluster's metadata store (a plug-in may keep its own keys there)."""
+
+    self_uri: str
+    redis_url: str
+
+
+class ServiceHook(Protocol):
+    """An entry point of the ``shardproxy.services`` group: registers one more gRPC service on the
+    proxy's server and returns its full name for reflection. Image search plugs in this way
+    (``embed.service:register``)."""
+
+    def __call__(self, server: grpc.aio.Server, ctx: ServiceContext) -> str: ...
+
+
+def add_plugin_services(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
+    """Register every installed service hook; one that cannot be imported is logged and skipped."""
+    from importlib.metadata import entry_points
+
+    names = []
+    for ep in entry_points(group=SERVICES_GROUP):
+        try:
+            hook: ServiceHook = ep.load()
+        except ImportError as exc:
+            log.info("service %s not served: %s", ep.name, exc)
+            continue
+        names.append(hook(server, ctx))
+        log.info("serving plug-in service %s (%s)", names[-1], ep.value)
+    return names
 
 
 class ProxyServer:
@@ -51,22 +89,10 @@ class ProxyServer:
         self.port = self.server.add_insecure_port(settings.address)
         if self.port == 0:
             raise OSError(f"cannot bind {settings.address}")
-        if settings.image_search:
-            name = self._add_image_search()
-            if name:
-                services.append(name)
+        if settings.image_search:  # setting name kept: turns the plug-in services on/off
+            services += add_plugin_services(
+                self.server, ServiceContext(f"http://127.0.0.1:{self.port}", settings.redis_url))
         reflection.enable_server_reflection(services, self.server)
-
-    def _add_image_search(self) -> str | None:
-        try:
-            from embed.service import add_image_search_service  # type: ignore[import-not-found]
-        except ImportError as exc:
-            log.info("image search not served: %s", exc)
-            return None
-        add_image_search_service(self.server, f"http://127.0.0.1:{self.port}")
-        from shopbyimage.v1 import image_search_pb2
-
-        return image_search_pb2.DESCRIPTOR.services_by_name["ImageSearch"].full_name
 
     async def start(self) -> None:
         await self.cluster.start()

@@ -24,13 +24,21 @@ from __future__ import annotations
 
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
+from shardproxy.handlers.aliases import AliasHandlers
+from shardproxy.handlers.alter import AlterHandlers
 from shardproxy.handlers.connection import ConnectionHandlers
+from shardproxy.handlers.databases import DatabaseHandlers
 from shardproxy.handlers.ddl import DdlHandlers
+from shardproxy.handlers.partitions import PartitionHandlers
 from shardproxy.handlers.reads import ReadHandlers
+from shardproxy.handlers.search_ext import SearchExtHandlers
 from shardproxy.handlers.writes import WriteHandlers
 from shardproxy.rpc import install_unimplemented
 
-MIXINS: tuple[type, ...] = (ConnectionHandlers, DdlHandlers, WriteHandlers, ReadHandlers)
+MIXINS: tuple[type, ...] = (
+    ConnectionHandlers, DdlHandlers, WriteHandlers, ReadHandlers, SearchExtHandlers,
+    DatabaseHandlers, PartitionHandlers, AliasHandlers, AlterHandlers,
+)
 
 
 class MilvusProxyServicer(*MIXINS, milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]

@@ -9,12 +9,13 @@ from shardproxy.cluster import Cluster
 from shardproxy.config import ProxySettings
 from shardproxy.coverage import partial_allowed
 from shardproxy.errors import InvalidArgument
+from shardproxy.handlers.lookup import CatalogLookup
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.scatter import Scatter
 
 
-class HandlerBase:
+class HandlerBase(CatalogLookup):
     cluster: Cluster
     settings: ProxySettings
     scatter: Scatter
@@ -32,15 +33,11 @@ class HandlerBase:
                 "send smaller batches"
             )
 
-    @staticmethod
-    def _check_db(request: Any) -> None:
-        db = getattr(request, "db_name", "")
-        if db and db != "default":
-            raise InvalidArgument(f"database {db!r} is not supported by shardproxy; use the default database")
-
     async def _collection(self, request: Any) -> CollectionRecord:
-        self._check_db(request)
-        return await self.cluster.collection(request.collection_name)
+        """The collection a request names, in its effective database (``db_name``, else the
+        ``dbname`` header, else ``default``), an alias resolved to its collection; the request
+        is rewritten for the nodes (see :mod:`shardproxy.resolve`)."""
+        return await self._resolve(request, None)
 
     @staticmethod
     def _allow_partial(context: Any) -> bool:

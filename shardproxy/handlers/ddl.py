@@ -1,5 +1,5 @@
 """DDL and collection-level RPCs: create/drop/describe/list collections, indexes, load and
-release, load state and progress, statistics, flush."""
+release, load state and progress, statistics (flush is in :mod:`shardproxy.handlers.alter`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
+from shardproxy import ddlrules
 from shardproxy.acks import WRITE_ACKS
 from shardproxy.errors import AlreadyExists, InvalidArgument, status_ok
 from shardproxy.handlers.base import HandlerBase
@@ -19,26 +20,31 @@ from shardproxy.rpc import rpc
 log = logging.getLogger(__name__)
 
 _LS = common_pb2.LoadState
+_IS = common_pb2.IndexState
+_INDEX_STATE_RANK = {_IS.Failed: 0, _IS.Retry: 1, _IS.Unissued: 2, _IS.InProgress: 3, _IS.Finished: 4}
+
+
+def worst_index_state(states: list[int]) -> int:
+    """The state of an index built on every node: the least advanced one (pure)."""
+    return min(states, key=lambda s: _INDEX_STATE_RANK.get(s, -1)) if states else _IS.IndexStateNone
 
 
 class DdlHandlers(HandlerBase):
     @rpc(None)
     async def CreateCollection(self, request: milvus_pb2.CreateCollectionRequest, context: Any) -> Any:
-        self._check_db(request)
+        db = await self._require_db(request, context)
         self.cluster.require_nodes()
         name = request.collection_name
-        if not name:
-            raise InvalidArgument("collection name must not be empty")
         schema = schema_pb2.CollectionSchema()
         try:
             schema.ParseFromString(request.schema)
         except Exception as exc:  # noqa: BLE001
             raise InvalidArgument(f"malformed collection schema: {exc}") from exc
-        pks = [f for f in schema.fields if f.is_primary_key]
-        if len(pks) != 1:
-            raise InvalidArgument("a collection needs exactly one primary key field")
-        if pks[0].data_type not in (schema_pb2.DataType.Int64, schema_pb2.DataType.VarChar):
-            raise InvalidArgument("the primary key must be INT64 or VARCHAR")
+        # Milvus's own rules and messages (milvus-lite accepts e.g. dimension 1,000,000)
+        ddlrules.validate_schema(name, schema, request.shards_num, request.num_partitions)
+        if name in await self.cluster.store.catalog.aliases(db):
+            await self._native_error(request, AlreadyExists(
+                f"collection name [{name}] conflicts with an existing alias, please choose a unique name"))
         props = kv(request.properties)
         try:
             replicas = int(props.get("shardproxy.replicas") or self.settings.default_replicas)
@@ -49,15 +55,17 @@ class DdlHandlers(HandlerBase):
             raise InvalidArgument(f"shardproxy.replicas must be in [1, 16], got {replicas}")
         if write_ack not in WRITE_ACKS:
             raise InvalidArgument(f"shardproxy.write_ack must be one of {', '.join(WRITE_ACKS)}, got {write_ack!r}")
-        created = await self.cluster.store.create_collection(request)
+        key = self._key(db, name)
+        created = await self.cluster.store.create_collection(request, db)
         if created:
-            await self.cluster.store.set_replication(name, replicas, write_ack)
+            await self.cluster.store.set_replication(key, replicas, write_ack)
         if not created:
-            existing = await self.cluster.collection(name)
+            existing = await self.cluster.collection(name, db)
             if existing.create.schema != request.schema:
-                raise AlreadyExists(f"collection {name} already exists with a different schema")
-        self.cluster.forget(name)
-        rec = await self.cluster.collection(name)
+                await self._native_error(request, AlreadyExists(
+                    f"collection {name} already exists with a different schema"))
+        self.cluster.forget(key)
+        rec = await self.cluster.collection(name, db)
         clients = self.cluster.all_clients()
         # Idempotent on every node: create where missing.
         await self.scatter.each(clients, lambda c: self._ensure_created(c, rec))
@@ -65,7 +73,7 @@ class DdlHandlers(HandlerBase):
         return status_ok()
 
     async def _ensure_created(self, client: NodeClient, rec: CollectionRecord) -> None:
-        has = await client.call("HasCollection", milvus_pb2.HasCollectionRequest(collection_name=rec.name))
+        has = await client.call("HasCollection", milvus_pb2.HasCollectionRequest(db_name=rec.db, collection_name=rec.name))
         if not has.value:
             await client.call("CreateCollection", rec.node_create)
 
@@ -73,16 +81,17 @@ class DdlHandlers(HandlerBase):
     async def DropCollection(self, request: Any, context: Any) -> Any:
         rec = await self._collection(request)
         await self._all("DropCollection", request, self.cluster.all_clients())
-        await self.cluster.store.drop_collection(rec.name)
-        self.cluster.forget(rec.name)
-        self.cluster.drop_id_block(rec.name)
-        log.info("collection %s dropped", rec.name)
+        await self.cluster.store.drop_collection(rec.key)
+        await self.cluster.store.catalog.drop_aliases_of(rec.db, rec.name)
+        self.cluster.forget(rec.key)
+        self.cluster.drop_id_block(rec.key)
+        log.info("collection %s dropped", rec.key)
         return status_ok()
 
     @rpc(milvus_pb2.BoolResponse)
     async def HasCollection(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        rec = await self.cluster.store.collection(request.collection_name)
+        db = await self._require_db(request, context)
+        rec = await self.cluster.store.collection(self._key(db, request.collection_name))
         return milvus_pb2.BoolResponse(status=status_ok(), value=rec is not None)
 
     @rpc(milvus_pb2.DescribeCollectionResponse)
@@ -103,12 +112,16 @@ class DdlHandlers(HandlerBase):
                 if f.is_primary_key:
                     f.autoID = True
         resp.shards_num = len(self.cluster.ring) or 1
+        resp.db_name = rec.db
+        del resp.aliases[:]
+        resp.aliases.extend(sorted(a for a, t in (await self.cluster.store.catalog.aliases(rec.db)).items()
+                                   if t == rec.name))
         return resp
 
     @rpc(milvus_pb2.ShowCollectionsResponse)
     async def ShowCollections(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        records = await self.cluster.store.collections()
+        db = await self._require_db(request, context)
+        records = await self.cluster.store.collections(db)
         if request.collection_names:
             wanted = set(request.collection_names)
             records = [r for r in records if r.name in wanted]
@@ -127,8 +140,8 @@ class DdlHandlers(HandlerBase):
         if rec.field(request.field_name) is None:
             raise InvalidArgument(f"field {request.field_name!r} does not exist in collection {rec.name}")
         await self._all("CreateIndex", request, self.cluster.all_clients())
-        await self.cluster.store.put_index(rec.name, request)
-        self.cluster.forget(rec.name)
+        await self.cluster.store.put_index(rec.key, request)
+        self.cluster.forget(rec.key)
         return status_ok()
 
     @rpc(milvus_pb2.DescribeIndexResponse)
@@ -143,6 +156,9 @@ class DdlHandlers(HandlerBase):
             desc.total_rows = sum(d.total_rows for d in same)
             desc.indexed_rows = sum(d.indexed_rows for d in same)
             desc.pending_index_rows = sum(d.pending_index_rows for d in same)
+            desc.state = worst_index_state([d.state for d in same])
+            failed = [d.index_state_fail_reason for d in same if d.index_state_fail_reason]
+            desc.index_state_fail_reason = failed[0] if failed else ""
         return out
 
     @rpc(None)
@@ -155,30 +171,31 @@ class DdlHandlers(HandlerBase):
                 if idx.index_name == request.index_name or not request.index_name:
                     field_name = f
         if field_name:
-            await self.cluster.store.drop_index(rec.name, field_name)
-        self.cluster.forget(rec.name)
+            await self.cluster.store.drop_index(rec.key, field_name)
+        self.cluster.forget(rec.key)
         return status_ok()
 
     @rpc(None)
     async def LoadCollection(self, request: Any, context: Any) -> Any:
         rec = await self._collection(request)
-        await self.cluster.store.set_loaded(rec.name, True, request)
-        self.cluster.forget(rec.name)
+        await self.cluster.store.set_loaded(rec.key, True, request)
+        self.cluster.forget(rec.key)
         await self._all("LoadCollection", request, self.cluster.all_clients())
         return status_ok()
 
     @rpc(None)
     async def ReleaseCollection(self, request: Any, context: Any) -> Any:
         rec = await self._collection(request)
-        await self.cluster.store.set_loaded(rec.name, False)
-        self.cluster.forget(rec.name)
+        await self.cluster.store.set_loaded(rec.key, False)
+        self.cluster.forget(rec.key)
         await self._all("ReleaseCollection", request, self.cluster.all_clients())
         return status_ok()
 
     @rpc(milvus_pb2.GetLoadStateResponse)
     async def GetLoadState(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        rec = await self.cluster.store.collection(request.collection_name)
+        db = await self._require_db(request, context)
+        request.collection_name = await self.cluster.catalog.resolve(db, request.collection_name)
+        rec = await self.cluster.store.collection(self._key(db, request.collection_name))
         if rec is None:
             return milvus_pb2.GetLoadStateResponse(status=status_ok(), state=_LS.LoadStateNotExist)
         results = await self._all("GetLoadState", request)
@@ -207,29 +224,4 @@ class DdlHandlers(HandlerBase):
             total += int(kv(r.stats).get("row_count", "0"))
         return milvus_pb2.GetCollectionStatisticsResponse(
             status=status_ok(), stats=[common_pb2.KeyValuePair(key="row_count", value=str(total))]
-        )
-
-    @rpc(milvus_pb2.FlushResponse)
-    async def Flush(self, request: Any, context: Any) -> Any:
-        self._check_db(request)
-        for name in request.collection_names:
-            await self.cluster.collection(name)
-        results = await self._all("Flush", request, self.cluster.all_clients())
-        out = milvus_pb2.FlushResponse(status=status_ok(), db_name=request.db_name)
-        for r in results.values():
-            for name, segs in r.coll_segIDs.items():
-                out.coll_segIDs[name].data.extend(segs.data)
-            for name, segs in r.flush_coll_segIDs.items():
-                out.flush_coll_segIDs[name].data.extend(segs.data)
-            for name, ts in r.coll_seal_times.items():
-                out.coll_seal_times[name] = max(out.coll_seal_times[name], ts)
-            for name, ts in r.coll_flush_ts.items():
-                out.coll_flush_ts[name] = max(out.coll_flush_ts[name], ts)
-        return out
-
-    @rpc(milvus_pb2.GetFlushStateResponse)
-    async def GetFlushState(self, request: Any, context: Any) -> Any:
-        results = await self._all("GetFlushState", request, self.cluster.all_clients())
-        return milvus_pb2.GetFlushStateResponse(
-            status=status_ok(), flushed=all(r.flushed for r in results.values())
         )

@@ -14,9 +14,9 @@ from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from shardproxy import fielddata, merge, metrics, tracing, validation
-from shardproxy.errors import InvalidArgument, Unimplemented, status_ok
-from shardproxy.handlers.base import HandlerBase
+from shardproxy import fielddata, merge, metrics, searchplan, tracing, validation
+from shardproxy.errors import InvalidArgument, status_ok
+from shardproxy.handlers.search_ext import SearchExtHandlers
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.nodequery import pk_expr, scan_all_pks
@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 COUNT_SCAN_BATCH = 16384
 
 
-class ReadHandlers(HandlerBase):
+class ReadHandlers(SearchExtHandlers):
     @rpc(milvus_pb2.QueryResults)
     async def Query(self, request: milvus_pb2.QueryRequest, context: Any) -> Any:
         rec = await self._collection(request)
+        await self._check_partitions(rec, list(request.partition_names))
         self._check_size(request)
         self.cluster.require_nodes()
         output_fields = list(request.output_fields)
@@ -39,6 +40,7 @@ class ReadHandlers(HandlerBase):
         if request.expr:
             validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
         params = kv(request.query_params)
+        searchplan.check_params(params, searchplan.QUERY_PARAM_UNIMPLEMENTED, "Query")
         has_limit = "limit" in params and params["limit"] != ""
         limit = int_param(params, "limit", 0)
         offset = int_param(params, "offset", 0)
@@ -93,8 +95,9 @@ class ReadHandlers(HandlerBase):
                 reqs[nid] = q
         else:
             reqs = {n: sub for n in placement.scatter_set()}
-        got = await self.scatter.read(rec, "Query", reqs, allow, fanout=not keyed)
-        resps = list(got.results.values())
+        # iterators: collection_id per node; a filter query is a hedged covering read (merge dedups)
+        gather = self._gather(rec, context, "Query", fanout=not keyed)
+        resps = list((await gather(reqs)).values())
         merged = merge.merge_query_rows(
             [list(r.fields_data) for r in resps], rec.pk_name, offset if has_limit else 0, limit if has_limit else None
         )
@@ -102,41 +105,18 @@ class ReadHandlers(HandlerBase):
         return Reply(milvus_pb2.QueryResults(
             status=status_ok(), fields_data=merged, collection_name=rec.name,
             output_fields=names, primary_field_name=rec.pk_name,
-        ), got.coverage)
-
-    def _validate_search(self, rec: CollectionRecord, request: milvus_pb2.SearchRequest,
-                         params: dict[str, str]) -> tuple[int, int, int, str]:
-        """Check a search request; returns (limit, offset, nq, metric)."""
-        if request.sub_reqs:
-            raise Unimplemented("Search with sub-requests (hybrid search) is not implemented by shardproxy")
-        if request.search_by_primary_keys:
-            raise Unimplemented("Search by primary keys is not implemented by shardproxy")
-        for key in ("group_by_field", "iterator", "search_iter_v2", "order_by_fields"):
-            if params.get(key) not in (None, "", "false", "False"):
-                raise Unimplemented(f"Search with {key} is not implemented by shardproxy")
-        limit = int_param(params, "topk", 10)
-        offset = int_param(params, "offset", 0)
-        validation.validate_limit(limit, offset, self.settings.max_top_k)
-        anns_field = params.get("anns_field") or rec.default_vector_field()
-        if anns_field not in rec.vector_fields:
-            raise InvalidArgument(f"vector field {anns_field!r} does not exist in collection {rec.name}")
-        ph_type, vectors, nq = validation.query_vectors(request.placeholder_group)
-        if nq > self.settings.max_nq:
-            raise InvalidArgument(f"nq ({nq}) exceeds the limit of {self.settings.max_nq} query vectors")
-        if vectors is not None:
-            validation.validate_vectors(vectors, rec.dim(anns_field))
-        if request.dsl:
-            validation.validate_filter(request.dsl, rec.field_names, rec.dynamic)
-        validation.validate_output_fields(request.output_fields, rec.field_names, rec.dynamic)
-        metric = (params.get("metric_type") or "").strip('"').upper() or rec.metric(anns_field) or "L2"
-        return limit, offset, nq, metric
+        ), gather.coverage)
 
     @rpc(milvus_pb2.SearchResults)
     async def Search(self, request: milvus_pb2.SearchRequest, context: Any) -> Any:
         rec = await self._collection(request)
+        await self._check_partitions(rec, list(request.partition_names))
         self._check_size(request)
         self.cluster.require_nodes()
-        limit, offset, nq, metric = self._validate_search(rec, request, kv(request.search_params))
+        plan = searchplan.plan_search(rec, request, self.settings.max_top_k, self.settings.max_nq)
+        if self._is_variant(request, plan):  # grouping, rerank function, iterator pages
+            return await self._search_variant(rec, request, plan, context)
+        limit, offset, nq, metric = plan.limit, plan.offset, plan.nq, plan.metric
 
         sub = milvus_pb2.SearchRequest()
         sub.CopyFrom(request)

@@ -52,7 +52,7 @@ class WriteHandlers(HandlerBase):
         """Tombstones / write marks for the migrator during a move (see shardproxy/migrator.py):
         written before the write itself, so a row being copied cannot come back or overwrite."""
         if placement.moving:
-            await self.cluster.moves.touch(rec.name, placement.tombstone_keys(pks), mark)
+            await self.cluster.moves.touch(rec.key, placement.tombstone_keys(pks), mark)
 
     async def _pk_column(self, rec: CollectionRecord, method: str, fields: list[schema_pb2.FieldData],
                          num_rows: int) -> schema_pb2.FieldData:
@@ -60,7 +60,7 @@ class WriteHandlers(HandlerBase):
         if pk_col is None:
             if not rec.auto_id:
                 raise InvalidArgument(f"primary key field {rec.pk_name!r} is missing")
-            ids = await self.cluster.reserve_ids(rec.name, num_rows)
+            ids = await self.cluster.reserve_ids(rec.key, num_rows)
             pk_col = schema_pb2.FieldData(type=rec.pk_field.data_type, field_name=rec.pk_name)
             if rec.pk_is_str:
                 pk_col.scalars.string_data.data.extend(str(i) for i in ids)
@@ -75,6 +75,7 @@ class WriteHandlers(HandlerBase):
         rec = await self._collection(request)
         self._check_size(request)
         self.cluster.require_nodes()
+        await self._check_partitions(rec, [request.partition_name])
         num_rows = int(request.num_rows)
         if num_rows == 0:
             raise InvalidArgument("no rows to write")
@@ -90,6 +91,7 @@ class WriteHandlers(HandlerBase):
 
         def build(rows: Any) -> Any:
             sub = type(request)()
+            sub.db_name = rec.db
             sub.collection_name = request.collection_name
             sub.partition_name = request.partition_name
             sub.num_rows = len(rows)
@@ -155,6 +157,7 @@ class WriteHandlers(HandlerBase):
         rec = await self._collection(request)
         self._check_size(request)
         self.cluster.require_nodes()
+        await self._check_partitions(rec, [request.partition_name])
         if not request.expr.strip():
             raise InvalidArgument("delete needs a filter expression or ids")
         validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
@@ -163,7 +166,7 @@ class WriteHandlers(HandlerBase):
         if pks is None and rec.replicas > 1 and self._some_down(placement):
             # A filter delete while a replica is out: delete the matching keys by id, so the
             # missing replica gets them as hints (tombstones replayed when it answers again).
-            pks = await self._matching_pks(rec, request.expr)
+            pks = await self._matching_pks(rec, request.expr, request.partition_name)
             if not pks:
                 return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=0)
         if pks is None:
@@ -179,7 +182,7 @@ class WriteHandlers(HandlerBase):
         keys = {nid: [pks[i] for i in rows] for nid, rows in holders.items()}
         reqs = {
             nid: milvus_pb2.DeleteRequest(
-                collection_name=rec.name, partition_name=request.partition_name,
+                db_name=rec.db, collection_name=rec.name, partition_name=request.partition_name,
                 expr=pk_expr(rec.pk_name, keys[nid], rec.pk_is_str),
             )
             for nid in holders
@@ -207,9 +210,11 @@ class WriteHandlers(HandlerBase):
         done = require_all([self.cluster.client(n) for n in results], list(results.values()))
         return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=sum(r.delete_cnt for r in done.values()))
 
-    async def _matching_pks(self, rec: CollectionRecord, expr: str) -> list[Key]:
-        """Primary keys matching a filter on every node that holds data (deduplicated)."""
-        q = milvus_pb2.QueryRequest(collection_name=rec.name, expr=expr, output_fields=[rec.pk_name])
+    async def _matching_pks(self, rec: CollectionRecord, expr: str, partition: str = "") -> list[Key]:
+        """Primary keys matching a filter (in ``partition``, when given) on every node that holds
+        data (deduplicated)."""
+        q = milvus_pb2.QueryRequest(db_name=rec.db, collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
+                                    partition_names=[partition] if partition else [])
         placement = self.cluster.placement(rec)
         got = await self.scatter.read(rec, "Query", {n: q for n in placement.scatter_set()}, False, fanout=True)
         found: set[Key] = set()

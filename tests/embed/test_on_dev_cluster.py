@@ -1,6 +1,6 @@
 """The pipeline on the sharded dev cluster: `embed worker` + `embed import` write through the proxy,
 and the proxy's own SearchByImage answers — catalog images spread over the nodes, a recompressed
-product pasted into a larger photo comes back at rank 1, `cluster status` names the model."""
+product pasted into a larger photo comes back at rank 1, `cluster status` names the model (a collection property)."""
 
 from __future__ import annotations
 
@@ -55,4 +55,5 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
     status = subprocess.run([sys.executable, "-m", "shardproxy", "cluster", "status", "--json", "--proxy",
                              dev_cluster.proxy_address], capture_output=True, text=True, timeout=60, check=True)
     coll = next(c for c in json.loads(status.stdout)["collections"] if c["name"] == "shop_sharded")
-    assert coll["model_id"] == resp.model_id and coll["model_id"].startswith("efficientnet-lite0-256-")
+    model_id = coll["properties"]["shopbyimage.model_id"]  # a generic collection property to the proxy
+    assert model_id == resp.model_id and model_id.startswith("efficientnet-lite0-256-")

@@ -70,9 +70,11 @@ def test_errors_become_statuses_with_the_grpc_code_in_trailers() -> None:
 
 def test_servicer_composes_the_mixins_and_answers_unimplemented_for_the_rest() -> None:
     done = set(implemented_rpcs(MilvusProxyServicer))
-    assert {"Connect", "CreateCollection", "Insert", "Delete", "Query", "Search", "Flush", "CheckHealth"} <= done
-    assert "CreatePartition" not in done and "HybridSearch" not in done
+    assert {"Connect", "CreateCollection", "Insert", "Delete", "Query", "Search", "HybridSearch", "Flush", "CheckHealth"} <= done
+    assert {"CreatePartition", "CreateDatabase", "CreateAlias", "AlterCollection"} <= done
+    assert "CreateResourceGroup" not in done
     ctx = FakeContext()
     with pytest.raises(RuntimeError):
-        asyncio.run(MilvusProxyServicer.CreatePartition(None, None, ctx))  # type: ignore[arg-type]
-    assert ctx.aborted == (grpc.StatusCode.UNIMPLEMENTED, "shardproxy does not implement the Milvus RPC CreatePartition")
+        asyncio.run(MilvusProxyServicer.CreateResourceGroup(None, None, ctx))  # type: ignore[arg-type]
+    assert ctx.aborted == (grpc.StatusCode.UNIMPLEMENTED,
+                           "shardproxy does not implement the Milvus RPC CreateResourceGroup")

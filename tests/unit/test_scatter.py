@@ -55,7 +55,7 @@ class FakeCluster:
         self.down: set[str] = set()
         self.hints: dict[str, list[Any]] = {}
         self.synced: list[str] = []
-        self.rec = SimpleNamespace(name="c", replicas=1, loaded=True)
+        self.rec = SimpleNamespace(name="c", db="default", key="c", replicas=1, loaded=True)
         self.settings = ProxySettings()
         self.hedge_budget = HedgeBudget()
         self.latency = LatencyTracker()
@@ -72,7 +72,7 @@ class FakeCluster:
     def placement(self, rec: Any) -> Placement:
         return self.layout.with_replicas(rec.replicas)
 
-    async def collection(self, name: str) -> Any:
+    async def collection(self, name: str, db: str = "default") -> Any:
         return self.rec
 
     async def sync_nodes(self, clients: Iterable[FakeNode]) -> None:

@@ -112,7 +112,7 @@ def _fake(down: set[str] = frozenset(), slow: str | None = None):  # type: ignor
     cluster = FakeCluster(3)
     cluster.down = set(down)
     cluster.settings = cluster.settings.model_copy(update={"write_hedge_s": 0.2})
-    cluster.rec = SimpleNamespace(name="c", replicas=2, loaded=True, write_ack="quorum", pk_name="id", pk_is_str=False)
+    cluster.rec = SimpleNamespace(name="c", db="default", key="c", replicas=2, loaded=True, write_ack="quorum", pk_name="id", pk_is_str=False)
     sent: dict[str, list[list[int]]] = {}
     for nid, node in cluster.nodes.items():
         async def write(method, collection, request, nid=nid):  # type: ignore[no-untyped-def]

@@ -107,22 +107,29 @@ class CollectionNodeRows(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., rows: _Optional[int] = ..., reachable: _Optional[bool] = ...) -> None: ...
 
 class CollectionStatus(_message.Message):
-    __slots__ = ("name", "total_rows", "nodes", "dimension", "metric_type", "auto_id", "model_id")
+    __slots__ = ("name", "total_rows", "nodes", "dimension", "metric_type", "auto_id", "properties")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_TYPE_FIELD_NUMBER: _ClassVar[int]
     AUTO_ID_FIELD_NUMBER: _ClassVar[int]
-    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     total_rows: int
     nodes: _containers.RepeatedCompositeFieldContainer[CollectionNodeRows]
     dimension: int
     metric_type: str
     auto_id: bool
-    model_id: str
-    def __init__(self, name: _Optional[str] = ..., total_rows: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[CollectionNodeRows, _Mapping]]] = ..., dimension: _Optional[int] = ..., metric_type: _Optional[str] = ..., auto_id: _Optional[bool] = ..., model_id: _Optional[str] = ...) -> None: ...
+    properties: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., total_rows: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[CollectionNodeRows, _Mapping]]] = ..., dimension: _Optional[int] = ..., metric_type: _Optional[str] = ..., auto_id: _Optional[bool] = ..., properties: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()
