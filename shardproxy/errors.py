@@ -94,9 +94,16 @@ class DeadlineExceeded(ProxyError):
 
 
 class Unimplemented(ProxyError):
+    """A request field or feature shardproxy does not implement: a Milvus status naming it."""
+
     grpc_code = grpc.StatusCode.UNIMPLEMENTED
     milvus_code = MILVUS_CODE_UNIMPLEMENTED
     legacy_code = _LEGACY.UnexpectedError
+
+
+class RpcUnimplemented(Unimplemented):
+    """A node answered gRPC UNIMPLEMENTED (it lacks the RPC): the caller gets that gRPC status too,
+    as from the node itself."""
 
 
 class NodeError(ProxyError):

@@ -14,7 +14,7 @@ import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from shardproxy import deadline, logs, metrics, tracing
-from shardproxy.errors import DeadlineExceeded, NodeError, Unavailable, Unimplemented, is_ok
+from shardproxy.errors import DeadlineExceeded, NodeError, RpcUnimplemented, Unavailable, is_ok
 from shardproxy.latency import LatencyTracker
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord
 
@@ -89,7 +89,7 @@ class NodeClient:
                 ) from exc
             metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the node is up; it lacks this RPC
-                raise Unimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
+                raise RpcUnimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 metrics.NODE_TIMEOUTS.labels(node=self.id, method=method).inc()
             raise Unavailable(
