@@ -55,6 +55,7 @@ async def gather_covering(
     tasks: dict[str, asyncio.Task[Any]] = {}
     started: dict[str, float] = {}
     handled: set[str] = set()  # slow or failed nodes already hedged for (or that could not be)
+    replaced: set[str] = set()  # failed nodes already replaced (or that could not be)
     hedged_for: set[str] = set()  # slow nodes a hedge was sent for
 
     def launch(node: str) -> None:
@@ -85,10 +86,13 @@ async def gather_covering(
                 tasks.pop(node).cancel()
                 out.failed[node] = f"node {node} stopped answering health checks; not waited for"
             now = time.monotonic()
-            failed_now = [n for n in out.failed if n not in handled]
+            # a node that fails after it was found slow (and not hedged for: over budget) is
+            # still replaced: a retry is not budgeted
+            failed_now = [n for n in out.failed if n not in replaced]
             slow = [n for n in tasks if n not in handled and now - started[n] >= delay_of(n)]
             if not failed_now and not slow:
                 continue
+            replaced.update(failed_now)
             handled.update(failed_now, slow)
             hopeful = frozenset(out.results) | frozenset(n for n in tasks if n not in slow)
             if not spare or covers(hopeful):

@@ -96,6 +96,24 @@ def test_gather_replaces_failed_node_without_budget() -> None:
     assert "refused" in out.failed["b"]
 
 
+def test_gather_replaces_slow_node_that_then_fails_even_over_budget() -> None:
+    # b is slow (no budget to hedge), then its circuit opens: c must still be asked
+    live = {"a": True, "b": True, "c": True}
+
+    async def call(n: str) -> str:
+        if n == "b":
+            await asyncio.sleep(0.15)
+            live["b"] = False
+            await asyncio.sleep(30)
+        await asyncio.sleep(0.01)
+        return n
+
+    out = run(gather_covering(["a", "b"], ["c"], call, cover_any_two, lambda n: 0.05, HedgeBudget(tokens=0.0),
+                              is_live=lambda n: live[n]))
+    assert out.complete and set(out.results) == {"a", "c"} and out.retries == ["c"] and out.hedges == []
+    assert "health" in out.failed["b"]
+
+
 def test_gather_gives_up_node_whose_circuit_opens() -> None:
     live = {"a": True, "b": True}
 
