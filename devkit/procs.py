@@ -89,6 +89,7 @@ class ManagedProcess:
             os.killpg(self.proc.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._signal_group(signal.SIGCONT)  # a frozen process cannot handle SIGTERM
         if self.proc.poll() is not None:
             self._signal_group(signal.SIGKILL)
             return
@@ -99,6 +100,15 @@ class ManagedProcess:
             self._signal_group(signal.SIGKILL)
             self.proc.wait(5)
         self._signal_group(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP the process group: a hung node (GC pause, disk stall) that keeps its sockets
+        open and answers nothing."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        self._signal_group(signal.SIGCONT)
 
     def kill(self) -> None:
         """kill -9, as a crash would."""

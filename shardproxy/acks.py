@@ -7,7 +7,7 @@ in ``err_index``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,3 +40,35 @@ def tally(num_rows: int, parts: Mapping[str, Sequence[int]], acked: Collection[s
         ok_rows=np.flatnonzero(acks >= needed).tolist(),
         err_rows=np.flatnonzero(acks < needed).tolist(),
     )
+
+
+# -- sloppy quorum: copies per row, stand-ins counted ---------------------------------------------
+WRITE_ACKS = ("one", "quorum", "all")
+
+
+def acks_needed(write_ack: str, replicas: int, ring_size: int) -> int:
+    """Copies a row needs before it is acknowledged: ``one`` = 1, ``quorum`` = R // 2 + 1,
+    ``all`` = R (never more than the ring has nodes)."""
+    if write_ack not in WRITE_ACKS:
+        raise ValueError(f"write_ack must be one of {', '.join(WRITE_ACKS)}, got {write_ack!r}")
+    want = {"one": 1, "quorum": replicas // 2 + 1, "all": replicas}[write_ack]
+    return max(1, min(want, ring_size))
+
+
+def copies(num_rows: int, acknowledged: Iterable[Sequence[int] | np.ndarray]) -> np.ndarray:
+    """Copies acknowledged per row, from the row lists of every send that succeeded (replica or
+    stand-in alike)."""
+    counts = np.zeros(num_rows, dtype=np.int32)
+    for rows in acknowledged:
+        if len(rows):
+            np.add.at(counts, np.asarray(rows, dtype=np.int64), 1)
+    return counts
+
+
+def outcome(counts: np.ndarray, needed: int) -> tuple[list[int], list[int], list[int]]:
+    """``(ok_rows, failed_rows, landed_rows)``: acknowledged; not; not acknowledged but written
+    somewhere (a write reported as failed must undo these or name them)."""
+    ok = np.flatnonzero(counts >= needed).tolist()
+    failed = np.flatnonzero(counts < needed).tolist()
+    landed = np.flatnonzero((counts > 0) & (counts < needed)).tolist()
+    return ok, failed, landed

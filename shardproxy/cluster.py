@@ -14,9 +14,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from pymilvus.grpc_gen import milvus_pb2
-
-from shardproxy import fielddata, merge
 from shardproxy.config import ProxySettings
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
@@ -26,18 +23,20 @@ from shardproxy.metastore import (
     NodeRecord,
     NodeState,
 )
+from shardproxy import handoff, metrics
+from shardproxy.hedging import HedgeBudget
+from shardproxy.hints import HintStore
+from shardproxy.latency import LatencyTracker
 from shardproxy.moves import MoveStore
 from shardproxy.catalog import DEFAULT_DB, collection_key
 from shardproxy.nodepool import CatalogState, NodeClient, NodePool
-from shardproxy.nodequery import fetch_rows_by_partition, pk_expr
 from shardproxy.placement import Placement
 from shardproxy.resolve import CatalogCache
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
 
-HEALTH_INTERVAL_S = 3.0  # default; ProxySettings.health_interval_s wins
-DOWN_AFTER_FAILURES = 2  # consecutive failed checks before a node is marked down in Redis
+DOWN_AFTER_FAILURES = 2  # consecutive failed probes before a node is marked down in Redis
 
 
 class Cluster:
@@ -58,8 +57,14 @@ class Cluster:
         self._refresh_lock = asyncio.Lock()
         self._id_blocks: dict[str, tuple[int, int]] = {}
         self._id_lock = asyncio.Lock()
-        self._health: dict[str, bool] = {}  # False = circuit open: not called until it answers a check
+        self._health: dict[str, bool] = {}  # False = circuit open: not called until it answers a probe
         self._fails: dict[str, int] = {}
+        self._recovering: dict[str, asyncio.Task[Any]] = {}
+        self._repair_warned: dict[str, str] = {}
+        self.hints = HintStore(self.store.r, self.store.prefix, settings.hint_max_keys, settings.hint_max_age_s)
+        self.hedge_budget = HedgeBudget(
+            ratio=settings.hedge_budget_ratio, burst=settings.hedge_budget_burst, tokens=settings.hedge_budget_burst
+        )
 
     # -- lifecycle
     async def start(self) -> None:
@@ -69,9 +74,9 @@ class Cluster:
         self._tasks.append(asyncio.create_task(self._health_loop(), name="health"))
 
     async def close(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._recovering.values()]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._recovering.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.pool.close()
@@ -98,7 +103,9 @@ class Cluster:
                     ", ".join(f"{n.id}={n.state.value}" for n in nodes) or "-",
                 )
             self.epoch = epoch
-        await self.sync_nodes([c for c in self.pool.clients.values() if not c.synced])
+        # nodes known not to answer are left to the health loop (a hung node would stall us)
+        await self.sync_nodes([c for c in self.pool.clients.values()
+                               if not c.synced and self._health.get(c.id, True)])
 
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None:
         clients = list(clients)
@@ -109,7 +116,6 @@ class Cluster:
         for client in clients:
             try:
                 done = await client.sync(records, catalog)
-                self._health[client.id] = True
                 if done:
                     log.info("node %s brought to the recorded state: %s", client.id, "; ".join(done))
             except ProxyError as exc:
@@ -152,7 +158,7 @@ class Cluster:
 
     async def _health_loop(self) -> None:
         while True:
-            await asyncio.sleep(getattr(self.settings, "health_interval_s", HEALTH_INTERVAL_S))
+            await asyncio.sleep(self.settings.health_interval_s)
             try:
                 await self.check_health()
             except asyncio.CancelledError:
@@ -161,34 +167,46 @@ class Cluster:
                 log.warning("health check failed: %s", exc)
 
     async def check_health(self) -> dict[str, bool]:
-        """Check every node. A node failing ``DOWN_AFTER_FAILURES`` checks in a row is marked
-        ``down`` in Redis (by whichever proxy notices first; every proxy then skips it). A node
-        that answers again is re-synced (milvus-lite forgets the load state), gets the writes it
-        missed replayed from its replicas (hinted handoff), and only then is marked ``active``."""
+        """Probe every node (a cheap RPC with a short deadline: a hung node accepts connections
+        but answers nothing). A node failing ``DOWN_AFTER_FAILURES`` probes in a row has its
+        circuit opened and is marked ``down`` in Redis (by whichever proxy notices first; every
+        proxy then skips it). A failed client call opens the circuit at once. A node that answers again is recovered in the
+        background: re-synced (milvus-lite forgets the load state), its hints replayed (hinted
+        handoff), and only then marked ``active`` and its circuit closed. The circuit is only
+        ever half-opened by these probes, never by a client request."""
         clients = list(self.pool.clients.values())
-        results = await asyncio.gather(*(c.healthy() for c in clients))
+        timeout = self.settings.health_probe_timeout_s
+        results = await asyncio.gather(*(c.healthy(timeout) for c in clients))
         for c, ok in zip(clients, results):
             was = self._health.get(c.id)
             if ok:
                 self._fails[c.id] = 0
-                if not c.synced or was is False:
-                    c.synced = False
-                    log.info("node %s answers again; re-syncing its collections", c.id)
-                    await self.sync_nodes([c])
-                if c.synced:
-                    try:
-                        await self.catch_up(c)
-                    except Exception as exc:  # noqa: BLE001 - try again at the next check
-                        log.warning("catch-up of node %s failed: %s", c.id, exc)
+                task = self._recovering.get(c.id)
+                if task is None or task.done():
+                    self._recovering[c.id] = asyncio.create_task(self._recover(c, was), name=f"recover-{c.id}")
             else:
+                self._fails[c.id] = self._fails.get(c.id, 0) + 1
+                if self._fails[c.id] < DOWN_AFTER_FAILURES and was is not False:
+                    continue  # one slow probe on a busy machine is not a verdict
                 if was is not False:
                     log.warning("node %s (%s) stopped answering", c.id, c.address)
                 c.synced = False
                 self._health[c.id] = False
-                self._fails[c.id] = self._fails.get(c.id, 0) + 1
-                if self._fails[c.id] >= DOWN_AFTER_FAILURES and c.record.state == NodeState.ACTIVE:
+                if c.record.state == NodeState.ACTIVE:
                     await self._set_state(c.id, NodeState.DOWN, expect=NodeState.ACTIVE)
         return {c.id: self._health.get(c.id, False) for c in clients}
+
+    async def _recover(self, c: NodeClient, was: bool | None) -> None:
+        try:
+            if not c.synced or was is False:
+                c.synced = False
+                if was is False:
+                    log.info("node %s answers again; re-syncing its collections", c.id)
+                await self.sync_nodes([c])
+            if c.synced:
+                await self.catch_up(c)
+        except Exception as exc:  # noqa: BLE001 - try again at the next probe
+            log.warning("recovery of node %s failed: %s", c.id, exc)
 
     async def _set_state(self, node_id: str, state: NodeState, expect: NodeState) -> None:
         rec = await self.store.node(node_id)
@@ -199,77 +217,63 @@ class Cluster:
         log.warning("node %s marked %s (ring epoch %d)", node_id, state.value, epoch)
         await self.refresh()
 
-    # -- hinted handoff
-    def hints_key(self, node_id: str, collection: str) -> str:
-        return self.store.k("hints", node_id, collection)
-
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str]) -> None:
-        values = [str(pk) for pk in pks]
-        if values:
-            await self.store.r.sadd(self.hints_key(node_id, collection), *values)
+    # -- hinted handoff (see shardproxy/handoff.py, shardproxy/hints.py)
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str], standin: str = "") -> bool:
+        """Record that ``node_id`` missed writes of ``pks`` (a copy went to ``standin``, if any).
+        False when the node's hints are past their bounds (nothing recorded: it needs a repair)."""
+        pks = list(pks)
+        if not pks:
+            return True
+        ok = await self.hints.add(node_id, collection, pks, standin)
+        if ok:
+            metrics.HINTS_WRITTEN.labels(node=node_id).inc(len(pks))
+        else:
+            metrics.HINTS_REFUSED.labels(node=node_id).inc(len(pks))
+        return ok
 
     async def catch_up(self, client: NodeClient) -> None:
-        """Replay the hints of a node that answers; mark it active when it was down."""
+        """Replay the hints of a node that answers; mark it active when it was down and every
+        hint is replayed. A node whose hints overflowed or grew too old stays down: it needs a
+        repair of its key ranges first (its hints alone cannot bring it up to date)."""
         rec_state = client.record.state
-        has_hints = False
-        for key in await self.store.collection_keys():
-            if await self.store.r.scard(self.hints_key(client.id, key)):
-                has_hints = True
-                break
-        if not has_hints and rec_state != NodeState.DOWN:
+        names = await self.store.collection_keys()  # every database's
+        pending = await self.hints.pending(client.id, names)
+        if not pending and rec_state != NodeState.DOWN:
+            self._health[client.id] = True
+            return
+        why = await self.hints.needs_repair(client.id)
+        if why:
+            if self._repair_warned.get(client.id) != why:
+                log.warning("node %s answers but needs a repair before it serves reads (%s); it stays down", client.id, why)
+                self._repair_warned[client.id] = why
+            if rec_state == NodeState.ACTIVE:
+                await self._set_state(client.id, NodeState.DOWN, expect=NodeState.ACTIVE)
             return
         lock = self.store.k("catchup", client.id)
         token = f"{self.settings.proxy_id or self.settings.address}:{id(self)}"
         if not await self.store.r.set(lock, token, nx=True, px=120_000):
             return  # another proxy is on it
         try:
-            for rec in await self.store.collections():
-                await self._replay(client, rec)
+            await self._replay_all(client)
+            if await self.hints.pending(client.id, names):
+                return  # some hints cannot be replayed yet (a stand-in is unreachable): stay out of reads
             if rec_state == NodeState.DOWN:
                 await self._set_state(client.id, NodeState.ACTIVE, expect=NodeState.DOWN)
-                for rec in await self.store.collections():  # writes hinted while we switched
-                    await self._replay(client, rec)
+                await self._replay_all(client)  # writes hinted while every proxy learnt the switch
+            await self.hints.clear_if_empty(client.id, names)
             self._health[client.id] = True
         finally:
             if (await self.store.r.get(lock) or b"").decode() == token:
                 await self.store.r.delete(lock)
 
-    async def _replay(self, client: NodeClient, rec: CollectionRecord) -> int:
-        key = self.hints_key(client.id, rec.key)
-        done = 0
-        while True:
-            raw = await self.store.r.srandmember(key, 1000)
-            if not raw:
-                return done
-            pks: list = [v.decode() if rec.pk_is_str else int(v) for v in raw]
-            holders = self.placement(rec).holders(pks)
-            found: dict[str, list] = {}  # by partition: rows keep their partition
-            for nid in holders:
-                other = self.pool.clients.get(nid)
-                if nid == client.id or other is None or not self.is_live(nid):
-                    continue
-                for partition, fields in await fetch_rows_by_partition(other, rec, pks):
-                    found.setdefault(partition, []).append(fields)
-            present: set = set()
-            for partition, parts in found.items():
-                merged = merge.merge_query_rows(parts, rec.pk_name, 0, None)
-                if not merged:
-                    continue
-                pk_col = next(fd for fd in merged if fd.field_name == rec.pk_name)
-                got = set(fielddata.column_values(pk_col))
-                present |= got
-                req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name,
-                                               partition_name=partition, num_rows=len(got))
-                req.fields_data.extend(merged)
-                await client.write("Upsert", rec.key, req)
-            gone = [pk for pk in pks if pk not in present]
-            if gone:
-                await client.write("Delete", rec.key, milvus_pb2.DeleteRequest(
-                    db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
-            await self.store.r.srem(key, *raw)
-            done += len(pks)
-            log.info("node %s: replayed %d hinted key(s) of %s (%d upserted, %d deleted)",
-                     client.id, len(pks), rec.key, len(present), len(gone))
+    async def _replay_all(self, client: NodeClient) -> None:
+        rings = [self.ring] + ([self.current_ring] if self.moving else [])  # where the keys' replicas are
+        for rec in await self.store.collections():
+            if rec.replicas <= 1 and not await self.hints.pending(client.id, [rec.key]):
+                continue
+            for _ in range(1 + (await self.hints.pending(client.id, [rec.key])) // handoff.BATCH + 2):
+                if not await handoff.replay_batch(self.hints, client, rec, rings, self.pool.clients, self.is_live):
+                    break
 
     def is_live(self, node_id: str) -> bool:
         """Worth calling: not marked down in Redis and its circuit is closed."""
@@ -288,6 +292,11 @@ class Cluster:
 
     def client(self, node_id: str) -> NodeClient:
         return self.pool.clients[node_id]
+
+    @property
+    def latency(self) -> LatencyTracker:
+        """Moving per-node, per-method call latencies (hedge thresholds)."""
+        return self.pool.latency
 
     @property
     def replication_factor(self) -> int:

@@ -27,8 +27,27 @@ class ProxySettings(BaseSettings):
     id_block_size: int = Field(10000, description="auto_id values a proxy reserves from Redis at a time")
     ring_check_interval_s: float = Field(1.0, description="how often the proxy checks the ring epoch")
     default_replicas: int = Field(1, description="replication factor R of new collections (property shardproxy.replicas overrides)")
-    default_write_ack: str = Field("all", description="write ack policy of new collections: all | quorum (property shardproxy.write_ack)")
-    health_interval_s: float = Field(2.0, description="how often each node is checked")
+    default_write_ack: str = Field(
+        "quorum",
+        description="copies (stand-ins counted) a row needs before a write is acknowledged: one | quorum | all of R "
+        "(collection property shardproxy.write_ack overrides)",
+    )
+    health_interval_s: float = Field(0.5, description="how often each node is probed")
+    health_probe_timeout_s: float = Field(
+        1.0, description="deadline of one health probe; a hung node fails it (2 failures in a row: circuit open, marked down)"
+    )
+    hedge_factor: float = Field(1.0, description="hedge a read after this multiple of the node's moving p95")
+    hedge_min_s: float = Field(0.1, description="never hedge a read sooner than this")
+    hedge_max_s: float = Field(1.0, description="always hedge a read after this (and with no latency samples yet)")
+    hedge_budget_ratio: float = Field(0.1, description="hedges allowed per read served (token bucket refill)")
+    hedge_budget_burst: float = Field(10.0, description="hedges allowed in a burst (token bucket size)")
+    write_hedge_s: float = Field(
+        1.0, description="a replica that has not acknowledged a write after this long gets a stand-in (R > 1)"
+    )
+    hint_max_keys: int = Field(100_000, description="most pending hints per node and collection")
+    hint_max_age_s: float = Field(
+        3600.0, description="a node down longer than this (oldest hint) needs a repair before it serves reads"
+    )
     migrator_autostart: bool = Field(True, description="start a migrator process when this proxy starts a move")
     migrator_metrics_port: int = Field(0, description="/metrics port of migrators this proxy starts (0 = off)")
     migrator_log: str = Field("", description="log file of migrators this proxy starts (default /tmp/shardproxy-migrator-PORT.log)")

@@ -85,10 +85,25 @@ class Unavailable(ProxyError):
     legacy_code = _LEGACY.UnexpectedError
 
 
+class DeadlineExceeded(ProxyError):
+    """The caller's deadline expired while the proxy waited for nodes (not a node's fault)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    milvus_code = MILVUS_CODE_SERVICE_UNAVAILABLE
+    legacy_code = _LEGACY.UnexpectedError
+
+
 class Unimplemented(ProxyError):
+    """A request field or feature shardproxy does not implement: a Milvus status naming it."""
+
     grpc_code = grpc.StatusCode.UNIMPLEMENTED
     milvus_code = MILVUS_CODE_UNIMPLEMENTED
     legacy_code = _LEGACY.UnexpectedError
+
+
+class RpcUnimplemented(Unimplemented):
+    """A node answered gRPC UNIMPLEMENTED (it lacks the RPC): the caller gets that gRPC status too,
+    as from the node itself."""
 
 
 class NodeError(ProxyError):

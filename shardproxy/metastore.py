@@ -14,11 +14,11 @@ key                                type    content
                                            ``loaded`` ("1"/"0"), ``load`` (LoadCollectionRequest
                                            bytes), ``created_at``
 ``{p}:ids:{ckey}``                 string  auto_id counter; proxies reserve blocks with INCRBY
-``{p}:hints:{node}:{ckey}``        set     pks written/deleted while ``node`` was down (replay)
+``{p}:hints:{node}:{ckey}``        hash    pk -> stand-in: writes ``node`` missed (:mod:`shardproxy.hints`)
 ``{p}:catchup:{node}``             string  lock of the proxy replaying ``node``'s hints
 =================================  ======  ===================================================
 
-Collection hashes also hold ``replicas`` (R) and ``write_ack`` (all/quorum). ``ckey`` is
+Collection hashes also hold ``replicas`` (R) and ``write_ack`` (one/quorum/all). ``ckey`` is
 :func:`shardproxy.catalog.collection_key`: the bare name in the ``default`` database (the layout
 from before databases, so existing data needs no migration), ``db/name`` in other databases.
 Databases, aliases and partitions are described in :mod:`shardproxy.catalog`, the move keys
@@ -86,7 +86,7 @@ class CollectionRecord:
     loaded: bool = False
     load: milvus_pb2.LoadCollectionRequest | None = None
     replicas: int = 1  # R: each key lives on R distinct successive ring nodes
-    write_ack: str = "all"  # "all" or "quorum" (R // 2 + 1 replicas acknowledge a row)
+    write_ack: str = "quorum"  # one | quorum (R // 2 + 1) | all: copies a row needs, stand-ins counted
     db: str = DEFAULT_DB
     partitions: list[str] = field(default_factory=list)  # created by the user, in creation order
     loaded_partitions: list[str] = field(default_factory=list)  # loaded on their own (not the collection)
@@ -111,7 +111,7 @@ class CollectionRecord:
 
     @property
     def acks_needed(self) -> int:
-        return self.replicas if self.write_ack == "all" else self.replicas // 2 + 1
+        return {"one": 1, "all": self.replicas}.get(self.write_ack, self.replicas // 2 + 1)
 
     @cached_property
     def schema(self) -> schema_pb2.CollectionSchema:
@@ -304,7 +304,7 @@ class MetaStore:
         create.ParseFromString(raw[b"create"])
         db, name = split_key(key)
         rec = CollectionRecord(name=name, create=create, loaded=raw.get(b"loaded") == b"1",
-                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"all").decode(),
+                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"quorum").decode(),
                                db=db, created_at=float(raw.get(b"created_at", b"0") or 0))
         parts: list[tuple[float, str]] = []
         for k, v in raw.items():

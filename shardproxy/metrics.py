@@ -13,6 +13,9 @@ Who sets what:
   ``node_timeouts_total`` (``NodeClient.call``); ``rows_routed_total`` (writes);
   ``merge_duration_seconds`` (search); ``partial_results_total`` (whoever serves a result with a
   node missing);
+* proxy, tail latency and failures: ``hedged_requests_total``, ``hedge_wins_total``,
+  ``read_retries_total`` (hedged reads); ``standin_rows_total`` (sloppy-quorum writes);
+  ``hints_written_total``, ``hints_replayed_total``, ``hints_refused_total`` (hinted handoff);
 * proxy, at scrape time from the live cluster view (:func:`track_cluster`): ``ring_epoch``,
   ``nodes{state}``, ``node_up{node}``, ``replication_factor``;
 * migrator: ``migration_*``;
@@ -70,6 +73,35 @@ PARTIAL_RESULTS = Counter(
     "shardproxy_partial_results_total",
     "Results served with at least one shard missing (a node down and no replica answered)",
     ["method"],
+)
+
+# -- proxy: tail latency and failures (hedged reads, sloppy quorum, hinted handoff)
+HEDGES = Counter(
+    "shardproxy_hedged_requests_total",
+    "Reads re-sent to another replica because a node was slower than its hedge threshold",
+    ["method"],
+)
+HEDGE_WINS = Counter(
+    "shardproxy_hedge_wins_total",
+    "Hedged reads answered by the hedge before the slow node (the slow call is cancelled)",
+    ["method"],
+)
+READ_RETRIES = Counter(
+    "shardproxy_read_retries_total",
+    "Reads re-sent to another replica because a node failed or its circuit opened",
+    ["method"],
+)
+STANDIN_ROWS = Counter(
+    "shardproxy_standin_rows_total",
+    "Row copies sent to a stand-in for a replica node that could not take them (sloppy quorum); node = the replica",
+    ["node"],
+)
+HINTS_WRITTEN = Counter("shardproxy_hints_written_total", "Hints recorded for a node that missed writes", ["node"])
+HINTS_REPLAYED = Counter("shardproxy_hints_replayed_total", "Hints replayed to their node (hinted handoff)", ["node"])
+HINTS_REFUSED = Counter(
+    "shardproxy_hints_refused_total",
+    "Hints not recorded because the node's hints are past their bounds (it needs a repair)",
+    ["node"],
 )
 
 # -- proxy: cluster view (set at scrape time by the collector of track_cluster, or directly)

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
-from shardproxy import logs, metrics, tracing
-from shardproxy.errors import NodeError, Unavailable, Unimplemented, is_ok
+from shardproxy import deadline, logs, metrics, tracing
+from shardproxy.errors import DeadlineExceeded, NodeError, RpcUnimplemented, Unavailable, is_ok
+from shardproxy.latency import LatencyTracker
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ def _status_of(resp: Any) -> common_pb2.Status:
 class NodeClient:
     """One Milvus node."""
 
-    def __init__(self, record: NodeRecord, timeout_s: float, write_concurrency: int) -> None:
+    def __init__(self, record: NodeRecord, timeout_s: float, write_concurrency: int,
+                 latency: LatencyTracker | None = None) -> None:
         self.record = record
+        self.latency = latency
         self.timeout_s = timeout_s
         self.write_concurrency = write_concurrency
         self.channel = grpc.aio.insecure_channel(
@@ -67,16 +70,26 @@ class NodeClient:
 
     async def call(self, method: str, request: Any, *, timeout: float | None = None, check: bool = True) -> Any:
         """Call one RPC; transport failures become :class:`Unavailable` naming the node, and
-        (with ``check``) a Milvus error status becomes :class:`NodeError`."""
+        (with ``check``) a Milvus error status becomes :class:`NodeError`.
+
+        The call's deadline is the caller's remaining time (see :mod:`shardproxy.deadline`) when
+        that is shorter than ``timeout`` (default: the per-node deadline); running out of the
+        caller's time raises :class:`DeadlineExceeded`, which is not held against the node.
+        Cancelling the awaiting task cancels the call on the node."""
         fn: Callable[..., Awaitable[Any]] = getattr(self.stub, method)
+        limit, by_caller = deadline.node_timeout(timeout or self.timeout_s, f"{method} on node {self.id}")
         t0 = time.perf_counter()
         try:
             with tracing.span("shardproxy.node.call", node=self.id, method=method):
-                resp = await fn(request, timeout=timeout or self.timeout_s, metadata=logs.request_metadata())
+                resp = await fn(request, timeout=limit, metadata=logs.request_metadata())
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and by_caller:
+                raise DeadlineExceeded(
+                    f"the caller's deadline expired while waiting for node {self.id} ({self.address}) during {method}"
+                ) from exc
             metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the node is up; it lacks this RPC
-                raise Unimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
+                raise RpcUnimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 metrics.NODE_TIMEOUTS.labels(node=self.id, method=method).inc()
             raise Unavailable(
@@ -84,6 +97,8 @@ class NodeClient:
             ) from exc
         finally:
             metrics.NODE_LATENCY.labels(node=self.id, method=method).observe(time.perf_counter() - t0)
+        if self.latency is not None:  # answered calls only: a timeout says nothing about the node's speed
+            self.latency.observe(self.id, method, time.perf_counter() - t0)
         if check:
             st = _status_of(resp)
             if not is_ok(st):
@@ -167,8 +182,11 @@ class NodeClient:
                 done.append(f"loaded {rec.key}")
 
     async def healthy(self, timeout: float = 2.0) -> bool:
+        """A probe: does the node answer a cheap RPC within ``timeout``? (A hung process accepts
+        connections but answers nothing, so only a short deadline tells.)"""
         try:
-            await self.call("GetVersion", milvus_pb2.GetVersionRequest(), timeout=timeout)
+            with deadline.caller_deadline(None):
+                await self.call("GetVersion", milvus_pb2.GetVersionRequest(), timeout=timeout)
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False
@@ -212,6 +230,7 @@ class NodePool:
         self.timeout_s = timeout_s
         self.write_concurrency = write_concurrency
         self.clients: dict[str, NodeClient] = {}
+        self.latency = LatencyTracker()  # per (node, method), for hedging
 
     def update(self, records: Iterable[NodeRecord]) -> list[NodeClient]:
         """Apply the registry; returns the clients that are new (need a sync)."""
@@ -225,7 +244,7 @@ class NodePool:
             if nid in self.clients:
                 self.clients[nid].record = rec
             else:
-                self.clients[nid] = NodeClient(rec, self.timeout_s, self.write_concurrency)
+                self.clients[nid] = NodeClient(rec, self.timeout_s, self.write_concurrency, self.latency)
                 new.append(self.clients[nid])
         return new
 

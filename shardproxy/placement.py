@@ -23,7 +23,7 @@ because the node states come from Redis:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,6 +166,17 @@ class Placement:
             return list(pks)
         return changed_owner(self.current, self.target, pks)
 
+    def write_plan(self, pks: Sequence[Key], unavailable: Iterable[str]) -> WritePlan:
+        """Sloppy quorum (R > 1): the copies of a write batch on the target ring, with stand-ins
+        for the ``unavailable`` replicas (see :func:`plan_write`)."""
+        return plan_write(self.target, pks, self.replicas, unavailable)
+
+    def read_plan(self, nodes: Sequence[str], live: Callable[[str], bool],
+                  rotation: int) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
+        """Nodes a fan-out read asks first, spares to hedge to, and when answers are complete
+        (see :func:`fanout_plan`)."""
+        return fanout_plan(self.target, self.replicas, nodes, live, self.moving, rotation)
+
     def missing_shards(self, down: Iterable[str]) -> list[str]:
         """Shards with no live replica when ``down`` nodes are unavailable, on either ring; a
         down node on neither ring (its rows may have no other copy) counts as missing too."""
@@ -175,3 +186,135 @@ class Placement:
             out |= set(missing_shards(self.current, self.replicas, down))
         out |= {n for n in down if self.target.index_of(n) is None and self.current.index_of(n) is None}
         return sorted(out)
+
+
+# -- sloppy quorum: where a write's copies go when replicas cannot take them ---------------------
+# Dynamo's rule: a replica that is unavailable (down, circuit open, or failed/slow during this very
+# write) is replaced by a *stand-in*: the next node further along the ring that is available, does
+# not hold the key (is not one of its R replicas) and is not already standing in for it. The
+# stand-in keeps the row plus a durable hint and hands it back when the replica answers again.
+
+
+def place_row(
+    preference: Sequence[str], replicas: int, unavailable: frozenset[str] | set[str],
+    taken: frozenset[str] | set[str] = frozenset(), served: frozenset[str] | set[str] = frozenset(),
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Targets of one row: ``([(node, for_replica), ...], [replicas with no stand-in])``.
+
+    ``preference`` is the key's full clockwise node list (the first ``replicas`` are its
+    replicas); ``taken`` are nodes that already hold (or are being sent) this row in this write:
+    neither sent again nor chosen as stand-ins; ``served`` are replicas whose copy (or stand-in
+    copy) is already placed: they need nothing more."""
+    reps = list(preference[:replicas])
+    targets: list[tuple[str, str]] = []
+    unplaced: list[str] = []
+    chosen = set(taken)
+    spare = list(preference[replicas:])
+    for r in reps:
+        if r in served:
+            continue
+        if r not in unavailable:
+            if r not in taken:
+                targets.append((r, r))
+                chosen.add(r)
+            continue
+        standin = next((n for n in spare if n not in unavailable and n not in chosen), None)
+        if standin is None:
+            unplaced.append(r)
+        else:
+            chosen.add(standin)
+            targets.append((standin, r))
+    return targets, unplaced
+
+
+@dataclass
+class WritePlan:
+    """Where the rows of one write go."""
+
+    sends: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # node -> row positions
+    hints: dict[tuple[str, str], list[int]] = dataclasses.field(default_factory=dict)  # (replica, stand-in) -> rows
+    unplaced: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # replica with no stand-in -> rows
+
+
+def plan_write(
+    ring: Ring, pks: Sequence[Key], replicas: int, unavailable: Iterable[str],
+    rows: Sequence[int] | None = None, taken: Mapping[int, Iterable[str]] | None = None,
+    served: Mapping[int, Iterable[str]] | None = None,
+) -> WritePlan:
+    """Targets of the rows ``rows`` (default: all) of a write batch with keys ``pks``. ``taken``
+    and ``served`` (per row, see :func:`place_row`) are for a second round after some sends
+    failed or were too slow."""
+    plan = WritePlan()
+    if not len(pks) or not ring:
+        return plan
+    down = frozenset(unavailable)
+    positions = ring._positions(pks)
+    table = ring.successors(len(ring.node_ids))
+    names = ring.node_ids
+    memo: dict[tuple[int, frozenset[str], frozenset[str]], tuple[list[tuple[str, str]], list[str]]] = {}
+    for i in range(len(pks)) if rows is None else rows:
+        t = frozenset(taken.get(i, ())) if taken else frozenset()
+        sv = frozenset(served.get(i, ())) if served else frozenset()
+        key = (int(positions[i]), t, sv)
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = place_row([names[j] for j in table[positions[i]]], replicas, down, t, sv)
+        targets, unplaced = got
+        for node, for_replica in targets:
+            plan.sends.setdefault(node, []).append(i)
+            if node != for_replica:
+                plan.hints.setdefault((for_replica, node), []).append(i)
+        for r in unplaced:
+            plan.unplaced.setdefault(r, []).append(i)
+    return plan
+
+
+def replica_lists(ring: Ring, pks: Sequence[Key], replicas: int) -> list[list[str]]:
+    """Each key's R replicas (owner first)."""
+    if not len(pks) or not ring:
+        return [[] for _ in pks]
+    table = ring.successors(replicas)
+    return [[ring.node_ids[j] for j in table[p]] for p in ring._positions(pks)]
+
+
+# -- covering reads: which nodes a fan-out read asks, and when its answers are complete ---------
+
+
+def covers_ring(ring: Ring, replicas: int) -> Callable[[frozenset[str]], bool]:
+    """Do answers from these nodes cover every stretch of the ring (some replica answered)?"""
+    ids = frozenset(ring.node_ids)
+    return lambda answered: not missing_shards(ring, replicas, ids - answered)
+
+
+def minimal_cover(ring: Ring, replicas: int, order: Sequence[str]) -> list[str]:
+    """Greedy: nodes in ``order`` until they cover the ring, then drop the redundant ones."""
+    covers = covers_ring(ring, replicas)
+    chosen: list[str] = []
+    for n in order:
+        if covers(frozenset(chosen)):
+            break
+        chosen.append(n)
+    for n in list(chosen):
+        if covers(frozenset(chosen) - {n}):
+            chosen.remove(n)
+    return chosen
+
+
+def fanout_plan(
+    ring: Ring, replicas: int, nodes: Sequence[str], live: Callable[[str], bool], moving: bool, rotation: int,
+) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
+    """``(first, spare, covers)`` for a read every node answers the same way (search, filter
+    query). R > 1, all live, no move: a minimal covering set (rotating), the others spare to
+    hedge to. A node out: every live node, complete when they cover. R = 1 or a move: every node
+    must answer (a down one included: its absence is for the partial policy to judge)."""
+    asked = [n for n in nodes if live(n)]
+    if moving or replicas <= 1 or set(nodes) != set(ring.node_ids):
+        need = frozenset(nodes)
+        return asked, [], lambda s: need <= s
+    covers = covers_ring(ring, replicas)
+    if len(asked) < len(nodes):
+        return asked, [], covers
+    k = rotation % len(asked)
+    order = asked[k:] + asked[:k]
+    first = minimal_cover(ring, replicas, order)
+    return first, [n for n in order if n not in first], covers

@@ -20,13 +20,13 @@ from typing import Any
 import grpc
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from shardproxy import logs, metrics, resolve
+from shardproxy import deadline, logs, metrics, resolve
 from shardproxy.coverage import COMPLETE, Coverage
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
     NodeError,
     ProxyError,
-    Unimplemented,
+    RpcUnimplemented,
     grpc_code_of,
     to_milvus_status,
 )
@@ -57,6 +57,8 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
             code = "OK"
             rid = logs.request_id_from(context.invocation_metadata())
             token = logs.REQUEST_ID.set(rid)
+            # the caller's deadline travels with every node call this request makes
+            dl = deadline.set_remaining(context.time_remaining())
             md_token = resolve.METADATA.set(tuple(context.invocation_metadata() or ()))
             try:
                 out = await fn(self, request, context)
@@ -70,7 +72,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
                 else:
                     log.exception("%s failed unexpectedly", method)
                 context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid)))
-                if isinstance(exc, Unimplemented):
+                if isinstance(exc, RpcUnimplemented):
                     # what a node (or Milvus) answers for an RPC it lacks: a real gRPC status
                     await context.abort(grpc.StatusCode.UNIMPLEMENTED, exc.message)
                 status = to_milvus_status(exc)
@@ -79,6 +81,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
                 metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - start)
                 metrics.RPCS.labels(method=method, code=code).inc()
                 logs.REQUEST_ID.reset(token)
+                deadline.reset(dl)
                 resolve.METADATA.reset(md_token)
 
         return wrapper

@@ -9,8 +9,13 @@ policy, the same way for every RPC (the Vitess vtgate split: handlers plan with
   shard keeps a live replica; otherwise the partial-result policy decides
   (:func:`shardproxy.coverage.decide`). A node that forgot its load state ("not loaded",
   Milvus code 101) is re-synced and asked again once.
-* :meth:`Scatter.write`: writes and deletes; with replication, nodes whose circuit is open are
-  not called and every key a replica missed is recorded for hinted handoff.
+  Fan-out reads ask a covering set of replicas and hedge to a spare one when a node is slower
+  than its threshold (budgeted); a node whose circuit opens while we wait is given up.
+* :meth:`Scatter.write_rows`: inserts/upserts with R > 1, sloppy quorum: stand-ins with hints
+  for replicas that are out, fail or hang; rows acknowledged once ``write_ack`` copies are
+  durable; copies of failed insert rows undone.
+* :meth:`Scatter.write`: R = 1 writes and deletes; with replication, nodes whose circuit is open
+  are not called and every key a replica missed is recorded for hinted handoff.
 
 Everywhere: an :class:`Unavailable` node opens its circuit (``mark_failed``; the health loop
 closes it), a node skipped because its circuit is open counts a node error, other errors
@@ -20,21 +25,34 @@ propagate unchanged.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+from pymilvus.grpc_gen import milvus_pb2
+
 from shardproxy import metrics
+from shardproxy.acks import acks_needed, copies, outcome
 from shardproxy.catalog import DEFAULT_DB
+from shardproxy.config import ProxySettings
 from shardproxy.coverage import COMPLETE, Coverage, decide
 from shardproxy.errors import NodeError, ProxyError, Unavailable
+from shardproxy.hedged import gather_covering
+from shardproxy.hedging import HedgeBudget, hedge_delay
+from shardproxy.latency import LatencyTracker
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
-from shardproxy.placement import Placement
+from shardproxy.nodequery import pk_expr
+from shardproxy.placement import Placement, plan_write
 
 log = logging.getLogger(__name__)
 
+POLL_S = 0.1  # how often a replicated write re-checks circuits and its hedge threshold
+_ROTATION = itertools.count()  # spreads covering reads over the replicas
 MILVUS_CODE_NOT_LOADED = 101  # merr.ErrCollectionNotLoaded and legacy ErrorCode.CollectionNotLoaded
 WRITE_METHODS = frozenset({"Insert", "Upsert"})
 
@@ -45,13 +63,18 @@ NodeCall = Callable[[NodeClient], Awaitable[Any]]
 class NodeSet(Protocol):
     """What the executor needs from the cluster (:class:`shardproxy.cluster.Cluster` is one)."""
 
+    settings: ProxySettings
+    hedge_budget: HedgeBudget
+
+    @property
+    def latency(self) -> LatencyTracker: ...
     def client(self, node_id: str) -> NodeClient: ...
     def is_live(self, node_id: str) -> bool: ...
     def mark_failed(self, node_id: str) -> None: ...
     def placement(self, rec: CollectionRecord) -> Placement: ...
     async def collection(self, name: str, db: str = ...) -> CollectionRecord: ...
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None: ...
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key]) -> None: ...
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key], standin: str = "") -> bool: ...
 
 
 @dataclass
@@ -60,6 +83,19 @@ class Gathered:
 
     results: dict[str, Any] = field(default_factory=dict)
     coverage: Coverage = COMPLETE
+
+
+@dataclass
+class WriteOutcome:
+    """Rows of a replicated write: acknowledged, failed, and failed rows that did land on fewer
+    copies and could not be undone (upserts)."""
+
+    ok_rows: list[int]
+    failed_rows: list[int]
+    landed_rows: list[int]
+    needed: int
+    reasons: list[str] = field(default_factory=list)
+    first_error: BaseException | None = None
 
 
 def require_all(clients: Sequence[NodeClient], results: Sequence[Any]) -> dict[str, Any]:
@@ -147,34 +183,51 @@ class Scatter:
 
     # -- reads
     async def read(self, rec: CollectionRecord, method: str, reqs: Mapping[str, Any],
-                   allow_partial: bool) -> Gathered:
+                   allow_partial: bool, fanout: bool = False) -> Gathered:
         """Send one read request per node (``reqs`` by node id); see :meth:`read_each`."""
-        return await self.read_each(rec, method, list(reqs), lambda c: c.call(method, reqs[c.id]), allow_partial)
+        return await self.read_each(rec, method, list(reqs), lambda c: c.call(method, reqs[c.id]), allow_partial,
+                                    fanout)
 
     async def read_each(self, rec: CollectionRecord, method: str, node_ids: Sequence[str], call: NodeCall,
-                        allow_partial: bool) -> Gathered:
-        """Run ``call`` on the live nodes among ``node_ids``; tolerate nodes that fail or are
-        down as long as every shard still has a live replica. Otherwise the partial policy
-        decides: fail UNAVAILABLE naming the missing shards, or (``allow_partial``) answer what
-        the live nodes hold with a partial :class:`Coverage`."""
-        down = {n for n in node_ids if not self.nodes.is_live(n)}
-        for nid in down:
-            self._skipped(nid, method)
-        live = [self.nodes.client(n) for n in node_ids if n not in down]
-        raw = await self._gather(live, lambda c: self._resyncing(c, rec.name, call, rec.db))
-        out = Gathered()
-        failed: list[str] = []
-        for client, r in zip(live, raw):
-            if isinstance(r, Unavailable):
-                failed.append(f"{client.id}: {r.message}")
-                down.add(client.id)
-            elif isinstance(r, BaseException):
-                raise r
-            else:
-                out.results[client.id] = r
-        if down:
-            missing = self.nodes.placement(rec).missing_shards(down)
-            out.coverage = decide(missing, down, failed, allow_partial)
+                        allow_partial: bool, fanout: bool = False) -> Gathered:
+        """Run ``call`` on live nodes among ``node_ids``, hedged (:mod:`shardproxy.hedged`).
+
+        ``fanout`` (every node answers the same request: search, filter query): ask a set of
+        replicas covering the ring, hedge to a spare replica when one is slower than its
+        threshold, stop when the answers cover the ring (:meth:`Placement.read_plan`).
+        Otherwise every node in ``node_ids`` must answer. A node that fails, or whose circuit
+        opens while we wait, is given up (and replaced by a spare when there is one). What is
+        still not covered goes to the partial policy: UNAVAILABLE naming the missing shards,
+        or (``allow_partial``) the answer of the live nodes with a partial :class:`Coverage`."""
+        placement = self.nodes.placement(rec)
+        for nid in node_ids:
+            if not self.nodes.is_live(nid):
+                self._skipped(nid, method)
+        if fanout:
+            first, spare, covers = placement.read_plan(node_ids, self.nodes.is_live, next(_ROTATION))
+        else:
+            first, spare = [n for n in node_ids if self.nodes.is_live(n)], []
+            need = frozenset(node_ids)
+            covers = lambda got: need <= got  # noqa: E731
+        s, tracker = self.nodes.settings, self.nodes.latency
+        got = await gather_covering(
+            first, spare, lambda n: self._resyncing(self.nodes.client(n), rec.name, call, rec.db), covers,
+            lambda n: hedge_delay(tracker, n, method, factor=s.hedge_factor, min_s=s.hedge_min_s, max_s=s.hedge_max_s),
+            self.nodes.hedge_budget, is_live=self.nodes.is_live,
+        )
+        if got.hedges:
+            metrics.HEDGES.labels(method=method).inc(len(got.hedges))
+            if got.hedge_won:
+                metrics.HEDGE_WINS.labels(method=method).inc()
+        if got.retries:
+            metrics.READ_RETRIES.labels(method=method).inc(len(got.retries))
+        for nid in got.failed:
+            self.nodes.mark_failed(nid)
+        out = Gathered(results=got.results)
+        if not got.complete:
+            down = {n for n in node_ids if n not in got.results}
+            failed = [f"{n}: {m}" for n, m in got.failed.items()]
+            out.coverage = decide(placement.missing_shards(down), down, failed, allow_partial)
             if out.coverage.partial:
                 metrics.PARTIAL_RESULTS.labels(method=method).inc()
         return out
@@ -209,3 +262,122 @@ class Scatter:
                 if isinstance(r, Unavailable):
                     await self.nodes.add_hints(nid, rec.key, keys[nid])
         return {n: out[n] for n in reqs}
+
+    # -- replicated writes: sloppy quorum
+    async def write_rows(self, rec: CollectionRecord, method: str, build: Callable[[np.ndarray], Any],
+                         pks: Sequence[Key]) -> WriteOutcome:
+        """R > 1: write ``len(pks)`` rows (``build(rows)`` makes one node's request). Each row goes
+        to its live replicas and, for each replica that is down, fails, or has not answered
+        within ``write_hedge_s``, to a stand-in (:func:`shardproxy.placement.plan_write`), with a
+        durable hint written first. A row is acknowledged once ``write_ack`` copies are durable,
+        stand-ins counted. Copies of failed insert rows that landed are deleted again."""
+        ring = self.nodes.placement(rec).target
+        num_rows = len(pks)
+        needed = acks_needed(rec.write_ack, rec.replicas, len(ring))
+        hedge_s = self.nodes.settings.write_hedge_s
+        unavailable = {n for n in ring.node_ids if not self.nodes.is_live(n)}
+        taken: dict[int, set[str]] = {}  # row -> nodes sent it in this write
+        served: dict[int, set[str]] = {}  # row -> replicas whose copy is placed (acked or pending)
+        serving: dict[tuple[int, str], str] = {}  # (row, node) -> the replica that copy stands for
+        acked: dict[str, list[np.ndarray]] = {}
+        missed: dict[str, set[int]] = {}  # replica -> rows it may lack (hinted)
+        tasks: dict[asyncio.Future[Any], tuple[str, np.ndarray, float]] = {}
+        given_up: set[asyncio.Future[Any]] = set()
+        reasons: list[str] = []
+        first_error: BaseException | None = None
+
+        async def place(rows: Sequence[int] | None) -> None:
+            plan = plan_write(ring, pks, rec.replicas, unavailable, rows=rows, taken=taken, served=served)
+            sends = {n: list(r) for n, r in plan.sends.items()}
+            for node, rows_ in sends.items():
+                for i in rows_:
+                    serving[(i, node)] = node
+            for (replica, standin), rows_ in plan.hints.items():
+                for i in rows_:
+                    serving[(i, standin)] = replica
+                missed.setdefault(replica, set()).update(rows_)
+                if await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], standin):
+                    metrics.STANDIN_ROWS.labels(node=replica).inc(len(rows_))
+                else:  # past the hint bounds: no stand-in copy without its hint
+                    drop = set(rows_)
+                    sends[standin] = [i for i in sends[standin] if i not in drop]
+            for replica, rows_ in plan.unplaced.items():
+                missed.setdefault(replica, set()).update(rows_)
+                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "")
+            for node, rows_ in sends.items():
+                if rows_:
+                    arr = np.asarray(rows_, dtype=np.int64)
+                    for i in rows_:
+                        taken.setdefault(i, set()).add(node)
+                        served.setdefault(i, set()).add(serving[(i, node)])
+                    fut = asyncio.ensure_future(self.nodes.client(node).write(method, rec.key, build(arr)))
+                    tasks[fut] = (node, arr, time.monotonic())
+
+        async def replace(node: str, rows: np.ndarray) -> None:
+            """``node`` will not (soon) acknowledge ``rows``: place other copies for them."""
+            unavailable.add(node)
+            for i in rows.tolist():
+                served.get(i, set()).discard(serving.get((i, node), node))
+            await place(rows.tolist())
+
+        def settled() -> bool:
+            have = copies(num_rows, [r for parts in acked.values() for r in parts])
+            pending = copies(num_rows, [r for _, r, _ in tasks.values()])
+            return bool(np.all((have >= needed) | (pending == 0)))
+
+        await place(None)
+        try:
+            while tasks and not settled():
+                now = time.monotonic()
+                waits = [t0 + hedge_s - now for f, (_, _, t0) in tasks.items() if f not in given_up]
+                done, _ = await asyncio.wait(list(tasks), timeout=max(0.0, min([POLL_S, *waits])),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    node, rows, _ = tasks.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        acked.setdefault(node, []).append(rows)
+                        metrics.ROWS_ROUTED.labels(node=node).inc(len(rows))
+                        continue
+                    reasons.append(f"node {node} refused {len(rows)} row(s): "
+                                   + (exc.message if isinstance(exc, ProxyError) else repr(exc)))
+                    first_error = first_error or exc
+                    if isinstance(exc, Unavailable) and fut not in given_up:
+                        self.nodes.mark_failed(node)
+                        await replace(node, rows)
+                now = time.monotonic()
+                for fut, (node, rows, t0) in list(tasks.items()):
+                    if fut not in given_up and (not self.nodes.is_live(node) or now - t0 >= hedge_s):
+                        given_up.add(fut)
+                        reasons.append(f"node {node} did not answer within {hedge_s:g} s")
+                        await replace(node, rows)
+        finally:
+            for fut in tasks:
+                fut.cancel()  # the write may still land there: that replica is hinted (see replace)
+        ok, failed, landed = outcome(copies(num_rows, [r for parts in acked.values() for r in parts]), needed)
+        if landed and method == "Insert":
+            landed = await self._undo(rec, pks, landed, acked, missed)
+        return WriteOutcome(ok, failed, landed, needed, reasons, first_error)
+
+    async def _undo(self, rec: CollectionRecord, pks: Sequence[Key], rows: list[int],
+                    acked: dict[str, list[np.ndarray]], missed: dict[str, set[int]]) -> list[int]:
+        """Delete the copies of failed insert rows where they landed; the rows that could not be
+        undone are returned. Replicas that may still apply the insert late are hinted (handoff
+        finds no copy on a live replica and deletes it there too)."""
+        want = set(rows)
+        left: set[int] = set()
+        for node, parts in acked.items():
+            mine = sorted(want & set(np.concatenate(parts).tolist()))
+            if not mine:
+                continue
+            try:
+                await self.nodes.client(node).write("Delete", rec.key, milvus_pb2.DeleteRequest(
+                    db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, [pks[i] for i in mine], rec.pk_is_str)))
+            except ProxyError as exc:
+                log.warning("could not undo %d failed insert row(s) on %s: %s", len(mine), node, exc.message)
+                left.update(mine)
+        for replica, rows_ in missed.items():
+            late = sorted(want & rows_)
+            if late:
+                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in late], "")
+        return sorted(left)

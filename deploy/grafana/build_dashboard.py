@@ -137,6 +137,24 @@ def build() -> dict[str, Any]:
         (f"sum by (node, method) (rate(shardproxy_node_call_duration_seconds_count{{{PROXY}}}[{RI}]))", "{{node}} {{method}}"),
     ], unit="ops", w=12)
 
+    L.row("Failover: hedged reads, stand-ins, hinted handoff")
+    L.panel("Hedged reads and hedge wins", [
+        (f"sum by (method) (rate(shardproxy_hedged_requests_total{{{PROXY}}}[{RI}]))", "{{method}} hedged"),
+        (f"sum by (method) (rate(shardproxy_hedge_wins_total{{{PROXY}}}[{RI}]))", "{{method}} hedge won"),
+        (f"sum by (method) (rate(shardproxy_read_retries_total{{{PROXY}}}[{RI}]))", "{{method}} re-sent after a failure"),
+    ], unit="ops", w=8, description="A read whose node is slower than its p95 goes to another replica too; "
+                                   "the budget keeps hedges to ~10% of reads. Wins: the hedge answered first.")
+    L.panel("Hedge rate (hedges per search)", [
+        (f'sum(rate(shardproxy_hedged_requests_total{{{PROXY},method="Search"}}[{RI}])) / clamp_min(sum(rate(shardproxy_rpcs_total{{{PROXY},method="Search"}}[{RI}])), 1e-9)', "hedge rate"),
+    ], unit="percentunit", w=8, description="Near 0 when nodes are healthy; bounded by SHARDPROXY_HEDGE_BUDGET_RATIO.")
+    L.panel("Stand-in copies and hints by node", [
+        (f"sum by (node) (rate(shardproxy_standin_rows_total{{{PROXY}}}[{RI}]))", "{{node}} rows to stand-ins"),
+        (f"sum by (node) (rate(shardproxy_hints_written_total{{{PROXY}}}[{RI}]))", "{{node}} hints written"),
+        (f"sum by (node) (rate(shardproxy_hints_replayed_total{{{PROXY}}}[{RI}]))", "{{node}} hints replayed"),
+        (f"sum by (node) (rate(shardproxy_hints_refused_total{{{PROXY}}}[{RI}]))", "{{node}} hints refused (needs repair)"),
+    ], unit="ops", w=8, description="Sloppy quorum while a replica is down: its copies go to stand-ins with a "
+                                   "hint, handed back when it answers. Refused hints: past the bounds.")
+
     L.row("Rebalance (migrator)")
     L.panel("Rebalance progress", [
         ("1 - max(shardproxy_migration_rows_remaining) / clamp_min(max(shardproxy_migration_rows_planned), 1)", "done"),

@@ -144,9 +144,9 @@ class AlterHandlers(HandlerBase):
             if any(r.state != common_pb2.LoadState.LoadStateLoaded for r in states.values()):
                 await self.cluster.store.set_loaded(new_key, False)
         for node in await self.cluster.store.nodes():  # hinted writes follow the collection
-            old_hints = self.cluster.store.k("hints", node.id, rec.key)
+            old_hints = self.cluster.hints.key(node.id, rec.key)
             if await self.cluster.store.r.exists(old_hints):
-                await self.cluster.store.r.rename(old_hints, self.cluster.store.k("hints", node.id, new_key))
+                await self.cluster.store.r.rename(old_hints, self.cluster.hints.key(node.id, new_key))
         if new_db == db:
             for alias, target in (await self.cluster.store.catalog.aliases(db)).items():
                 if target == rec.name:

@@ -47,5 +47,11 @@ class HandlerBase(CatalogLookup):
     async def _all(self, method: str, request: Any, clients: Sequence[NodeClient] | None = None) -> dict[str, Any]:
         """``method`` on every node that holds data (or on ``clients``); all must answer."""
         self.cluster.require_nodes()
-        clients = self.cluster.search_clients() if clients is None else clients
+        if clients is None:  # a status read: nodes known to be down or hung are not waited for
+            clients = ([c for c in self.cluster.search_clients() if self.cluster.is_live(c.id)]
+                       or self.cluster.search_clients())
         return await self.scatter.call_all(method, request, clients)
+
+    def _some_down(self, placement: Any) -> bool:
+        """Some node that may hold data is out (down or circuit open): copies may be on stand-ins."""
+        return any(not self.cluster.is_live(n) for n in placement.scatter_set())

@@ -9,6 +9,7 @@ from typing import Any
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from shardproxy import ddlrules
+from shardproxy.acks import WRITE_ACKS
 from shardproxy.errors import AlreadyExists, InvalidArgument, status_ok
 from shardproxy.handlers.base import HandlerBase
 from shardproxy.metastore import CollectionRecord
@@ -52,8 +53,8 @@ class DdlHandlers(HandlerBase):
         write_ack = (props.get("shardproxy.write_ack") or self.settings.default_write_ack).lower()
         if replicas < 1 or replicas > 16:
             raise InvalidArgument(f"shardproxy.replicas must be in [1, 16], got {replicas}")
-        if write_ack not in ("all", "quorum"):
-            raise InvalidArgument(f"shardproxy.write_ack must be 'all' or 'quorum', got {write_ack!r}")
+        if write_ack not in WRITE_ACKS:
+            raise InvalidArgument(f"shardproxy.write_ack must be one of {', '.join(WRITE_ACKS)}, got {write_ack!r}")
         key = self._key(db, name)
         created = await self.cluster.store.create_collection(request, db)
         if created:

@@ -65,15 +65,21 @@ class ReadHandlers(SearchExtHandlers):
                 async def scan(c: NodeClient) -> list[Any]:
                     return await scan_all_pks(c, rec, COUNT_SCAN_BATCH, extra=request.expr)
 
-                seen: set[Any] = set()
-                cov = None
-                for phase in count_phases(self.cluster.nodes, nodes) if placement.moving else [nodes]:
-                    got = await self.scatter.read_each(rec, "Query", phase, scan, allow)
-                    cov = got.coverage if cov is None else cov | got.coverage
-                    for pks in got.results.values():
-                        seen.update(pks)
-                got.coverage = cov
-                total = len(seen)
+                if placement.moving:
+                    # rows may be in flight on two nodes: read the nodes that give keys away first
+                    # (countorder.py), then count distinct primary keys
+                    seen: set[Any] = set()
+                    cov = None
+                    for phase in count_phases(self.cluster.nodes, nodes):
+                        got = await self.scatter.read_each(rec, "Query", phase, scan, allow)
+                        cov = got.coverage if cov is None else cov | got.coverage
+                        for pks in got.results.values():
+                            seen.update(pks)
+                    got.coverage = cov
+                    total = len(seen)
+                else:  # every row is stored R times: a covering read, distinct primary keys
+                    got = await self.scatter.read_each(rec, "Query", nodes, scan, allow, fanout=True)
+                    total = len({pk for pks in got.results.values() for pk in pks})
             else:
                 got = await self.scatter.read(rec, "Query", {n: request for n in nodes}, allow)
                 total = 0
@@ -91,7 +97,12 @@ class ReadHandlers(SearchExtHandlers):
         if has_limit:
             set_kv(sub.query_params, "limit", str(offset + limit))
             set_kv(sub.query_params, "offset", None)
-        if pks is not None:
+        keyed = pks is not None
+        if pks is not None and rec.replicas > 1 and self._some_down(placement):
+            # copies may sit on stand-ins while a replica is out: ask every live node (merge dedups)
+            sub.expr = pk_expr(rec.pk_name, pks, rec.pk_is_str)
+            reqs = {n: sub for n in placement.scatter_set() if self.cluster.is_live(n)}
+        elif pks is not None:
             reqs: dict[str, Any] = {}
             for nid, rows in placement.holders(pks).items():
                 q = milvus_pb2.QueryRequest()
@@ -100,7 +111,8 @@ class ReadHandlers(SearchExtHandlers):
                 reqs[nid] = q
         else:
             reqs = {n: sub for n in placement.scatter_set()}
-        gather = self._gather(rec, context, "Query")  # iterators: collection_id per node
+        # iterators: collection_id per node; a filter query is a hedged covering read (merge dedups)
+        gather = self._gather(rec, context, "Query", fanout=not keyed)
         results = await gather(reqs)
         resps = list(results.values())
         fresh = prefer_target_copies(placement, {n: list(r.fields_data) for n, r in results.items()}, rec.pk_name)
@@ -134,7 +146,8 @@ class ReadHandlers(SearchExtHandlers):
         nodes = self.cluster.placement(rec).scatter_set()
         start = time.perf_counter()
         with tracing.span("shardproxy.search.fan_out", collection=rec.name, nq=nq, nodes=len(nodes)):
-            got = await self.scatter.read(rec, "Search", {n: sub for n in nodes}, self._allow_partial(context))
+            got = await self.scatter.read(rec, "Search", {n: sub for n in nodes}, self._allow_partial(context),
+                                          fanout=True)
         t_merge = time.perf_counter()
         merged = merge.merge_search_results(
             [r.results for r in got.results.values()], nq, metric, offset, limit, list(request.output_fields)

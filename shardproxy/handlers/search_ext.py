@@ -27,22 +27,27 @@ log = logging.getLogger(__name__)
 
 
 class _CoveredGather:
-    """A :data:`searchexec.Gather` over the executor's read that remembers what it missed."""
+    """A :data:`searchexec.Gather` over the executor's read that remembers what it missed.
 
-    def __init__(self, handlers: SearchExtHandlers, rec: CollectionRecord, method: str, allow: bool) -> None:
-        self.handlers, self.rec, self.method, self.allow = handlers, rec, method, allow
+    ``fanout`` (every node gets the same request): a hedged covering read (R > 1: a set of
+    replicas covering the ring, see :meth:`Scatter.read_each`); the merges keep each primary
+    key once, so rows a node holds as a replica of another range are not duplicated."""
+
+    def __init__(self, handlers: SearchExtHandlers, rec: CollectionRecord, method: str, allow: bool,
+                 fanout: bool = True) -> None:
+        self.handlers, self.rec, self.method, self.allow, self.fanout = handlers, rec, method, allow, fanout
         self.coverage: Coverage = COMPLETE
 
     async def __call__(self, reqs: dict[str, Any]) -> dict[str, Any]:
         reqs = {n: await self.handlers._with_node_collection_id(n, self.rec, r) for n, r in reqs.items()}
-        got = await self.handlers.scatter.read(self.rec, self.method, reqs, self.allow)
+        got = await self.handlers.scatter.read(self.rec, self.method, reqs, self.allow, fanout=self.fanout)
         self.coverage = self.coverage | got.coverage
         return got.results
 
 
 class SearchExtHandlers(HandlerBase):
-    def _gather(self, rec: CollectionRecord, context: Any, method: str = "Search") -> _CoveredGather:
-        return _CoveredGather(self, rec, method, self._allow_partial(context))
+    def _gather(self, rec: CollectionRecord, context: Any, method: str = "Search", fanout: bool = True) -> _CoveredGather:
+        return _CoveredGather(self, rec, method, self._allow_partial(context), fanout)
 
     async def _with_node_collection_id(self, node: str, rec: CollectionRecord, request: Any) -> Any:
         """Iterators send the ``collection_id`` they were shown (one node's); each node gets its

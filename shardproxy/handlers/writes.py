@@ -89,8 +89,7 @@ class WriteHandlers(HandlerBase):
         parts = placement.write_targets(pks)
         await self._touch(rec, placement, pks, "w")
 
-        reqs: dict[str, Any] = {}
-        for nid, rows in parts.items():
+        def build(rows: Any) -> Any:
             sub = type(request)()
             sub.db_name = rec.db
             sub.collection_name = request.collection_name
@@ -99,33 +98,46 @@ class WriteHandlers(HandlerBase):
             sub.fields_data.extend(fielddata.take_all(fields, rows))
             if method == "Upsert":
                 sub.partial_update = request.partial_update
-            reqs[nid] = sub
-        results = await self.scatter.write(rec, method, reqs, {n: [pks[i] for i in r] for n, r in parts.items()})
+            return sub
 
+        if rec.replicas > 1:  # sloppy quorum: stand-ins for replicas that are out, hints, ack tally
+            res = await self.scatter.write_rows(rec, method, build, pks)
+            return self._mutation(method, rec, pks, res.ok_rows, res.failed_rows, res.landed_rows, res.needed,
+                                  res.reasons, res.first_error)
+        reqs = {nid: build(rows) for nid, rows in parts.items()}
+        results = await self.scatter.write(rec, method, reqs, {n: [pks[i] for i in r] for n, r in parts.items()})
         needed = needed_acks(rec.replicas, rec.acks_needed, len(placement.target))
         acked = {n for n, r in results.items() if not isinstance(r, BaseException)}
         acks = tally(num_rows, parts, acked, needed)
+        errors = [(n, r) for n, r in results.items() if isinstance(r, BaseException)]
+        reasons = [
+            f"node {n} refused {len(parts[n])} row(s): {r.message if isinstance(r, ProxyError) else repr(r)}"
+            for n, r in errors
+        ]
+        return self._mutation(method, rec, pks, acks.ok_rows, acks.err_rows, [], needed, reasons,
+                              errors[0][1] if errors else None)
+
+    @staticmethod
+    def _mutation(method: str, rec: CollectionRecord, pks: Sequence[Key], ok_rows: list[int],
+                  err_rows: list[int], landed: list[int], needed: int, reasons: list[str],
+                  first: BaseException | None) -> milvus_pb2.MutationResult:
         out = milvus_pb2.MutationResult(
             IDs=fielddata.make_ids(pks, rec.pk_is_str),  # type: ignore[arg-type]
-            succ_index=acks.ok_rows,
-            err_index=acks.err_rows,
+            succ_index=ok_rows,
+            err_index=err_rows,
         )
         if method == "Insert":
-            out.insert_cnt = len(acks.ok_rows)
+            out.insert_cnt = len(ok_rows)
         else:
-            out.upsert_cnt = len(acks.ok_rows)
-        if acks.err_rows:
-            errors = [(n, r) for n, r in results.items() if isinstance(r, BaseException)]
-            reasons = [
-                f"node {n} refused {len(parts[n])} row(s): {r.message if isinstance(r, ProxyError) else repr(r)}"
-                for n, r in errors
-            ]
-            status = to_milvus_status(errors[0][1] if errors else Unavailable("not enough replicas"))
+            out.upsert_cnt = len(ok_rows)
+        if err_rows:
+            status = to_milvus_status(first or Unavailable("not enough replicas"))
             status.reason = (
-                f"{method.lower()} partially failed: {len(acks.err_rows)} of {num_rows} row(s) not written"
-                + (f" on {needed} of {rec.replicas} replicas ({rec.write_ack})" if rec.replicas > 1 else "")
-                + " "
-                f"(err_index lists them); " + "; ".join(reasons)
+                f"{method.lower()} partially failed: {len(err_rows)} of {len(pks)} row(s) not written"
+                + (f" on {needed} of {rec.replicas} copies ({rec.write_ack}, stand-ins counted)" if rec.replicas > 1 else "")
+                + " (err_index lists them)"
+                + (f"; rows {landed[:50]} did land on fewer copies (retrying the upsert is idempotent)" if landed else "")
+                + "; " + "; ".join(reasons[:10])
             )
             out.status.CopyFrom(status)
         else:
@@ -151,11 +163,22 @@ class WriteHandlers(HandlerBase):
         validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
         pks = validation.pk_list(request.expr, rec.pk_name, rec.pk_is_str)
         placement = self.cluster.placement(rec)
+        if pks is None and rec.replicas > 1 and self._some_down(placement):
+            # A filter delete while a replica is out: delete the matching keys by id, so the
+            # missing replica gets them as hints (tombstones replayed when it answers again).
+            pks = await self._matching_pks(rec, request.expr, request.partition_name)
+            if not pks:
+                return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=0)
         if pks is None:
             return await self._delete_by_filter(rec, placement, request)
         # Tombstones first, then the delete: a row the migrator is copying cannot come back.
         await self._touch(rec, placement, pks, "d")
         holders = placement.holders(pks)
+        if rec.replicas > 1:
+            # every live node too: a stand-in may hold a copy (sloppy quorum)
+            for nid in placement.scatter_set():
+                if nid not in holders and self.cluster.is_live(nid):
+                    holders[nid] = list(range(len(pks)))
         keys = {nid: [pks[i] for i in rows] for nid, rows in holders.items()}
         reqs = {
             nid: milvus_pb2.DeleteRequest(
@@ -187,12 +210,15 @@ class WriteHandlers(HandlerBase):
         done = require_all([self.cluster.client(n) for n in results], list(results.values()))
         return milvus_pb2.MutationResult(status=status_ok(), delete_cnt=sum(r.delete_cnt for r in done.values()))
 
-    async def _matching_pks(self, rec: CollectionRecord, expr: str) -> list[Key]:
-        """Primary keys matching a filter on every node that holds data (deduplicated)."""
-        q = milvus_pb2.QueryRequest(db_name=rec.db, collection_name=rec.name, expr=expr, output_fields=[rec.pk_name])
-        results = await self.scatter.each(self.cluster.search_clients(), lambda c: self.scatter.call(c, "Query", q))
+    async def _matching_pks(self, rec: CollectionRecord, expr: str, partition: str = "") -> list[Key]:
+        """Primary keys matching a filter (in ``partition``, when given) on every node that holds
+        data (deduplicated)."""
+        q = milvus_pb2.QueryRequest(db_name=rec.db, collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
+                                    partition_names=[partition] if partition else [])
+        placement = self.cluster.placement(rec)
+        got = await self.scatter.read(rec, "Query", {n: q for n in placement.scatter_set()}, False, fanout=True)
         found: set[Key] = set()
-        for r in results.values():
+        for r in got.results.values():
             for fd in r.fields_data:
                 if fd.field_name == rec.pk_name:
                     found.update(fielddata.column_values(fd))

@@ -97,7 +97,8 @@ def test_dashboard_covers_what_ops_watch() -> None:
     text = json.dumps(dashboard())
     for metric in ("shardproxy_rpc_duration_seconds_bucket", "shardproxy_rpcs_total", "shardproxy_node_up",
                    "shardproxy_rows_routed_total", "shardproxy_migration_rows_remaining", "embed_queue_lag",
-                   "embed_items_total", "shardproxy_partial_results_total", "shardproxy_node_timeouts_total"):
+                   "embed_items_total", "shardproxy_partial_results_total", "shardproxy_node_timeouts_total",
+                   "shardproxy_hedged_requests_total", "shardproxy_hedge_wins_total", "shardproxy_hints_written_total"):
         assert metric in text, metric
     titles = " ".join(p["title"] for p in dashboard()["panels"]).lower()
     for word in ("p50", "p99", "qps", "error", "node up", "balance", "rebalance", "queue", "throughput"):

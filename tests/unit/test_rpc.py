@@ -25,6 +25,9 @@ class FakeContext:
     def invocation_metadata(self) -> tuple:
         return self.metadata
 
+    def time_remaining(self) -> float | None:
+        return None
+
     def set_trailing_metadata(self, md: tuple) -> None:
         self.trailers = md
 

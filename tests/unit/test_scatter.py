@@ -13,6 +13,9 @@ import pytest
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from shardproxy.acks import tally
+from shardproxy.config import ProxySettings
+from shardproxy.hedging import HedgeBudget
+from shardproxy.latency import LatencyTracker
 from shardproxy.errors import InvalidArgument, NodeError, Unavailable
 from shardproxy.placement import Placement
 from shardproxy.ring import Ring, RingNode
@@ -53,6 +56,9 @@ class FakeCluster:
         self.hints: dict[str, list[Any]] = {}
         self.synced: list[str] = []
         self.rec = SimpleNamespace(name="c", db="default", key="c", replicas=1, loaded=True)
+        self.settings = ProxySettings()
+        self.hedge_budget = HedgeBudget()
+        self.latency = LatencyTracker()
 
     def client(self, node_id: str) -> FakeNode:
         return self.nodes[node_id]
@@ -74,8 +80,9 @@ class FakeCluster:
             self.synced.append(c.id)
             c.synced = True
 
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any]) -> None:
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any], standin: str = "") -> bool:
         self.hints.setdefault(node_id, []).extend(pks)
+        return True
 
 
 def run(coro: Any) -> Any:

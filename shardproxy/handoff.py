@@ -1,0 +1,142 @@
+"""Hinted handoff: bring a replica that answers again up to date from the hints recorded while
+it could not take writes, then remove the stand-ins' copies.
+
+For each hinted key the newest acknowledged copy is on a live replica of the key, or else on the
+stand-in named in the hint (a write acknowledged through a stand-in always went to every live
+replica too, so a replica's copy wins over a stand-in's). The key is upserted to the returning
+node with that copy, or deleted there when no source holds it (it was deleted meanwhile). Then
+the stand-in's copy is deleted (unless the stand-in is itself a replica of the key), and only
+then the hint is removed, compare-and-delete, so a write hinted again meanwhile is replayed at
+the next round. A key whose sources cannot be read now keeps its hint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from shardproxy import fielddata, merge, metrics
+from shardproxy.hints import Hint, HintStore
+from shardproxy.metastore import CollectionRecord
+from shardproxy.nodepool import NodeClient
+from shardproxy.ring import Ring
+from shardproxy.nodequery import fetch_rows_by_partition, pk_expr
+from shardproxy.placement import replica_lists
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+def plan_sources(
+    hints: list[Hint], replica_sets: list[list[str]], target: str, is_live: Callable[[str], bool]
+) -> tuple[list[list[str]], list[int]]:
+    """Per hint, the nodes to read the key from (live replicas other than ``target`` first, then
+    the stand-in), and the hints that cannot be replayed now (a stand-in holding a copy is not
+    reachable, or no source at all is). Pure."""
+    sources: list[list[str]] = []
+    blocked: list[int] = []
+    for i, (h, reps) in enumerate(zip(hints, replica_sets)):
+        src = [n for n in reps if n != target and is_live(n)]
+        standin_ok = not h.standin or h.standin == target or is_live(h.standin)
+        if h.standin and h.standin != target and h.standin not in src and is_live(h.standin):
+            src.append(h.standin)
+        if not src or not standin_ok:
+            blocked.append(i)
+        sources.append(src)
+    return sources, blocked
+
+
+def choose(sources: list[list[str]], found: dict[str, set[Any]], pks: list[Any]) -> dict[int, str]:
+    """Hint index -> the node whose copy is replayed (first source holding the key). Pure."""
+    out: dict[int, str] = {}
+    for i, (pk, src) in enumerate(zip(pks, sources)):
+        node = next((n for n in src if pk in found.get(n, ())), None)
+        if node is not None:
+            out[i] = node
+    return out
+
+
+async def _fetch(client: NodeClient, rec: CollectionRecord,
+                 pks: list[Any]) -> list[tuple[str, list[schema_pb2.FieldData]]]:
+    """The node's rows of ``pks`` grouped by partition (a copy handed back keeps its partition)."""
+    return await fetch_rows_by_partition(client, rec, pks) if pks else []
+
+
+async def replay_batch(
+    hints_store: HintStore, target: NodeClient, rec: CollectionRecord, rings: list[Ring],
+    clients: dict[str, NodeClient], is_live: Callable[[str], bool],
+) -> int:
+    """Replay up to :data:`BATCH` hints of ``target``; returns how many were settled (0: none left
+    or none replayable now)."""
+    hints = await hints_store.batch(target.id, rec.key, rec.pk_is_str, BATCH)
+    if not hints:
+        return 0
+    pks = [h.pk for h in hints]
+    per_ring = [replica_lists(r, pks, rec.replicas) for r in rings if r]
+    replica_sets = [list(dict.fromkeys(n for lists in per_ring for n in lists[i])) for i in range(len(pks))]
+    sources, blocked = plan_sources(hints, replica_sets, target.id, is_live)
+    ready = [i for i in range(len(hints)) if i not in set(blocked)]
+    if not ready:
+        return 0
+    per_node: dict[str, list[Any]] = {}
+    for i in ready:
+        for n in sources[i]:
+            per_node.setdefault(n, []).append(pks[i])
+    fetched: dict[str, list[tuple[str, list[schema_pb2.FieldData]]]] = {}
+    found: dict[str, set[Any]] = {}
+    for n, keys in per_node.items():
+        fetched[n] = await _fetch(clients[n], rec, keys)
+        found[n] = set()
+        for _, fields in fetched[n]:
+            pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name), None)
+            if pk_col is not None:
+                found[n].update(fielddata.column_values(pk_col))
+    chosen = choose([sources[i] for i in ready], found, [pks[i] for i in ready])
+    # a node that is not a replica of a key (a stand-in that missed a delete) only gets the delete
+    chosen = {j: n for j, n in chosen.items() if target.id in replica_sets[ready[j]]}
+    by_node: dict[str, set[Any]] = {}
+    for j, node in chosen.items():
+        by_node.setdefault(node, set()).add(pks[ready[j]])
+    pieces: dict[str, list[list[schema_pb2.FieldData]]] = {}  # by partition: rows keep their partition
+    for node, keys in by_node.items():
+        for partition, fields in fetched[node]:
+            pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name), None)
+            if pk_col is None:
+                continue
+            rows = [k for k, v in enumerate(fielddata.column_values(pk_col)) if v in keys]
+            if rows:
+                pieces.setdefault(partition, []).append(fielddata.take_all(fields, rows))
+    upserted = 0
+    for partition, parts in pieces.items():
+        rows_fd = merge.merge_query_rows(parts, rec.pk_name, 0, None)
+        n_rows = fielddata.num_rows(next(fd for fd in rows_fd if fd.field_name == rec.pk_name))
+        if not n_rows:
+            continue
+        req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name, partition_name=partition,
+                                       num_rows=n_rows)
+        req.fields_data.extend(rows_fd)
+        await target.write("Upsert", rec.key, req)
+        upserted += n_rows
+    gone = [pks[ready[j]] for j in range(len(ready)) if j not in chosen]
+    if gone:
+        await target.write("Delete", rec.key, milvus_pb2.DeleteRequest(
+            db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
+    # the stand-ins hand their copies back: delete them there (a stand-in that is a replica keeps it)
+    strays: dict[str, list[Any]] = {}
+    for i in ready:
+        s = hints[i].standin
+        if s and s != target.id and s not in replica_sets[i]:
+            strays.setdefault(s, []).append(pks[i])
+    for s, keys in strays.items():
+        await clients[s].write("Delete", rec.key, milvus_pb2.DeleteRequest(
+            db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, keys, rec.pk_is_str)))
+    removed = await hints_store.remove(target.id, rec.key, [hints[i] for i in ready])
+    metrics.HINTS_REPLAYED.labels(node=target.id).inc(len(ready))
+    log.info("node %s: replayed %d hinted key(s) of %s (%d upserted, %d deleted, %d stand-in copies removed; %d re-hinted meanwhile)",
+             target.id, len(ready), rec.key, upserted, len(gone), sum(len(v) for v in strays.values()),
+             len(ready) - removed)
+    return len(ready)

@@ -1,0 +1,139 @@
+"""Hinted handoff records in Redis, bounded.
+
+A hint says "replica N missed a write of key K; its copy (if any) went to stand-in S". One hash
+per (node, collection): ``{prefix}:hints:N:C`` field K -> ``S|ms`` (S empty when no stand-in took
+a copy: a delete, or a write whose stand-in was not needed). A meta hash per node,
+``{prefix}:hintmeta:N``, holds ``first_ms`` (when its oldest pending hint was written) and
+``overflow`` (why hints stopped being recorded).
+
+Bounds (``hint_max_keys`` per node and collection, ``hint_max_age_s``): past them hints stop being
+recorded for that node, and the node must be repaired (its key ranges copied from the other
+replicas) before it serves reads again; :meth:`needs_repair` says so.
+
+Replay removes a hint only if it still holds the value that was replayed (a compare-and-delete
+in Lua), so a write hinted again during the replay is never forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+import time
+
+from redis.asyncio import Redis
+
+_ADD = """
+if redis.call('HEXISTS', KEYS[2], 'overflow') == 1 then return 0 end
+local max = tonumber(ARGV[1])
+local n = redis.call('HLEN', KEYS[1])
+local new = (#ARGV - 2) / 2
+if n + new > max then
+  redis.call('HSET', KEYS[2], 'overflow', 'more than ' .. ARGV[1] .. ' pending hints')
+  return 0
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', KEYS[2], 'first_ms', ARGV[2])
+return 1
+"""
+
+_REMOVE_IF = """
+local removed = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i]); removed = removed + 1
+  end
+end
+return removed
+"""
+
+
+@dataclass(frozen=True)
+class Hint:
+    pk: int | str
+    standin: str  # "" when no stand-in holds a copy
+    raw: tuple[bytes, bytes]  # the stored (field, value), for the compare-and-delete
+
+
+def encode(standin: str, now_ms: int) -> str:
+    return f"{standin}|{now_ms}"
+
+
+def decode(pk_raw: bytes, value: bytes, pk_is_str: bool) -> Hint:
+    standin, _, _ = value.decode().partition("|")
+    pk: int | str = pk_raw.decode() if pk_is_str else int(pk_raw)
+    return Hint(pk=pk, standin=standin, raw=(pk_raw, value))
+
+
+def over_age(first_ms: int | None, now_ms: int, max_age_s: float) -> bool:
+    """True when the oldest pending hint is older than the bound. Pure."""
+    return first_ms is not None and now_ms - first_ms > max_age_s * 1000
+
+
+class HintStore:
+    def __init__(self, r: Redis, prefix: str, max_keys: int, max_age_s: float) -> None:
+        self.r = r
+        self.prefix = prefix
+        self.max_keys = max_keys
+        self.max_age_s = max_age_s
+        self._add = r.register_script(_ADD)
+        self._remove_if = r.register_script(_REMOVE_IF)
+
+    def key(self, node: str, collection: str) -> str:
+        return f"{self.prefix}:hints:{node}:{collection}"
+
+    def meta_key(self, node: str) -> str:
+        return f"{self.prefix}:hintmeta:{node}"
+
+    async def add(self, node: str, collection: str, pks: Iterable[int | str], standin: str = "",
+                  now_ms: int | None = None) -> bool:
+        """Record hints (before the stand-in gets the data). False when the node's hints are past
+        their bounds: nothing was recorded and the node needs a repair."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        args: list[str] = [str(self.max_keys), str(now_ms)]
+        value = encode(standin, now_ms)
+        for pk in pks:
+            args += [str(pk), value]
+        if len(args) == 2:
+            return True
+        ok = await self._add(keys=[self.key(node, collection), self.meta_key(node)], args=args)
+        return bool(ok)
+
+    async def batch(self, node: str, collection: str, pk_is_str: bool, count: int = 1000) -> list[Hint]:
+        _, items = await self.r.hscan(self.key(node, collection), 0, count=count)
+        return [decode(k, v, pk_is_str) for k, v in list(items.items())[:count]]
+
+    async def remove(self, node: str, collection: str, hints: Sequence[Hint]) -> int:
+        if not hints:
+            return 0
+        args: list[bytes] = []
+        for h in hints:
+            args += [h.raw[0], h.raw[1]]
+        return int(await self._remove_if(keys=[self.key(node, collection)], args=args))
+
+    async def pending(self, node: str, collections: Iterable[str]) -> int:
+        total = 0
+        for name in collections:
+            total += int(await self.r.hlen(self.key(node, name)))
+        return total
+
+    async def needs_repair(self, node: str, now_ms: int | None = None) -> str:
+        """Why the node cannot be brought back by its hints alone ("" when it can)."""
+        meta = await self.r.hgetall(self.meta_key(node))
+        if b"overflow" in meta:
+            return meta[b"overflow"].decode()
+        first = int(meta[b"first_ms"]) if b"first_ms" in meta else None
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if over_age(first, now_ms, self.max_age_s):
+            return f"its oldest hint is older than {self.max_age_s:g} s"
+        return ""
+
+    async def clear_if_empty(self, node: str, collections: Iterable[str]) -> bool:
+        """Forget the node's hint age once every hint was replayed (the overflow flag stays)."""
+        if await self.pending(node, collections):
+            return False
+        await self.r.hdel(self.meta_key(node), "first_ms")
+        return True
+
+    async def mark_repaired(self, node: str) -> None:
+        """After a repair of the node's key ranges: its hints are moot."""
+        await self.r.delete(self.meta_key(node))
