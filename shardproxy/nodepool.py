@@ -13,6 +13,7 @@ import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from shardproxy import logs, metrics, tracing
+from shardproxy.auth.nodecreds import node_channel
 from shardproxy.errors import NodeError, Unavailable, is_ok
 from shardproxy.metastore import CollectionRecord, NodeRecord
 
@@ -35,9 +36,9 @@ class NodeClient:
         self.record = record
         self.timeout_s = timeout_s
         self.write_concurrency = write_concurrency
-        self.channel = grpc.aio.insecure_channel(
+        self.channel = node_channel(
             record.address,
-            options=[
+            [
                 ("grpc.max_send_message_length", _MAX_MSG),
                 ("grpc.max_receive_message_length", _MAX_MSG),
                 # reconnect fast when a node comes back (default backoff grows to 120 s: a restarted

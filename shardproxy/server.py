@@ -15,6 +15,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy import metrics, tracing
 from shardproxy.admin import AdminServicer
+from shardproxy.auth.setup import ProxyAuth
 from shardproxy.cluster import Cluster
 from shardproxy.config import ProxySettings
 from shardproxy.servicer import MilvusProxyServicer
@@ -26,8 +27,10 @@ class ProxyServer:
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         self.cluster = Cluster(settings)
+        self.auth = ProxyAuth(settings)
         grpc_limit = max(4 * settings.max_request_bytes, 256 * 1024 * 1024)
         self.server = grpc.aio.server(
+            interceptors=self.auth.interceptors,
             options=[
                 ("grpc.max_receive_message_length", grpc_limit),
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
@@ -48,7 +51,7 @@ class ProxyServer:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
-        self.port = self.server.add_insecure_port(settings.address)
+        self.port = self.auth.bind(self.server)
         if self.port == 0:
             raise OSError(f"cannot bind {settings.address}")
         if settings.image_search:
@@ -63,12 +66,16 @@ class ProxyServer:
         except ImportError as exc:
             log.info("image search not served: %s", exc)
             return None
-        add_image_search_service(self.server, f"http://127.0.0.1:{self.port}")
+        from embed.config import EmbedSettings  # type: ignore[import-not-found]
+
+        add_image_search_service(self.server, self.auth.internal_uri(self.port),
+                                 EmbedSettings(token=self.auth.internal_token()))
         from shopbyimage.v1 import image_search_pb2
 
         return image_search_pb2.DESCRIPTOR.services_by_name["ImageSearch"].full_name
 
     async def start(self) -> None:
+        await self.auth.start()
         await self.cluster.start()
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -77,14 +84,16 @@ class ProxyServer:
         tracing.setup(self.settings.tracing, "shardproxy", self.settings.proxy_id or self.settings.address,
                       self.settings.otlp_endpoint)
         log.info(
-            "shardproxy ready on %s:%d (ring epoch %d, %d node(s))",
+            "shardproxy ready on %s:%d (ring epoch %d, %d node(s), auth %s, tls %s)",
             self.settings.host, self.port, self.cluster.epoch, len(self.cluster.nodes),
+            "on" if self.settings.auth_enabled else "OFF", "on" if self.auth.tls else "off",
         )
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.cluster.close()
+        await self.auth.close()
         tracing.shutdown()
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb2
 
 from shardproxy import fielddata, logs, merge, metrics, routing, tracing, validation
+from shardproxy.auth.rbac_handlers import RbacHandlers
 from shardproxy.cluster import Cluster, fan_out
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
@@ -111,7 +112,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Callable[..., Awaitabl
     return deco
 
 
-class MilvusProxyServicer(milvus_pb2_grpc.MilvusServiceServicer):
+class MilvusProxyServicer(RbacHandlers, milvus_pb2_grpc.MilvusServiceServicer):
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.settings = cluster.settings
@@ -838,7 +839,7 @@ def _install_unimplemented() -> None:
     """Every MilvusService RPC the proxy does not implement answers UNIMPLEMENTED, naming itself."""
     service = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
     for name in service.methods_by_name:
-        if name not in MilvusProxyServicer.__dict__:
+        if name not in MilvusProxyServicer.__dict__ and name not in RbacHandlers.__dict__:
             setattr(MilvusProxyServicer, name, _unimplemented(name))
 
 
