@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -63,8 +64,12 @@ def _grpc_target(addr: str) -> str:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")] = False) -> None:
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")] = False,
+         token: Annotated[str | None, typer.Option("--token", envvar="SHARDPROXY_TOKEN", show_envvar=True,
+                                                   help="proxy token: user:password or an API key")] = None) -> None:
     _setup_logging(verbose)
+    if token:
+        os.environ["EMBED_TOKEN"] = token  # read by EmbedSettings in every command
 
 
 @app.command("import")
@@ -172,7 +177,9 @@ def search(
     from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 
     s = get_settings(proxy=proxy)
-    channel = grpc.insecure_channel(_grpc_target(s.proxy), options=[("grpc.max_send_message_length", 64 << 20)])
+    from shardproxy.auth.client import channel as proxy_channel
+
+    channel = proxy_channel(_grpc_target(s.proxy), s.access(), options=[("grpc.max_send_message_length", 64 << 20)])
     stub = pb_grpc.ImageSearchStub(channel)
     failures = 0
     for f in _expand(paths):

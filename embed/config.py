@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +44,17 @@ class EmbedSettings(BaseSettings):
     stream: str = "embed:jobs"
     metrics_port: int = 0  # Prometheus /metrics of the worker (0 = off)
     group: str = "embed-workers"
+    # reaching the proxy: token (user:password or API key) and TLS files (EMBED_* or SHARDPROXY_*)
+    token: str = Field("", validation_alias=AliasChoices("token", "EMBED_TOKEN", "SHARDPROXY_TOKEN"))
+    tls_ca: str = Field("", validation_alias=AliasChoices("tls_ca", "EMBED_TLS_CA", "SHARDPROXY_CA"))
+    tls_cert: str = Field("", validation_alias=AliasChoices("tls_cert", "EMBED_TLS_CERT", "SHARDPROXY_CLIENT_CERT"))
+    tls_key: str = Field("", validation_alias=AliasChoices("tls_key", "EMBED_TLS_KEY", "SHARDPROXY_CLIENT_KEY"))
+
+    def access(self):  # type: ignore[no-untyped-def]
+        """Token and TLS files for clients of the proxy."""
+        from shardproxy.auth.client import ClientAccess
+
+        return ClientAccess(self.token, self.tls_ca, self.tls_cert, self.tls_key)
 
     @property
     def artifacts_dir(self) -> Path:

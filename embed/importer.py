@@ -46,7 +46,7 @@ def start_import(settings: EmbedSettings, catalog: Catalog | Path, collection: s
         projection = adapt_to_catalog(cat, settings, console=console)
     spec = spec_from_settings(settings, projection=projection)
     model_id = register(spec, settings.artifacts_dir)
-    client = connect(proxy)
+    client = connect(proxy, settings.access())
     ensure_collection(client, collection, model_id, spec.dim, cat.attribute_types)
     queue = JobQueue(settings.redis_url, settings.stream, settings.group)
     import_id, total = queue.enqueue(collection, model_id, cat.items)
@@ -78,6 +78,6 @@ def wait_for_import(settings: EmbedSettings, ticket: ImportTicket, proxy: str, *
                 raise TimeoutError(f"import {ticket.import_id}: {finished}/{ticket.total} after {elapsed:.0f} s")
             time.sleep(0.3)
     p = queue.progress(ticket.import_id)
-    rows = count(connect(proxy), ticket.collection)
+    rows = count(connect(proxy, settings.access()), ticket.collection)
     return ImportSummary(ticket.import_id, ticket.total, int(p["done"]), int(p["dead"]), time.monotonic() - t0, rows,
                          queue.dead_letters(ticket.import_id))

@@ -18,6 +18,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy import logs
 from shardproxy.admin import STATE_NAMES
+from shardproxy.auth import cli as auth_cli
 from shardproxy.config import ProxySettings
 
 app = typer.Typer(help="Sharding proxy for Milvus: one Milvus endpoint in front of many nodes.", no_args_is_help=True)
@@ -29,6 +30,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(dev_app, name="dev")
 app.add_typer(rebalance_app, name="rebalance")
+app.add_typer(auth_cli.app, name="auth")
 
 console = Console()
 err = Console(stderr=True)
@@ -39,8 +41,18 @@ ProxyOpt = Annotated[
 ]
 
 
-def _admin(proxy: str) -> admin_pb2_grpc.ShardAdminStub:
-    return admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(proxy))
+TokenOpt = Annotated[
+    Optional[str],
+    typer.Option("--token", envvar="SHARDPROXY_TOKEN", show_envvar=True,
+                 help="user:password (or API key) of a user with the admin role"),
+]
+
+
+def _admin(proxy: str, token: str | None = None) -> admin_pb2_grpc.ShardAdminStub:
+    """Admin stub with the token and, with SHARDPROXY_CA set, TLS (SHARDPROXY_CLIENT_CERT/KEY: mTLS)."""
+    from shardproxy.auth.client import access_from_env, channel
+
+    return admin_pb2_grpc.ShardAdminStub(channel(proxy, access_from_env(token)))
 
 
 def _fail(exc: grpc.RpcError) -> None:
@@ -70,6 +82,7 @@ def serve(
 def node_add(
     address: Annotated[str, typer.Argument(help="HOST:PORT of a Milvus server")],
     proxy: ProxyOpt = "127.0.0.1:19530",
+    token: TokenOpt = None,
     weight: Annotated[int, typer.Option(help="relative share of the keys")] = 1,
     node_id: Annotated[str, typer.Option("--id", help="node id (default: derived from the address)")] = "",
     spare: Annotated[bool, typer.Option("--spare", help="register as a spare, outside the ring")] = False,
@@ -78,7 +91,7 @@ def node_add(
 ) -> None:
     """Put a Milvus node on the ring; rows whose owner changes move to it online."""
     try:
-        resp = _admin(proxy).AddNode(
+        resp = _admin(proxy, token).AddNode(
             admin_pb2.AddNodeRequest(address=address, weight=weight, id=node_id, spare=spare), timeout=120
         )
     except grpc.RpcError as exc:
@@ -86,7 +99,7 @@ def node_add(
     if not as_json:
         console.print(f"added [bold]{resp.node.id}[/bold] ({resp.node.address}, "
                       f"{STATE_NAMES.get(resp.node.state, '?')}), ring epoch {resp.ring_epoch}")
-    final = _follow(proxy, as_json) if (resp.moving and wait) else None
+    final = _follow(proxy, as_json, token=token) if (resp.moving and wait) else None
     if as_json:
         print(json.dumps({"node": resp.node.id, "address": resp.node.address, "ring_epoch": resp.ring_epoch,
                           "moving": resp.moving, "rebalance": final}))
@@ -96,18 +109,19 @@ def node_add(
 def node_drain(
     node_id: Annotated[str, typer.Argument(help="node id")],
     proxy: ProxyOpt = "127.0.0.1:19530",
+    token: TokenOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the data move to its end")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
 ) -> None:
     """Move every row off a node online; it ends `drained`, ready for `node remove`."""
     try:
-        resp = _admin(proxy).DrainNode(admin_pb2.DrainNodeRequest(node_id=node_id), timeout=120)
+        resp = _admin(proxy, token).DrainNode(admin_pb2.DrainNodeRequest(node_id=node_id), timeout=120)
     except grpc.RpcError as exc:
         _fail(exc)
     if not as_json:
         console.print(f"[bold]{node_id}[/bold] is {STATE_NAMES.get(resp.node.state, '?')}, ring epoch {resp.ring_epoch}")
     moving = resp.node.state == admin_pb2.NODE_STATE_DRAINING
-    final = _follow(proxy, as_json) if (moving and wait) else None
+    final = _follow(proxy, as_json, token=token) if (moving and wait) else None
     if as_json:
         print(json.dumps({"node": node_id, "state": STATE_NAMES.get(resp.node.state, "?"),
                           "ring_epoch": resp.ring_epoch, "rebalance": final}))
@@ -125,13 +139,13 @@ def rebalance_dict(resp: admin_pb2.RebalanceStatusResponse) -> dict:
     }
 
 
-def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5) -> dict:
+def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5, token: str | None = None) -> dict:
     """Poll RebalanceStatus until the move ends; a live rich progress bar unless ``quiet``."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    stub = _admin(proxy)
+    stub = _admin(proxy, token)
 
     def status() -> admin_pb2.RebalanceStatusResponse:
         return stub.RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
@@ -163,20 +177,21 @@ def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5) -> dict:
 def node_remove(
     node_id: Annotated[str, typer.Argument(help="node id")],
     proxy: ProxyOpt = "127.0.0.1:19530",
+    token: TokenOpt = None,
 ) -> None:
     """Remove a node that holds no data."""
     try:
-        resp = _admin(proxy).RemoveNode(admin_pb2.RemoveNodeRequest(node_id=node_id), timeout=60)
+        resp = _admin(proxy, token).RemoveNode(admin_pb2.RemoveNodeRequest(node_id=node_id), timeout=60)
     except grpc.RpcError as exc:
         _fail(exc)
     console.print(f"removed {node_id}, ring epoch {resp.ring_epoch}")
 
 
 @node_app.command("list")
-def node_list(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def node_list(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List registered nodes."""
     try:
-        resp = _admin(proxy).ListNodes(admin_pb2.ListNodesRequest(), timeout=30)
+        resp = _admin(proxy, token).ListNodes(admin_pb2.ListNodesRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
     nodes = [{"id": n.id, "address": n.address, "state": STATE_NAMES.get(n.state, "?"), "weight": n.weight}
@@ -213,10 +228,10 @@ def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
 
 
 @cluster_app.command("status")
-def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
+def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None, as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
     """Nodes (address, state, weight) and, per collection, rows on each node."""
     try:
-        resp = _admin(proxy).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
+        resp = _admin(proxy, token).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
     except grpc.RpcError as exc:
         _fail(exc)
     data = status_dict(resp)
@@ -244,15 +259,16 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", as_json: Annotated[bool,
 @rebalance_app.command("status")
 def rebalance_status(
     proxy: ProxyOpt = "127.0.0.1:19530",
+    token: TokenOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="live progress bar until the move ends")] = False,
 ) -> None:
     """Progress of the running data move (rows moved / to move, rate, ETA, cursors)."""
     try:
-        resp = _admin(proxy).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
+        resp = _admin(proxy, token).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
         if watch and resp.active and not as_json:
-            _follow(proxy)
-            resp = _admin(proxy).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
+            _follow(proxy, token=token)
+            resp = _admin(proxy, token).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
     data = rebalance_dict(resp)
@@ -282,10 +298,10 @@ def rebalance_status(
 
 
 @rebalance_app.command("resume")
-def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530") -> None:
+def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None) -> None:
     """Start a migrator for the running move if none runs (e.g. after a crash)."""
     try:
-        resp = _admin(proxy).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
+        resp = _admin(proxy, token).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
     console.print(resp.message + (f" (pid {resp.migrator_pid})" if resp.migrator_pid else ""))
@@ -330,13 +346,19 @@ def dev_up(
     replicas: Annotated[int, typer.Option(help="replication factor R of new collections", min=1, max=8)] = 1,
     redis_url: Annotated[Optional[str], typer.Option(
         envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
+    root_password: Annotated[Optional[str], typer.Option(
+        help="root's password (default: generated, kept in DATA_DIR/root_password, printed in the ready line)")] = None,
+    auth: Annotated[bool, typer.Option("--auth/--no-auth", help="require tokens (Milvus RBAC)")] = True,
+    tls: Annotated[bool, typer.Option("--tls", help="serve TLS with a throwaway CA (DATA_DIR/tls/ca.pem)")] = False,
+    mtls: Annotated[bool, typer.Option("--mtls", help="TLS and require client certificates (DATA_DIR/tls/client.*)")] = False,
 ) -> None:
     """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
     logs.setup("INFO")
     from shardproxy.devcluster import DevCluster
 
     cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
-                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url)
+                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url,
+                         auth=auth, root_password=root_password, tls=tls or mtls, mtls=mtls)
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -344,11 +366,18 @@ def dev_up(
     signal.signal(signal.SIGTERM, _stop)
     try:
         cluster.start()
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in cluster.connect_kwargs().items()).replace("'", '"')
         console.print(
-            f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold] "
-            f"(pymilvus: MilvusClient(uri=\"{cluster.proxy_uri}\")), redis at {cluster.redis_url}, "
+            f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold]"
+            + (f", token {cluster.token}" if cluster.token else " (auth off)")
+            + f" (pymilvus: MilvusClient({kwargs})), redis at {cluster.redis_url}, "
             f"{cluster.nodes} Milvus node(s), data in {data_dir}",
+            soft_wrap=True, highlight=False,
         )
+        if cluster.token:
+            console.print(f"  admin CLI: export SHARDPROXY_TOKEN={cluster.token}"
+                          + (f" SHARDPROXY_CA={cluster.certs().ca}" if cluster.tls else ""),
+                          soft_wrap=True, highlight=False)
         for p in cluster.more_proxies:
             console.print(f"  also proxy at [bold]{p.address}[/bold]")
         for n in cluster.spare_nodes:

@@ -88,7 +88,7 @@ def main() -> None:
         cluster.start()
     console.print(f"[green]ready[/green]: proxy {cluster.proxy_address}, {args.nodes} milvus-lite nodes, redis {cluster.redis_url}")
     try:
-        client = MilvusClient(uri=cluster.proxy_uri)
+        client = cluster.client()
         console.rule("[bold]1. vectors through pymilvus.MilvusClient pointed at the proxy")
         vector_demo(client, console, rows=args.rows)
         if not args.no_images:
@@ -98,11 +98,11 @@ def main() -> None:
                 run_demo = None
             if run_demo is not None:
                 console.rule("[bold]2. shop by image: import product photos, search with shopper photos")
-                run_demo(cluster.proxy_uri, cluster.redis_url, console)
+                run_demo(cluster.proxy_uri, cluster.redis_url, console, token=cluster.token)
         console.rule("[bold]cluster status")
         from shardproxy.cli import cluster_status
 
-        cluster_status(proxy=cluster.proxy_address, as_json=False)
+        cluster_status(proxy=cluster.proxy_address, as_json=False, token=cluster.token)
         client.close()
     finally:
         with console.status("stopping the cluster ..."):

@@ -46,7 +46,7 @@ def summary(request: Any) -> dict[str, Any]:
         if name in _SECRET_FIELDS:
             continue
         if name in _TARGET_FIELDS:
-            out[name] = list(value) if f.label == f.LABEL_REPEATED else value
+            out[name] = value if isinstance(value, str | bytes | int | float | bool) else [_flatten(v) for v in value]
         elif name in ("entity", "role", "grantor"):  # RBAC messages: role / object / privilege
             out[name] = _flatten(value)
     return out

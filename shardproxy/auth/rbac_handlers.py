@@ -228,9 +228,9 @@ class RbacHandlers:
         legacy = _E.OperatePrivilegeFailure
         role, priv = req.role.name, req.grantor.privilege.name
         _check_name("role", role, legacy)
-        if not req.db_name or not req.collection_name:
-            raise _invalid("db_name and collection_name must be set (use * for all)", legacy)
-        obj, name, db = v2_grant_target(priv, req.db_name, req.collection_name, svc.catalog.groups)
+        if not req.collection_name:
+            raise _invalid("collection_name must be set (use * for all)", legacy)
+        obj, name, db = v2_grant_target(priv, req.db_name or "default", req.collection_name, svc.catalog.groups)
         grant = Grant(role, obj, name, db, priv, ident.user)
         await self._operate(svc, grant, req.type == milvus_pb2.OperatePrivilegeType.Grant, legacy)
         return status_ok()
