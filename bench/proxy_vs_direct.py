@@ -134,7 +134,7 @@ def main() -> None:
         direct = procs.start_milvus(Path(tmp) / "direct", name="direct")
         try:
             pids = {"direct": [direct.pid], "proxy": [m.pid for m in cluster.milvus]}
-            clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": MilvusClient(uri=cluster.proxy_uri)}
+            clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": cluster.client()}
             for index in args.indexes.split(","):
                 name = f"bench_{index.lower()}"
                 r: dict = {}

@@ -23,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
@@ -55,9 +54,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Searcher(threading.Thread):
-    def __init__(self, uri: str, vecs: np.ndarray) -> None:
+    def __init__(self, conn: dict, vecs: np.ndarray) -> None:
         super().__init__(daemon=True)
-        self.client = MilvusClient(uri=uri)
+        self.client = MilvusClient(**conn)
         self.vecs = vecs
         self.lat: list[float] = []
         self.stop = threading.Event()
@@ -73,9 +72,9 @@ class Searcher(threading.Thread):
 
 
 class Inserter(threading.Thread):
-    def __init__(self, uri: str, dim: int) -> None:
+    def __init__(self, conn: dict, dim: int) -> None:
         super().__init__(daemon=True)
-        self.client = MilvusClient(uri=uri)
+        self.client = MilvusClient(**conn)
         self.dim = dim
         self.rows = 0
         self.stop = threading.Event()
@@ -103,7 +102,7 @@ def real_cluster(rows: int, dim: int, baseline_s: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-rebalance-") as tmp:
         cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, spare=1).start()
         try:
-            client = MilvusClient(uri=cluster.proxy_uri)
+            client = cluster.client()
             schema = client.create_schema(auto_id=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
             schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
@@ -113,10 +112,10 @@ def real_cluster(rows: int, dim: int, baseline_s: float) -> dict:
             vecs = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
             for s in range(0, rows, 5000):
                 client.insert(NAME, [{"id": s + i, "vec": v} for i, v in enumerate(vecs[s : s + 5000].tolist())])
-            stub = admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(cluster.proxy_address))
+            stub = cluster.admin()
 
             # search latency with no move running
-            searcher = Searcher(cluster.proxy_uri, vecs)
+            searcher = Searcher(cluster.connect_kwargs(), vecs)
             searcher.start()
             time.sleep(baseline_s)
             searcher.stop.set()
@@ -131,8 +130,8 @@ def real_cluster(rows: int, dim: int, baseline_s: float) -> dict:
             add_wall = time.time() - t0
 
             # drain it again under load
-            searcher = Searcher(cluster.proxy_uri, vecs)
-            inserter = Inserter(cluster.proxy_uri, dim)
+            searcher = Searcher(cluster.connect_kwargs(), vecs)
+            inserter = Inserter(cluster.connect_kwargs(), dim)
             searcher.start()
             inserter.start()
             time.sleep(2.0)

@@ -18,10 +18,10 @@ from shardproxy import procs
 from tests.helpers import eventually, make_collection, make_rows
 
 
-def start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "dev", "up", "--nodes", "2", "--port", str(port),
-         "--data-dir", str(data_dir), "--no-worker"],
+         "--data-dir", str(data_dir), "--no-worker", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": procs.project_pythonpath(), "COLUMNS": "200"},
     )
@@ -48,9 +48,14 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     port = procs.free_port()
     proc, ready = start(tmp_path / "dev", port)
     assert re.search(rf"proxy at 127\.0\.0\.1:{port}", ready)
+    # auth is on: the ready line carries root's generated password and the pymilvus line
+    token = re.search(r"token (root:\S+?)[ ,]", ready).group(1)  # type: ignore[union-attr]
+    assert f'token="{token}"' in ready
     kids = children_of(proc.pid)
     assert len(kids) >= 4  # redis, 2 milvus nodes, proxy
-    client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with pytest.raises(Exception):  # noqa: B017 - pymilvus wraps UNAUTHENTICATED at connect
+        MilvusClient(uri=f"http://127.0.0.1:{port}")
+    client = MilvusClient(uri=f"http://127.0.0.1:{port}", token=token)
     make_collection(client, "kept", 8, index="FLAT")
     rows = make_rows(500, 8, seed=5)
     client.insert("kept", rows)
@@ -62,9 +67,10 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
     assert alive == [], "children survived SIGTERM"
 
-    proc, _ = start(tmp_path / "dev", port)
+    proc, ready = start(tmp_path / "dev", port, "--root-password", "chosen-pw-1")
     try:
-        client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        assert "token root:chosen-pw-1" in ready
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:chosen-pw-1")
         # nodes come back released; the proxy loads them again
         hits = eventually(lambda: client.search("kept", [rows[42]["vector"]], limit=1))
         assert hits[0][0]["id"] == 42

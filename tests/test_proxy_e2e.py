@@ -198,7 +198,7 @@ def test_ddl_reaches_every_node(dev_cluster, proxy_client: MilvusClient) -> None
 
 
 def _raw_stub(dev_cluster) -> milvus_pb2_grpc.MilvusServiceStub:  # type: ignore[no-untyped-def]
-    return milvus_pb2_grpc.MilvusServiceStub(grpc.insecure_channel(dev_cluster.proxy_address))
+    return milvus_pb2_grpc.MilvusServiceStub(dev_cluster.channel())
 
 
 class TestBadInput:
@@ -279,7 +279,7 @@ class TestBadInput:
 
 
 def test_health_and_reflection(dev_cluster) -> None:  # type: ignore[no-untyped-def]
-    ch = grpc.insecure_channel(dev_cluster.proxy_address)
+    ch = grpc.insecure_channel(dev_cluster.proxy_address)  # open: no token needed (probes, grpcurl)
     resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -323,7 +323,7 @@ def test_proxy_restart_keeps_everything(dev_cluster, proxy_client: MilvusClient)
     q = np.array([rows[10]["vector"]], dtype=np.float32)
     before = proxy_client.search(name, q.tolist(), limit=5)
     dev_cluster.restart_proxy()
-    client = MilvusClient(uri=dev_cluster.proxy_uri)
+    client = dev_cluster.client()
     after = client.search(name, q.tolist(), limit=5)
     assert [h["id"] for h in after[0]] == [h["id"] for h in before[0]]
     assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] == 400

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CURRENT: contextvars.ContextVar[tuple[AuthService, Identity | None]] = contextvars.ContextVar("shardproxy_auth")
 ANONYMOUS = Identity("anonymous", "anonymous")
+THROTTLE_TRAILER = "x-shardproxy-auth-delay-ms"  # how long a refused authentication was held back
 
 
 def current() -> tuple[AuthService, Identity | None]:
@@ -86,6 +87,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             metrics.AUTH_FAILURES.labels(reason=exc.reason).inc()
             delay = svc.throttle.failed(peer, time.monotonic())
             if delay:
+                context.set_trailing_metadata(((THROTTLE_TRAILER, str(int(delay * 1000))),))
                 await asyncio.sleep(delay)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
             raise  # not reached: abort raises

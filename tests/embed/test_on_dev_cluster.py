@@ -28,7 +28,7 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(embed_cache_dir),
            "EMBED_REDIS_URL": dev_cluster.redis_url, "EMBED_PROXY": dev_cluster.proxy_uri,
            "EMBED_STREAM": f"devc:{uuid.uuid4().hex[:6]}", "EMBED_BATCH_SIZE": "8",
-           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30"}
+           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", **dev_cluster.client_env()}
     worker = subprocess.Popen(embed_cmd("worker"), env=env, cwd=ROOT, stdout=open(tmp_path / "worker.log", "wb"),
                               stderr=subprocess.STDOUT)
     try:
@@ -38,13 +38,13 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
         stop(worker)
     assert r.returncode == 0, r.stderr
 
-    client = MilvusClient(uri=dev_cluster.proxy_uri)
+    client = dev_cluster.client()
     assert client.query("shop_sharded", filter="", output_fields=["count(*)"])[0]["count(*)"] == 18
     per_node = [c.get_collection_stats("shop_sharded")["row_count"] for c in node_clients(dev_cluster).values()]
     assert sum(per_node) == 18 and sum(1 for n in per_node if n) >= 2  # spread over the shards
     client.close()
 
-    stub = pb_grpc.ImageSearchStub(grpc.insecure_channel(dev_cluster.proxy_address))
+    stub = pb_grpc.ImageSearchStub(dev_cluster.channel())
     for i, pid in enumerate([2, 9, 15]):
         scene, _ = paste_into_scene(product_image(pid), seed=300 + i, size=(640, 480), scale=0.45, angle=8)
         resp = stub.SearchByImage(pb.SearchByImageRequest(image=jpeg(scene, 70), collection="shop_sharded", top_k=3),
