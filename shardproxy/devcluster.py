@@ -220,6 +220,19 @@ class DevCluster:
         log.info("%s ready at %s", name, proxy.address)
         return proxy
 
+    def wait_serving(self, proxy: ManagedProcess, timeout: float = 180.0) -> None:
+        """Wait until ``proxy`` answers its admin API (its port opens before it serves: the image
+        search imports torch in between)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.admin(proxy.address).ListNodes(admin_pb2.ListNodesRequest(), timeout=10)
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline or not proxy.alive():
+                    raise
+                time.sleep(0.5)
+
     def start_proxy(self, port: int | None = None) -> ManagedProcess:
         port = port or (self.proxy.port if self.proxy else None)
         self.proxy = self._spawn_proxy(port, "proxy")

@@ -24,6 +24,8 @@ def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluste
         cluster.proxy_env = {"SHARDPROXY_RATE_LIMIT_RPS": "2", "SHARDPROXY_RATE_LIMIT_BURST": "3"}
         cluster.more_proxies.append(cluster._spawn_proxy(None, "proxy-c"))
         cluster.proxy_env = {}
+        for p in cluster.more_proxies:
+            cluster.wait_serving(p)
         yield cluster
     finally:
         cluster.stop()
