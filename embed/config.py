@@ -50,11 +50,14 @@ class EmbedSettings(BaseSettings):
     tls_cert: str = Field("", validation_alias=AliasChoices("tls_cert", "EMBED_TLS_CERT", "SHARDPROXY_CLIENT_CERT"))
     tls_key: str = Field("", validation_alias=AliasChoices("tls_key", "EMBED_TLS_KEY", "SHARDPROXY_CLIENT_KEY"))
 
+    token_file: str = ""  # file holding the token (a mounted secret; wins over token)
+
     def access(self):  # type: ignore[no-untyped-def]
         """Token and TLS files for clients of the proxy."""
         from shardproxy.auth.client import ClientAccess
 
-        return ClientAccess(self.token, self.tls_ca, self.tls_cert, self.tls_key)
+        token = Path(self.token_file).read_text().strip() if self.token_file else self.token
+        return ClientAccess(token, self.tls_ca, self.tls_cert, self.tls_key)
 
     @property
     def artifacts_dir(self) -> Path:

@@ -50,6 +50,7 @@ class ProxySettings(BaseSettings):
     tls_key: str = Field("", description="PEM key of tls_cert")
     tls_client_ca: str = Field("", description="PEM CA of client certificates: require mutual TLS")
     node_token: SecretStr = Field(SecretStr(""), description="token (user:password) the proxy sends to Milvus nodes (empty = none)")
+    node_token_file: str = Field("", description="file holding node_token (a mounted secret; wins over node_token)")
     node_tls_ca: str = Field("", description="PEM CA of the Milvus nodes' certificates: reach nodes over TLS")
     node_tls_cert: str = Field("", description="PEM client certificate for nodes requiring mutual TLS")
     node_tls_key: str = Field("", description="PEM key of node_tls_cert")
@@ -62,6 +63,13 @@ class ProxySettings(BaseSettings):
             text = Path(self.root_password_file).read_text().strip()
             return text or None
         return self.root_password.get_secret_value() or None
+
+    def node_token_value(self) -> str:
+        if self.node_token_file:
+            from pathlib import Path
+
+            return Path(self.node_token_file).read_text().strip()
+        return self.node_token.get_secret_value()
 
     @property
     def address(self) -> str:

@@ -37,7 +37,7 @@ def access() -> NodeAccess:
         from shardproxy.config import ProxySettings
 
         s = ProxySettings()
-        configure(NodeAccess(s.node_token.get_secret_value(), s.node_tls_ca, s.node_tls_cert, s.node_tls_key))
+        configure(NodeAccess(s.node_token_value(), s.node_tls_ca, s.node_tls_cert, s.node_tls_key))
     assert _ACCESS is not None
     return _ACCESS
 

@@ -26,7 +26,7 @@ class ProxyAuth:
         self.interceptors = [AuthInterceptor(self.service)]
         self.internal_port = 0
         audit.setup(settings.audit_log)
-        nodecreds.configure(nodecreds.NodeAccess(settings.node_token.get_secret_value(), settings.node_tls_ca,
+        nodecreds.configure(nodecreds.NodeAccess(settings.node_token_value(), settings.node_tls_ca,
                                                  settings.node_tls_cert, settings.node_tls_key))
         if not settings.auth_enabled:
             log.warning("authentication is OFF (SHARDPROXY_AUTH_ENABLED=false): anyone reaching the port may "
