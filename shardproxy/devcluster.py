@@ -162,6 +162,8 @@ class DevCluster:
             self.start_proxy(layout["proxy_port"])
             for i, port in enumerate(layout["more_proxy_ports"][: self.proxies - 1], start=1):
                 self.more_proxies.append(self._spawn_proxy(port, f"proxy-{i}"))
+            for p in self.all_proxies:
+                self.wait_serving(p)
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[: self.nodes]])
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[self.nodes :]], spare=True)
             if self.with_worker:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from shardproxy.auth import passwords
+from shardproxy.auth import metrics, passwords
 from shardproxy.auth.catalog import Catalog
 from shardproxy.auth.limits import FailureThrottle, RateLimiter
 from shardproxy.auth.store import AuthStore
@@ -81,6 +81,7 @@ class AuthService:
 
     async def reload(self) -> None:
         self.catalog = await self.store.load()
+        metrics.CATALOG_VERSION.set(self.catalog.version)
 
     async def _listen(self) -> None:
         while True:
