@@ -29,7 +29,7 @@ ADMIN_READS = frozenset({"ListNodes", "ClusterStatus", "RebalanceStatus"})
 _SECRET_FIELDS = frozenset({"password", "oldPassword", "newPassword", "token", "api_key"})
 _TARGET_FIELDS = ("db_name", "collection_name", "partition_name", "index_name", "alias", "field_name",
                   "username", "role_name", "group_name", "node_id", "address", "newName", "collection_names",
-                  "force_drop", "type", "privileges", "spare", "weight")
+                  "force_drop", "type", "privileges", "spare", "weight", "id")
 
 
 def audited(service: str, method: str) -> bool:
