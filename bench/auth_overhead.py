@@ -59,6 +59,11 @@ def start_proxies(cluster: DevCluster) -> dict[str, dict]:
     return conns
 
 
+def rotated(n: int) -> tuple[str, ...]:
+    k = n % len(VARIANTS)
+    return VARIANTS[k:] + VARIANTS[:k]
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.array(xs) * 1000, p))
 
@@ -85,9 +90,9 @@ def main() -> None:
             for v in VARIANTS:
                 create(clients[v], names[v], args.dim)
             insert_s = dict.fromkeys(VARIANTS, 0.0)
-            for start in range(0, args.rows, args.batch):  # batches alternate between the proxies
+            for n, start in enumerate(range(0, args.rows, args.batch)):  # batches alternate between the proxies
                 chunk = [{"id": start + i, "vector": x} for i, x in enumerate(vecs[start:start + args.batch].tolist())]
-                for v in VARIANTS:
+                for v in rotated(n):
                     t0 = time.perf_counter()
                     clients[v].insert(names[v], chunk)
                     insert_s[v] += time.perf_counter() - t0
@@ -97,8 +102,8 @@ def main() -> None:
                 for q in queries[:20]:
                     clients[v].search(names[v], [q.tolist()], limit=10, search_params={"params": {"ef": 64}})
             lat: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            for q in queries:
-                for v in VARIANTS:
+            for n, q in enumerate(queries):
+                for v in rotated(n):  # who goes first changes every round
                     t0 = time.perf_counter()
                     clients[v].search(names[v], [q.tolist()], limit=10, search_params={"params": {"ef": 64}})
                     lat[v].append(time.perf_counter() - t0)
