@@ -37,7 +37,8 @@ def create(client: MilvusClient, name: str, dim: int) -> None:
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
     idx = client.prepare_index_params()
-    idx.add_index("vector", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 64})
+    # FLAT: the nodes stay responsive (a 2-core machine building HNSW starves the health checks)
+    idx.add_index("vector", index_type="FLAT", metric_type="L2", params={})
     client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
 
 
@@ -59,6 +60,20 @@ def start_proxies(cluster: DevCluster) -> dict[str, dict]:
     return conns
 
 
+def retrying(fn, errors: list[str], attempts: int = 5):  # type: ignore[no-untyped-def]
+    """On an overloaded machine a health check may mark a node down for a moment: retry, and
+    record it (the JSON keeps the count; a retried call's time includes the wait)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(str(exc)[:200])
+            if i == attempts - 1:
+                raise
+            time.sleep(1.0)
+    return None
+
+
 def rotated(n: int) -> tuple[str, ...]:
     k = n % len(VARIANTS)
     return VARIANTS[k:] + VARIANTS[:k]
@@ -70,7 +85,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=20_000, help="rows inserted through each proxy")
+    ap.add_argument("--rows", type=int, default=10_000, help="rows inserted through each proxy")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=300)
@@ -82,7 +97,8 @@ def main() -> None:
     queries = vecs[rng.choice(args.rows, args.queries)] + 0.05 * rng.standard_normal((args.queries, args.dim))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
-        cluster = DevCluster(data_dir=Path(tmp) / "cluster", nodes=2, tls=True).start()
+        cluster = DevCluster(data_dir=Path(tmp) / "cluster", nodes=2, tls=True,
+                             proxy_env={"SHARDPROXY_HEALTH_INTERVAL_S": "5"}).start()
         try:
             conns = start_proxies(cluster)
             clients = {v: MilvusClient(**conns[v], dedicated=True) for v in VARIANTS}
@@ -90,22 +106,23 @@ def main() -> None:
             for v in VARIANTS:
                 create(clients[v], names[v], args.dim)
             insert_s = dict.fromkeys(VARIANTS, 0.0)
+            errors: list[str] = []
             for n, start in enumerate(range(0, args.rows, args.batch)):  # batches alternate between the proxies
                 chunk = [{"id": start + i, "vector": x} for i, x in enumerate(vecs[start:start + args.batch].tolist())]
                 for v in rotated(n):
                     t0 = time.perf_counter()
-                    clients[v].insert(names[v], chunk)
+                    retrying(lambda: clients[v].insert(names[v], chunk), errors)
                     insert_s[v] += time.perf_counter() - t0
             for v in VARIANTS:
                 clients[v].flush(names[v])
             for v in VARIANTS:  # warm up (caches: token verification, connections)
                 for q in queries[:20]:
-                    clients[v].search(names[v], [q.tolist()], limit=10, search_params={"params": {"ef": 64}})
+                    retrying(lambda: clients[v].search(names[v], [q.tolist()], limit=10), errors)
             lat: dict[str, list[float]] = {v: [] for v in VARIANTS}
             for n, q in enumerate(queries):
                 for v in rotated(n):  # who goes first changes every round
                     t0 = time.perf_counter()
-                    clients[v].search(names[v], [q.tolist()], limit=10, search_params={"params": {"ef": 64}})
+                    retrying(lambda: clients[v].search(names[v], [q.tolist()], limit=10), errors)
                     lat[v].append(time.perf_counter() - t0)
             for c in clients.values():
                 c.close()
@@ -115,7 +132,7 @@ def main() -> None:
                "search_p99_ms": pct(lat[v], 99), "search_mean_ms": float(np.mean(lat[v]) * 1000)} for v in VARIANTS}
     results = {
         "setup": {"rows_per_proxy": args.rows, "dim": args.dim, "batch": args.batch, "queries": args.queries,
-                  "nodes": 2, "index": "HNSW", "server": "milvus-lite 3.2.2",
+                  "nodes": 2, "index": "FLAT", "server": "milvus-lite 3.2.2", "retried_calls": len(errors),
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                   "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "results": res,
