@@ -24,6 +24,7 @@ MSG_MISSING = "missing authorization in header"
 MSG_BAD_FORMAT = "invalid token format"
 MSG_BAD_PASSWORD = "auth check failure, please check username and password are correct"
 MSG_BAD_KEY = "auth check failure, please check api key is correct"
+_DUMMY_HASH = passwords.hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ class AuthService:
             return self._api_key(token.api_key)
         user = token.user
         stored = self.catalog.users.get(user)
-        if stored is None:
+        if stored is None:  # same work as a wrong password: the answer time does not tell who exists
+            await asyncio.to_thread(passwords.verify_password, _DUMMY_HASH, token.password)
             raise AuthFailed(MSG_BAD_PASSWORD, "password")
         key = passwords.sha256(f"{user}:{token.password}")
         hit = self._verified.get(key)
