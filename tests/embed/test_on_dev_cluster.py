@@ -11,8 +11,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import grpc
-from pymilvus import MilvusClient
 
 from shardproxy.devcluster import DevCluster
 from shopbyimage.v1 import image_search_pb2 as pb

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import grpc
 import numpy as np
 import pytest
 from pymilvus import MilvusClient
