@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -305,7 +306,7 @@ def test_cluster_status_cli_json(dev_cluster, proxy_client: MilvusClient) -> Non
     proxy_client.insert("status_cli", make_rows(60, 4))
     out = subprocess.run(
         [sys.executable, "-m", "shardproxy", "cluster", "status", "--json", "--proxy", dev_cluster.proxy_address],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **dev_cluster.client_env()},
     )
     data = json.loads(out.stdout)
     assert [n["id"] for n in data["nodes"]] == ["node-0", "node-1", "node-2"]

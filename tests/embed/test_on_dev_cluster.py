@@ -51,6 +51,7 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
         assert f"P{pid:03d}" in rank1, (pid, rank1)
 
     status = subprocess.run([sys.executable, "-m", "shardproxy", "cluster", "status", "--json", "--proxy",
-                             dev_cluster.proxy_address], capture_output=True, text=True, timeout=60, check=True)
+                             dev_cluster.proxy_address], capture_output=True, text=True, timeout=60, check=True,
+                            env={**env, **dev_cluster.client_env()})
     coll = next(c for c in json.loads(status.stdout)["collections"] if c["name"] == "shop_sharded")
     assert coll["model_id"] == resp.model_id and coll["model_id"].startswith("efficientnet-lite0-256-")
