@@ -24,6 +24,7 @@ COPY pyproject.toml README.md ./
 COPY gen ./gen
 COPY shardproxy ./shardproxy
 COPY embed ./embed
+COPY devkit ./devkit
 RUN pip install ".[tracing]" \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 

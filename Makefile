@@ -5,7 +5,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow test-fast proto bench clean help
+DEMO_ARGS ?=
+PAGE_BENCH_ARGS ?=
+
+.PHONY: install demo test test-slow test-fast proto bench clean help browser prometheus dashboard-preview page-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -27,17 +30,31 @@ test: $(STAMP)  ## run the whole suite against real Milvus and Redis processes
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  ## also the slow checks (installs PyPI's milvus 2.3 standalone as a reference server)
-	$(BIN)/pip install -q milvus==2.3.5
+	$(BIN)/pip install -q -e '.[real-milvus]'
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## pure-logic tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-demo: $(STAMP)  ## start an embedded cluster, import a sample catalog, run searches, print results
-	$(BIN)/python -m shardproxy.demo
+demo: $(STAMP)  ## start an embedded cluster, import a sample catalog, run searches, print the page's address; Ctrl-C stops (DEMO_ARGS=--exit: stop at the end)
+	$(BIN)/python -m devkit.demo $(DEMO_ARGS)
 
-bench: $(STAMP)  ## proxy vs direct Milvus benchmark (JSON + PNG under bench/out/)
-	$(BIN)/python bench/proxy_vs_direct.py
+browser: $(STAMP)  ## install Debian's chromium for the browser test when missing (the test does it too)
+	$(BIN)/python -c "from devkit import syspkg; print(syspkg.chromium())"
+
+prometheus: $(STAMP)  ## install Debian's prometheus when missing (dev up --observability does it too)
+	$(BIN)/python -c "from devkit import syspkg; print(syspkg.prometheus())"
+
+dashboard-preview: $(STAMP)  ## redraw docs/img/dashboard-preview.png from a dev cluster scraped by a real Prometheus
+	$(BIN)/python scripts/dashboard_preview.py --prometheus "$$($(BIN)/python -c 'from devkit import syspkg; print(syspkg.prometheus())')"
+
+page-bench: $(STAMP)  ## page-to-results vs gRPC time per scene, headless Chromium, on the running demo (PAGE_BENCH_ARGS="--synthetic 24": own cluster)
+	$(BIN)/python bench/page.py $(PAGE_BENCH_ARGS)
+
+BENCH_ARGS ?=
+bench: $(STAMP)  ## every benchmark (niced) -> bench/results/*.json + PNG, bench/REPORT.md; BENCH_ARGS="--scale small"
+	$(BIN)/pip install -q -e '.[real-milvus]'  # real Milvus standalone nodes (as test-slow)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis

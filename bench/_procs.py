@@ -1,4 +1,4 @@
-"""Throwaway milvus-lite and valkey-server processes for the benchmarks (via shardproxy.procs)."""
+"""Throwaway milvus-lite and valkey-server processes for the benchmarks (via devkit.procs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shardproxy import procs
+from devkit import procs
 
 
 @contextmanager

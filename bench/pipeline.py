@@ -3,7 +3,9 @@
 Same run, same machine, same batch size: (1) raw forward: the embedder's backbone + projection
 on ready-made input tensors; (2) pipeline: catalog images enqueued on a real Redis Stream and
 indexed by an `embed worker` (read, decode, letterbox, embed, upsert into a real milvus-lite,
-ack); (3) query latency: SearchByImage's engine on scene photos (decode, detect, embed, search).
+ack); (3) query latency: SearchByImage's engine on 2-product scene photos (decode, detect, embed,
+search), for the shipped configuration (saliency detector, eager torch, 8 objects) and the new default
+(catalog-trained head, ONNX Runtime, at most 6 objects) on the same photos.
 Run: python bench/pipeline.py [--images N] [--batch B]; writes bench/out/pipeline.{json,png}.
 """
 
@@ -36,11 +38,18 @@ from embed.scenes import make_scene  # noqa: E402
 from embed.worker import Worker  # noqa: E402
 
 
+def _bench_head(models: Path) -> Path | None:
+    heads = sorted(models.glob("bench-head-full-*.pt"), key=lambda p: p.stat().st_mtime)
+    return heads[-1] if heads else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--head", type=Path, default=None,
+                    help="trained detector head (default: the newest one bench/relevance.py trained)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     csv = build_sample_catalog(ROOT / ".cache" / "tuxpaint")
@@ -51,7 +60,8 @@ def main() -> None:
     settings = EmbedSettings(batch_size=args.batch, cache_dir=work / "cache")
     import os
 
-    report: dict[str, object] = {"images": n, "batch_size": args.batch, "torch_threads": torch.get_num_threads(),
+    report: dict[str, object] = {"command": " ".join(["python", *sys.argv]), "images": n, "batch_size": args.batch,
+                                 "torch_threads": torch.get_num_threads(), "embed_threads": settings.threads,
                                  "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     emb = Embedder(spec_from_settings(settings), batch_size=args.batch)
     # (1) raw forward at the same batch size
@@ -79,26 +89,43 @@ def main() -> None:
                        "dead": stats.dead, "import_id": ticket.import_id})
         print(f"pipeline (queue -> decode -> embed -> upsert -> ack): {pipe:.1f} images/s = {pipe / raw:.2f} x raw",
               flush=True)
-        # (3) query latency breakdown
-        engine = QueryEngine(s, milvus_uri)
-        engine.pool._embedders[emb.model_id] = emb
-        engine.pool._default = emb
+        # (3) query latency breakdown: the shipped baseline (saliency, eager torch, 8 objects, whole photo
+        # first) and the new default (catalog-trained head + ONNX Runtime, <= 6 objects) on the same photos
         images = [read_image_file(it.image_path) for it in catalog.items[: args.queries]]
-        scenes = [make_scene([(catalog.items[i].product_id, images[i])], seed=i) for i in range(len(images))]
-        engine.search_image(scenes[0].jpeg, "bench")  # warm-up
-        stages: dict[str, list[float]] = {"decode": [], "detect": [], "embed": [], "search": [], "total": []}
-        for sc in scenes:
-            t0 = time.perf_counter()
-            res = engine.search_image(sc.jpeg, "bench", top_k=10)
-            stages["total"].append(time.perf_counter() - t0)
-            for k in ("decode", "detect", "embed", "search"):
-                stages[k].append(res.timings[k])
-        lat = {k: {"mean_ms": 1000 * float(np.mean(v)), "p50_ms": 1000 * float(np.median(v)),
-                   "p95_ms": 1000 * float(np.percentile(v, 95))} for k, v in stages.items()}
-        report["query_latency"] = lat
-        report["query_objects_per_photo"] = settings.max_objects
-        for k, v in lat.items():
-            print(f"query {k:7s} mean {v['mean_ms']:7.1f} ms  p50 {v['p50_ms']:7.1f}  p95 {v['p95_ms']:7.1f}")
+        scenes = [make_scene([(catalog.items[i].product_id, images[i]),
+                              (catalog.items[-1 - i].product_id, read_image_file(catalog.items[-1 - i].image_path))],
+                             seed=i) for i in range(len(images))]
+        head = args.head or _bench_head(ROOT / ".cache" / "models")
+        configs = {"saliency+torch (shipped)": {"detector": "saliency", "runtime": "torch", "max_objects": 8}}
+        if head is not None:
+            configs["trained head+onnxruntime"] = {"detector": "trained", "detector_head": head, "runtime": "onnx",
+                                                   "max_objects": 6}
+        report["query_latency"] = {}
+        report["detector_head"] = str(head) if head else None
+        for name, upd in configs.items():
+            qs = s.model_copy(update={**upd, "cache_dir": work / "cache"})
+            engine = QueryEngine(qs, milvus_uri)
+            if upd["runtime"] == "torch":
+                engine.pool._embedders[emb.model_id] = emb  # reuse the loaded model (same spec)
+                engine.pool._default = emb
+            engine.search_image(scenes[0].jpeg, "bench")  # warm-up (and the ONNX export, once)
+            stages: dict[str, list[float]] = {"decode": [], "detect": [], "embed": [], "search": [], "total": []}
+            nobj = []
+            for sc in scenes:
+                t0 = time.perf_counter()
+                res = engine.search_image(sc.jpeg, "bench", top_k=10)
+                stages["total"].append(time.perf_counter() - t0)
+                nobj.append(len(res.objects))
+                for k in ("decode", "detect", "embed", "search"):
+                    stages[k].append(res.timings[k])
+            lat = {k: {"mean_ms": 1000 * float(np.mean(v)), "p50_ms": 1000 * float(np.median(v)),
+                       "p95_ms": 1000 * float(np.percentile(v, 95))} for k, v in stages.items()}
+            lat["objects_per_photo"] = float(np.mean(nobj))  # type: ignore[assignment]
+            report["query_latency"][name] = lat  # type: ignore[index]
+            for k, v in lat.items():
+                if isinstance(v, dict):
+                    print(f"{name:26s} query {k:7s} mean {v['mean_ms']:7.1f} ms  p50 {v['p50_ms']:7.1f}  "
+                          f"p95 {v['p95_ms']:7.1f}", flush=True)
     report["load_average_at_end"] = os.getloadavg()
     shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -113,9 +140,14 @@ def main() -> None:
     a1.set_ylabel("images/s")
     a1.set_title(f"batch {args.batch}: pipeline = {report['pipeline_vs_raw']:.2f} x raw")
     ks = ["decode", "detect", "embed", "search"]
-    a2.bar(ks, [lat[k]["mean_ms"] for k in ks], color="C2")
-    a2.set_ylabel("ms (mean)")
-    a2.set_title(f"query latency, total {lat['total']['mean_ms']:.0f} ms")
+    qlat = report["query_latency"]
+    for j, (name, lat) in enumerate(qlat.items()):  # type: ignore[union-attr]
+        a2.bar(np.arange(len(ks)) + 0.4 * j - 0.2, [lat[k]["p50_ms"] for k in ks], 0.4,
+               label=f"{name}: p50 {lat['total']['p50_ms']:.0f} ms")
+    a2.set_xticks(np.arange(len(ks)), ks)
+    a2.set_ylabel("ms (p50)")
+    a2.legend(fontsize=7)
+    a2.set_title("query latency per stage")
     fig.tight_layout()
     fig.savefig(args.out / "pipeline.png", dpi=120)
     print(f"wrote {args.out / 'pipeline.json'} and pipeline.png")

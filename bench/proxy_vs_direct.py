@@ -1,33 +1,40 @@
-"""Benchmark: the proxy over 3 milvus-lite nodes vs pymilvus straight to one node holding everything.
+"""Benchmark: the proxy over 3 Milvus nodes vs pymilvus straight to one node holding everything.
 
-Same run, same data (256-d float vectors), same client code. Measures insert throughput, search
-latency (nq=1, k=10: p50/p99) and batch-search throughput (nq=100), for HNSW and IVF_FLAT, after
-the nodes finished building their indexes; also recall@10 of both against numpy brute force, so
-speed is never bought with lost results. Writes bench/out/proxy_vs_direct.{json,png}.
+Same run, same data (256-d float vectors), same client code, on milvus-lite and on real Milvus
+standalone nodes (PyPI's ``milvus`` package; skipped with a note when it is not installed).
+Measures insert throughput, search latency (nq=1, k=10: p50/p99, the two targets interleaved query
+by query) and batch-search throughput (nq=100), for FLAT, HNSW and IVF_FLAT, at growing sizes (rows
+are added to the same collection, so 300k reuses the first 100k), after every node finished building
+its index (see ``bench.common.await_index``); also recall@10 against numpy brute force, and the
+resident memory of the direct node and of the three nodes (the capacity model's memory constants).
+Writes bench/results/proxy_vs_direct.{json,png}.
 
-    .venv/bin/python bench/proxy_vs_direct.py            # 200k rows (the issue's setting)
-    .venv/bin/python bench/proxy_vs_direct.py --rows 20000 --indexes HNSW   # quick look
+    .venv/bin/python bench/proxy_vs_direct.py                                  # 100k, 300k rows
+    .venv/bin/python bench/proxy_vs_direct.py --sizes 20000 --indexes HNSW --engines milvus-lite
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from tqdm import tqdm
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-OUT = Path(__file__).resolve().parent / "out"
+from bench import common  # noqa: E402
+from bench.common import pct  # noqa: E402
+from devkit.devcluster import DevCluster  # noqa: E402
+
+OUT = common.RESULTS
 
 
 def create(client: MilvusClient, name: str, dim: int, index: str) -> None:
@@ -37,39 +44,22 @@ def create(client: MilvusClient, name: str, dim: int, index: str) -> None:
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
     idx = client.prepare_index_params()
-    params = {"M": 16, "efConstruction": 100} if index == "HNSW" else {"nlist": 256}
+    params = {"HNSW": {"M": 16, "efConstruction": 100}, "IVF_FLAT": {"nlist": 256}}.get(index, {})
     idx.add_index("vector", index_type=index, metric_type="L2", params=params)
     client.create_collection(name, schema=schema, index_params=idx)
 
 
 def search_params(index: str) -> dict:
-    return {"params": {"ef": 64}} if index == "HNSW" else {"params": {"nprobe": 16}}
+    return {"HNSW": {"params": {"ef": 64}}, "IVF_FLAT": {"params": {"nprobe": 16}}}.get(index, {"params": {}})
 
 
-def insert_all(client: MilvusClient, name: str, vecs: np.ndarray, batch: int, label: str) -> float:
+def insert_all(client: MilvusClient, name: str, vecs: np.ndarray, batch: int, label: str, first: int = 0) -> float:
+    """Insert ``vecs[first:]`` (ids = row numbers) and flush; seconds taken."""
     t0 = time.perf_counter()
-    for start in tqdm(range(0, len(vecs), batch), desc=f"insert {label}", leave=False):
+    for start in tqdm(range(first, len(vecs), batch), desc=f"insert {label}", leave=False):
         chunk = vecs[start : start + batch]
         client.insert(name, [{"id": start + i, "vector": v} for i, v in enumerate(chunk.tolist())])
     client.flush(name)
-    return time.perf_counter() - t0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_idle(pids: list[int], window: float = 3.0, busy: float = 0.05, timeout: float = 1800) -> float:
-    """Wait until the node processes are idle: milvus-lite compacts and builds indexes in a
-    background thread after a flush, and its DescribeIndex always says "Finished", so CPU use is
-    the honest signal that index building is over."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        before = sum(cpu_seconds(p) for p in pids)
-        time.sleep(window)
-        if (sum(cpu_seconds(p) for p in pids) - before) / window < busy:
-            break
     return time.perf_counter() - t0
 
 
@@ -103,101 +93,149 @@ def throughput(client: MilvusClient, name: str, queries: np.ndarray, index: str,
     return rounds * 100 / (time.perf_counter() - t0)
 
 
-def pct(xs: list[float], p: float) -> float:
-    return float(np.percentile(np.array(xs) * 1000, p))
+def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queries: np.ndarray, index: str,
+            args: argparse.Namespace, leaders: dict[str, list[int]], proxy_pid: int) -> dict:
+    r: dict = {label: {} for label in clients}
+    for label, c in clients.items():  # warm up
+        for q in queries[:10]:
+            c.search(name, [q.tolist()], limit=10, search_params=search_params(index))
+    lat = latency(clients, name, queries[: args.latency_queries], index)
+    for label, c in clients.items():
+        r[label]["search_p50_ms"] = pct(lat[label], 50)
+        r[label]["search_p99_ms"] = pct(lat[label], 99)
+        r[label]["search_mean_ms"] = statistics.fmean(lat[label]) * 1000
+    for label, c in clients.items():
+        # CPU the servers spent per query (robust to other load on a shared machine, unlike QPS)
+        nodes0, proxy0 = sum(common.cpu_seconds(p) for p in leaders[label]), common.cpu_seconds(proxy_pid)
+        r[label]["batch_qps_nq100"] = throughput(c, name, queries, index, args.throughput_rounds)
+        done = args.throughput_rounds * 100
+        r[label]["node_cpu_ms_per_query_nq100"] = (sum(common.cpu_seconds(p) for p in leaders[label]) - nodes0) / done * 1000
+        if label == "proxy":
+            r[label]["proxy_cpu_ms_per_query_nq100"] = (common.cpu_seconds(proxy_pid) - proxy0) / done * 1000
+        r[label]["recall_at_10"] = recall(c, name, vecs, queries[: args.recall_queries], index)
+    return r
+
+
+def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[int], args: argparse.Namespace,
+               tmp: Path, runs: list[dict], save: Callable[[], object] = lambda: None) -> list[dict]:
+    """Measure one engine; every finished (index, size) is appended to ``runs`` at once."""
+    cluster = DevCluster(data_dir=tmp / f"cluster-{engine}", nodes=3, engine=engine, proxy_env=common.BENCH_PROXY_ENV).start()
+    direct = common.start_node(engine, tmp / f"direct-{engine}" / "data", "direct")
+    try:
+        leaders = {"direct": [direct.pid], "proxy": [m.pid for m in cluster.milvus]}
+        uris = {"direct": [f"http://{direct.address}"], "proxy": [f"http://{m.address}" for m in cluster.milvus]}
+        clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": cluster.client()}
+        for index in args.indexes.split(","):
+            name = f"bench_{index.lower()}"
+            base = {label: sum(common.rss_bytes(p) for p in leaders[label]) for label in clients}
+            for c in clients.values():
+                create(c, name, args.dim, index)
+            done = 0
+            for rows in sizes:
+                load0 = common.load()
+                part = vecs[:rows]
+                ins: dict = {}
+                for label, c in clients.items():
+                    secs = insert_all(c, name, part, args.batch, f"{engine} {label} {index} {rows}", first=done)
+                    wait = common.await_index(engine, uris[label], leaders[label], name)
+                    ins[label] = {"insert_rows_per_s": (rows - done) / secs, "insert_s": secs, "index_wait_s": wait,
+                                  "rss_bytes": sum(common.rss_bytes(p) for p in leaders[label]),
+                                  "rss_bytes_before_collection": base[label]}
+                done = rows
+                r = measure(clients, name, part, queries, index, args, leaders, cluster.proxy.pid)
+                for label in clients:
+                    r[label] = ins[label] | r[label]
+                r["ratios"] = {
+                    "insert_throughput_proxy_over_direct": r["proxy"]["insert_rows_per_s"] / r["direct"]["insert_rows_per_s"],
+                    "search_p50_proxy_over_direct": r["proxy"]["search_p50_ms"] / r["direct"]["search_p50_ms"],
+                    "search_p99_proxy_over_direct": r["proxy"]["search_p99_ms"] / r["direct"]["search_p99_ms"],
+                    "batch_search_throughput_proxy_over_direct": r["proxy"]["batch_qps_nq100"] / r["direct"]["batch_qps_nq100"],
+                }
+                run = {"engine": engine, "index": index, "rows": rows, **r, "load_before": load0, "load_after": common.load()}
+                runs.append(run)
+                save()  # a long run that is cut short keeps what it measured
+                print(f"{engine} {index} {rows:,}: " + ", ".join(f"{k}={v:.2f}" for k, v in r["ratios"].items())
+                      + f" (load {run['load_after']['loadavg'][0]:.1f})", flush=True)
+            for c in clients.values():
+                c.drop_collection(name)
+        for c in clients.values():
+            c.close()
+    finally:
+        direct.stop(timeout=30)
+        cluster.stop()
+    return runs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--sizes", default="100000,300000", help="comma-separated row counts, ascending")
+    ap.add_argument("--milvus-sizes", default="", help="sizes for real Milvus nodes (default: --sizes)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--batch", type=int, default=5000)
-    ap.add_argument("--indexes", default="HNSW,IVF_FLAT")
-    ap.add_argument("--latency-queries", type=int, default=300)
-    ap.add_argument("--throughput-rounds", type=int, default=10)
+    ap.add_argument("--indexes", default="FLAT,HNSW,IVF_FLAT")
+    ap.add_argument("--engines", default="milvus-lite,milvus")
+    ap.add_argument("--latency-queries", type=int, default=100)
+    ap.add_argument("--recall-queries", type=int, default=50)
+    ap.add_argument("--throughput-rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    per_engine = {"milvus-lite": sizes, "milvus": sorted(int(s) for s in args.milvus_sizes.split(",")) if args.milvus_sizes else sizes}
+    if max(per_engine["milvus"]) > sizes[-1] or min(per_engine["milvus"]) < sizes[0]:
+        ap.error("--milvus-sizes must lie within --sizes")
 
     rng = np.random.default_rng(0)
-    vecs = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
-    queries = (vecs[rng.choice(args.rows, 400, replace=False)] + 0.1 * rng.standard_normal((400, args.dim))).astype(np.float32)
+    vecs = rng.standard_normal((sizes[-1], args.dim)).astype(np.float32)
+    pick = rng.choice(sizes[0], 400, replace=False)
+    queries = (vecs[pick] + 0.1 * rng.standard_normal((400, args.dim))).astype(np.float32)
     results: dict = {
-        "setup": {
-            "rows": args.rows, "dim": args.dim, "batch": args.batch, "nodes_behind_proxy": 3,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "metric": "L2",
-            "server": "milvus-lite 3.2.2 (one process per node)",
-        },
-        "indexes": {},
+        "machine": common.machine(), "load_before": common.load(),
+        "setup": {"sizes": per_engine, "dim": args.dim, "batch": args.batch, "nodes_behind_proxy": 3, "metric": "L2",
+                  "k": 10, "latency_queries": args.latency_queries, "indexes": args.indexes.split(","),
+                  "params": {"HNSW": "M=16 efConstruction=100 ef=64", "IVF_FLAT": "nlist=256 nprobe=16", "FLAT": "-"},
+                  "engines": {"milvus-lite": "milvus-lite 3.2.2 server, one process per node",
+                              "milvus": "Milvus 2.3.5 standalone (PyPI milvus package), one per node"}},
+        "runs": [], "skipped": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        cluster = DevCluster(data_dir=Path(tmp) / "cluster", nodes=3).start()
-        direct = procs.start_milvus(Path(tmp) / "direct", name="direct")
-        try:
-            pids = {"direct": [direct.pid], "proxy": [m.pid for m in cluster.milvus]}
-            clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": cluster.client()}
-            for index in args.indexes.split(","):
-                name = f"bench_{index.lower()}"
-                r: dict = {}
-                for label, c in clients.items():
-                    create(c, name, args.dim, index)
-                    secs = insert_all(c, name, vecs, args.batch, f"{label} {index}")
-                    build = wait_idle(pids[label])
-                    r[label] = {"insert_rows_per_s": args.rows / secs, "insert_s": secs, "index_wait_s": build}
-                    print(f"{index} {label}: insert {args.rows / secs:,.0f} rows/s, index wait {build:.1f}s")
-                for label, c in clients.items():  # warm up
-                    for q in queries[:20]:
-                        c.search(name, [q.tolist()], limit=10, search_params=search_params(index))
-                lat = latency(clients, name, queries[: args.latency_queries], index)
-                for label, c in clients.items():
-                    r[label]["search_p50_ms"] = pct(lat[label], 50)
-                    r[label]["search_p99_ms"] = pct(lat[label], 99)
-                    r[label]["search_mean_ms"] = statistics.fmean(lat[label]) * 1000
-                    r[label]["batch_qps_nq100"] = throughput(c, name, queries, index, args.throughput_rounds)
-                    r[label]["recall_at_10"] = recall(c, name, vecs, queries[:50], index)
-                    print(f"{index} {label}: " + ", ".join(f"{k}={v:.3f}" for k, v in r[label].items()))
-                r["ratios"] = {
-                    "search_p50_proxy_over_direct": r["proxy"]["search_p50_ms"] / r["direct"]["search_p50_ms"],
-                    "search_p99_proxy_over_direct": r["proxy"]["search_p99_ms"] / r["direct"]["search_p99_ms"],
-                    "insert_throughput_proxy_over_direct": r["proxy"]["insert_rows_per_s"] / r["direct"]["insert_rows_per_s"],
-                    "batch_search_throughput_proxy_over_direct": r["proxy"]["batch_qps_nq100"] / r["direct"]["batch_qps_nq100"],
-                }
-                print(f"{index} ratios: {r['ratios']}")
-                results["indexes"][index] = r
-                for c in clients.values():
-                    c.drop_collection(name)
-            for c in clients.values():
-                c.close()
-        finally:
-            direct.stop()
-            cluster.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "proxy_vs_direct.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / "proxy_vs_direct.png")
+        for engine in args.engines.split(","):
+            if not common.engine_available(engine):
+                results["skipped"].append(f"{engine}: not installed (pip install milvus==2.3.5)")
+                print(f"skipping {engine}: not installed", flush=True)
+                continue
+            try:
+                run_engine(engine, vecs, queries, per_engine[engine], args, Path(tmp), results["runs"],
+                           lambda: common.write("proxy_vs_direct", results, args.out))
+            except Exception as exc:  # noqa: BLE001 - the other engine's numbers still count; the error is reported
+                results["skipped"].append(f"{engine}: failed: {exc!r}"[:500])
+                print(f"{engine} failed: {exc!r}", flush=True)
+    results["load_after"] = common.load()
+    common.write("proxy_vs_direct", results, args.out)
+    if results["runs"]:
+        plot(results, args.out / "proxy_vs_direct.png")
     print(f"wrote {args.out / 'proxy_vs_direct.json'} and .png")
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    idx = list(results["indexes"])
-    metrics = [("insert_rows_per_s", "insert rows/s"), ("search_p50_ms", "search p50 ms (nq=1,k=10)"),
-               ("search_p99_ms", "search p99 ms"), ("batch_qps_nq100", "queries/s at nq=100")]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6))
-    width = 0.38
+    plt = common.plt()
+    metrics = [("insert_throughput_proxy_over_direct", "insert rows/s"), ("search_p50_proxy_over_direct", "search p50 (nq=1, k=10)"),
+               ("search_p99_proxy_over_direct", "search p99"), ("batch_search_throughput_proxy_over_direct", "queries/s at nq=100")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
+    series: dict[tuple[str, str], list[dict]] = {}
+    for r in results["runs"]:
+        series.setdefault((r["engine"], r["index"]), []).append(r)
     for ax, (key, title) in zip(axes, metrics):
-        x = np.arange(len(idx))
-        d = [results["indexes"][i]["direct"][key] for i in idx]
-        p = [results["indexes"][i]["proxy"][key] for i in idx]
-        ax.bar(x - width / 2, d, width, label="direct (1 node)")
-        ax.bar(x + width / 2, p, width, label="proxy (3 nodes)")
-        ax.set_xticks(x, idx)
-        ax.set_title(title, fontsize=9)
-    axes[0].legend(fontsize=8)
-    s = results["setup"]
-    fig.suptitle(f"shardproxy vs direct milvus-lite: {s['rows']:,} rows, dim {s['dim']}, {s['machine']}", fontsize=10)
+        for (engine, index), runs in series.items():
+            ax.plot([r["rows"] for r in runs], [r["ratios"][key] for r in runs], "o-" if engine == "milvus-lite" else "s--",
+                    label=f"{index} ({engine})")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("rows")
+        ax.set_title(f"{title}: proxy / direct", fontsize=9)
+    axes[0].legend(fontsize=7)
+    m = results["machine"]
+    fig.suptitle(f"proxy (3 nodes) / direct (1 node), dim {results['setup']['dim']}, {m['cpus']} cores, "
+                 f"load {results['load_before']['loadavg'][0]:.1f}->{results['load_after']['loadavg'][0]:.1f}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -1,23 +1,24 @@
-"""Benchmark of online rebalancing. Writes bench/out/rebalance.{json,png}.
+"""Benchmark of online rebalancing. Writes bench/results/rebalance.{json,png}.
 
-1. Moved fraction vs the ideal, N = 2..8 (pure, from the ring): adding node N to N-1 nodes
-   should move 1/N of the keys; draining one of N nodes should move its 1/N.
-2. On a real cluster (3 milvus-lite nodes + 1 spare, one proxy, valkey), same run:
+1. Moved fraction vs the ideal, N = 2..8 (pure, from the ring: exact arc shares, bench/ringsim.py):
+   adding node N to N-1 nodes should move 1/N of the keys; draining one of N nodes should move its
+   1/N. The real move below also reports rows moved / rows, vs the ideal 1/4.
+2. On a real cluster (3 Milvus nodes + 1 spare, one proxy, valkey; ``--engine milvus-lite`` or
+   ``milvus`` for real Milvus standalones), same run:
    * search latency (nq=1, k=10, through the proxy) with no move running: p50/p99;
    * add the spare with no client load: rows moved per second;
    * drain it again while one client inserts and another searches: rows/s under load, and the
      search p50/p99 measured during that move.
 
     .venv/bin/python bench/rebalance.py                 # 30k rows, dim 32
-    .venv/bin/python bench/rebalance.py --rows 100000   # bigger
+    .venv/bin/python bench/rebalance.py --rows 100000 --engine milvus   # bigger, real Milvus nodes
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -27,23 +28,26 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import routing
-from shardproxy.devcluster import DevCluster
-from shardproxy.ring import Ring, RingNode
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-OUT = Path(__file__).resolve().parent / "out"
+from bench import common  # noqa: E402
+from bench.ringsim import moved_fraction_exact  # noqa: E402
+from devkit.devcluster import DevCluster  # noqa: E402
+from shardproxy.ring import Ring, RingNode  # noqa: E402
+
+OUT = common.RESULTS
 NAME = "bench_rebalance"
 
 
-def moved_fractions(keys: int = 200_000) -> list[dict]:
-    pks = list(range(keys))
+def moved_fractions() -> list[dict]:
     out = []
     for n in range(2, 9):
         before = Ring([RingNode(f"node-{i}") for i in range(n - 1)])
         after = Ring([RingNode(f"node-{i}") for i in range(n)])
-        add = routing.moved_fraction(before, after, pks)
+        add = moved_fraction_exact(before, after)
         drain_ring = Ring([RingNode(f"node-{i}") for i in range(n) if i != n // 2])
-        drain = routing.moved_fraction(after, drain_ring, pks)
+        drain = moved_fraction_exact(after, drain_ring)
         out.append({"n": n, "ideal": 1 / n, "add_moved": add, "add_ratio": add * n,
                     "drain_moved": drain, "drain_ratio": drain * n})
     return out
@@ -54,9 +58,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Searcher(threading.Thread):
-    def __init__(self, conn: dict, vecs: np.ndarray) -> None:
+    def __init__(self, connect: dict, vecs: np.ndarray) -> None:
         super().__init__(daemon=True)
-        self.client = MilvusClient(**conn)
+        self.client = MilvusClient(**connect)
         self.vecs = vecs
         self.lat: list[float] = []
         self.stop = threading.Event()
@@ -72,9 +76,9 @@ class Searcher(threading.Thread):
 
 
 class Inserter(threading.Thread):
-    def __init__(self, conn: dict, dim: int) -> None:
+    def __init__(self, connect: dict, dim: int) -> None:
         super().__init__(daemon=True)
-        self.client = MilvusClient(**conn)
+        self.client = MilvusClient(**connect)
         self.dim = dim
         self.rows = 0
         self.stop = threading.Event()
@@ -98,9 +102,9 @@ def wait_move(stub: admin_pb2_grpc.ShardAdminStub) -> admin_pb2.RebalanceStatusR
         time.sleep(0.25)
 
 
-def real_cluster(rows: int, dim: int, baseline_s: float) -> dict:
+def real_cluster(rows: int, dim: int, baseline_s: float, engine: str = "milvus-lite") -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-rebalance-") as tmp:
-        cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, spare=1).start()
+        cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, spare=1, engine=engine).start()
         try:
             client = cluster.client()
             schema = client.create_schema(auto_id=False)
@@ -153,7 +157,7 @@ def real_cluster(rows: int, dim: int, baseline_s: float) -> dict:
                         "client_wall_s": round(wall, 2)}
 
             return {
-                "rows": rows, "dim": dim, "nodes": 3,
+                "rows": rows, "dim": dim, "nodes": 3, "engine": engine,
                 "add_without_load": move(add, add_wall) | {"moved_fraction": add.rows_moved / rows,
                                                               "ratio_to_ideal": add.rows_moved / rows * 4},
                 "drain_with_load": move(drain, drain_wall) | {"rows_inserted_meanwhile": inserter.rows},
@@ -179,7 +183,7 @@ def plot(result: dict, path: Path) -> None:
     ax.plot(ns, [m["drain_moved"] for m in mf], "s-", label="drain one of N")
     ax.set_xlabel("N (nodes after add / before drain)")
     ax.set_ylabel("fraction of keys moved")
-    ax.set_title("moved fraction vs ideal (ring, 200k keys)")
+    ax.set_title("moved fraction vs ideal (ring, exact)")
     ax.legend()
     rc = result.get("cluster")
     if rc:
@@ -208,14 +212,15 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--baseline-s", type=float, default=15.0)
     ap.add_argument("--ring-only", action="store_true", help="only the moved-fraction part (fast, no servers)")
+    ap.add_argument("--engine", default="milvus-lite", choices=common.ENGINES)
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    result: dict = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
-                    "moved_fraction": moved_fractions()}
+    result: dict = {"machine": common.machine(), "load_before": common.load(), "moved_fraction": moved_fractions()}
     if not args.ring_only:
-        result["cluster"] = real_cluster(args.rows, args.dim, args.baseline_s)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "rebalance.json").write_text(json.dumps(result, indent=2))
-    plot(result, OUT / "rebalance.png")
+        result["cluster"] = real_cluster(args.rows, args.dim, args.baseline_s, args.engine)
+    result["load_after"] = common.load()
+    common.write("rebalance", result, args.out)
+    plot(result, args.out / "rebalance.png")
     print(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""``embed``: the shop-by-image pipeline CLI (import, worker, status, search, train, serve)."""
+"""``embed``: the shop-by-image pipeline CLI (import, worker, status, search, train, serve, web)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def _friendly() -> Iterator[None]:
         raise _fail(str(e)) from e
 
 
+def _preflight(s: EmbedSettings) -> None:
+    from embed.preflight import check_proxy, check_redis
+
+    check_redis(s.redis_url)
+    if s.model_store_url != s.redis_url:
+        check_redis(s.model_store_url)
+    check_proxy(s.proxy, s.access())
+
+
 def _grpc_target(addr: str) -> str:
     return addr.split("://", 1)[-1].rstrip("/")
 
@@ -87,6 +96,8 @@ def import_(
     from embed.importer import start_import, wait_for_import
 
     s = get_settings(proxy=proxy, redis_url=redis_url)
+    with _friendly():  # before the minutes of model adaptation
+        _preflight(s)
     try:
         with _friendly():
             ticket = start_import(s, catalog, collection, s.proxy, adapt=adapt, console=err)
@@ -123,6 +134,7 @@ def worker(
         _setup_logging(True)
     s = get_settings(proxy=proxy, redis_url=redis_url)
     with _friendly():
+        _preflight(s)
         w = Worker(s, s.proxy, consumer=consumer, claim_idle_ms=claim_idle_ms, catalog_objects=s.catalog_objects)
         stats = w.run(max_idle_s=exit_when_idle)
     err.print(f"worker {w.consumer} stopped: {stats.images} images indexed, {stats.dead} dead-lettered")
@@ -221,16 +233,25 @@ def train(
     catalog: Annotated[Path, typer.Argument(help="catalog CSV")],
     force: Annotated[bool, typer.Option(help="retrain even when cached")] = False,
 ) -> None:
-    """Adapt the embedder to a catalog (InfoNCE on synthetic shopper views); cached per catalog."""
+    """Adapt the embedder to a catalog and train its product detector (synthetic scenes); cached per catalog."""
     from embed.catalog import read_catalog
+    from embed.artifactstore import ArtifactStore
+    from embed.detrain import ensure_catalog_detector
     from embed.models import register, spec_from_settings
     from embed.train import adapt_to_catalog
 
     s = EmbedSettings()
     t0 = time.monotonic()
-    path = adapt_to_catalog(read_catalog(catalog), s, console=err, force=force)
-    mid = register(spec_from_settings(s, projection=path), s.artifacts_dir)
+    cat = read_catalog(catalog)
+    path = adapt_to_catalog(cat, s, console=err, force=force)
+    spec = spec_from_settings(s, projection=path)
+    mid = register(spec, s.artifacts_dir)
+    with _friendly():
+        ArtifactStore(s.model_store_url).publish(spec)
     err.print(f"projection {path} (model {mid}) in {time.monotonic() - t0:.0f} s")
+    head = ensure_catalog_detector(cat, s, mid, console=err, force=force)
+    if head is not None:
+        err.print(f"product detector {head} in {time.monotonic() - t0:.0f} s in all")
 
 
 @app.command()
@@ -245,6 +266,29 @@ def serve(
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _setup_logging(True)
     asyncio.run(_serve(milvus, host, port))
+
+
+@app.command()
+def web(
+    proxy: ProxyOpt = None,
+    redis_url: RedisOpt = None,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="catalog shown first (default: the first with an image model)")] = "",
+) -> None:
+    """The shopper's page: upload a photo, see the products (over the proxy's SearchByImage); catalog,
+    imports and cluster pages."""
+    import uvicorn
+
+    from embed.web.app import create_app
+
+    s = get_settings(proxy=proxy, redis_url=redis_url)
+    with _friendly():
+        from embed.preflight import check_proxy
+
+        check_proxy(s.proxy, s.access())
+    err.print(f"the page: [bold]http://{host}:{port}/[/] (proxy {s.proxy}, queue {s.redis_url})")
+    uvicorn.run(create_app(s, collection), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class DevProfileSource(PydanticBaseSettingsSource):
+    """``proxy``, ``redis_url``, token and TLS files of a running ``shardproxy dev up`` (its dev profile): below flags
+    and ``EMBED_*`` variables, above the built-in defaults."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        from shardproxy import devprofile  # light: json and os only
+
+        prof = devprofile.read()
+        if not prof:
+            return {}
+        found = {"proxy": prof.proxy_uri, "redis_url": prof.redis_url, "token": prof.token, "tls_ca": prof.tls_ca,
+                 "tls_cert": prof.tls_cert, "tls_key": prof.tls_key}
+        return {k: v for k, v in found.items() if v}
 
 
 class EmbedSettings(BaseSettings):
@@ -24,7 +44,13 @@ class EmbedSettings(BaseSettings):
     train_views: int = 6  # synthetic views per catalog image
     train_steps: int = 400
     # detector
-    detector: str = "saliency"  # saliency (offline default) | yolo | none
+    detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
+    detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
+    det_conf: float = 0.2  # trained head: minimum centre-heatmap score
+    det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
+    det_steps: int = 800  # embed train: detector head training steps
+    det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
+    runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
     yolo_classes: list[int] | None = None  # class ids to keep (None = all)
     yolo_labels: list[str] | None = None  # names of the class ids
@@ -32,13 +58,14 @@ class EmbedSettings(BaseSettings):
     conf_threshold: float = 0.25
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
-    max_objects: int = 8  # objects per photo, the whole photo included
+    max_objects: int = 6  # objects per photo by confidence, the whole photo (last, as the fallback) included
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     # artefacts and services
-    cache_dir: Path = Path(".cache")
+    cache_dir: Path = Path(".cache")  # local copies of model files; the shared copy is in the model store
+    artifacts_url: str | None = None  # model store (Redis); None = redis_url (in the proxy: its own Redis)
     redis_url: str = "redis://127.0.0.1:6379/0"
     proxy: str = "http://127.0.0.1:19530"
     stream: str = "embed:jobs"
@@ -58,6 +85,16 @@ class EmbedSettings(BaseSettings):
 
         token = Path(self.token_file).read_text().strip() if self.token_file else self.token
         return ClientAccess(token, self.tls_ca, self.tls_cert, self.tls_key)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, DevProfileSource(settings_cls), file_secret_settings
+
+    @property
+    def model_store_url(self) -> str:
+        return self.artifacts_url or self.redis_url
 
     @property
     def artifacts_dir(self) -> Path:

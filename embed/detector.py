@@ -188,12 +188,19 @@ class SaliencyDetector:
         return [Detection(tuple(float(v) for v in b[i]), "object", float(s[i])) for i in keep]  # type: ignore[arg-type]
 
 
-def detect_objects(detector: Detector, img: Image.Image, max_objects: int = 6) -> list[Detection]:
-    """The whole photo first (label "image", score 1), then the detector's objects by confidence."""
-    whole = Detection((0.0, 0.0, float(img.width), float(img.height)), WHOLE_IMAGE_LABEL, 1.0)
+def detect_objects(detector: Detector, img: Image.Image, max_objects: int = 6, *, whole: str = "last") -> list[Detection]:
+    """The detector's objects by confidence, at most ``max_objects`` in all, and the whole photo (label
+    "image", score 0) as the fallback: ``last`` (queries: a shopper sees the products first) or ``first``
+    (catalog import keeps object index 0 for the whole image). A box that is (almost) the whole photo
+    adds nothing and is dropped."""
+    w = Detection((0.0, 0.0, float(img.width), float(img.height)), WHOLE_IMAGE_LABEL, 0.0)
     found = sorted(detector.detect(img), key=lambda d: -d.score)
     if found:
-        # a box that is (almost) the whole photo adds nothing
-        ious = iou_matrix(np.asarray([d.box for d in found]), np.asarray([whole.box]))[:, 0]
+        ious = iou_matrix(np.asarray([d.box for d in found]), np.asarray([w.box]))[:, 0]
         found = [d for d, i in zip(found, ious) if i < 0.9]
-    return [whole, *found[: max(0, max_objects - 1)]]
+    found = found[: max(0, max_objects - 1)]
+    if whole == "first":
+        return [Detection(w.box, WHOLE_IMAGE_LABEL, 1.0), *found]
+    if whole != "last":
+        raise ValueError(f"whole must be 'first' or 'last', got {whole!r}")
+    return [*found, w]

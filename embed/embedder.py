@@ -123,7 +123,8 @@ def random_projection(feature_dim: int, dim: int) -> torch.Tensor:
 class Embedder:
     """Turns crops into L2-normalised ``dim``-d float32 vectors, in batches, under inference_mode."""
 
-    def __init__(self, spec: EmbedderSpec, *, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(self, spec: EmbedderSpec, *, batch_size: int = 32, threads: int = 0, runtime: str = "torch",
+                 export_dir: Path | None = None) -> None:
         if spec.arch not in ARCHES:
             raise ValueError(f"unknown embedder {spec.arch!r}; choose one of {list(ARCHES)}")
         set_threads(threads)
@@ -153,6 +154,18 @@ class Embedder:
             self.projection = random_projection(self.feature_dim, spec.dim)
         self.model_id = spec.model_id()
         self.dim = spec.dim
+        self.runtime = runtime
+        self._ort = None
+        if runtime == "onnx":  # same features through ONNX Runtime (exported once, cached)
+            from embed.onnxrt import OrtRunner, export, tensor_digest
+
+            out = export_dir or Path(".cache/models")
+            name = f"{spec.arch}-pooled-{tensor_digest(self.backbone, str(spec.input_size))}-{spec.input_size}.onnx"
+            example = torch.zeros(2, 3, spec.input_size, spec.input_size)
+            self._ort = OrtRunner(lambda: export(self.backbone, example, out / name, output_names=["features"],
+                                                 dynamic_batch=True), threads)
+        elif runtime != "torch":
+            raise ValueError(f"unknown runtime {runtime!r} (torch or onnx)")
         log.info("embedder %s ready (%s, %d-d features -> %d-d)", self.model_id, spec.arch, self.feature_dim, spec.dim)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -163,6 +176,8 @@ class Embedder:
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._ort is not None:
+            return torch.from_numpy(self._ort(batch.numpy())[0])
         with torch.inference_mode():
             return self.backbone(batch)
 

@@ -1,8 +1,9 @@
-"""Building the configured models, and the artifact registry that maps a model id to its spec.
+"""Building the configured models, and the local registry that maps a model id to its spec.
 
-``<cache_dir>/models/<model_id>.json`` holds the EmbedderSpec of every model this machine has
-imported with (written by ``embed import`` / ``embed train``), so the query side can load the model a
-collection was built with, and refuses (FAILED_PRECONDITION) when it cannot.
+``<cache_dir>/models/<model_id>.json`` holds the EmbedderSpec of every model this machine knows.
+``embed import`` / ``embed train`` also publish the model to the shared model store (Redis, see
+:mod:`embed.artifactstore`); a proxy or worker that meets an unknown model id fetches it from there
+on demand (hash-checked), and refuses (FAILED_PRECONDITION) when neither has it.
 """
 
 from __future__ import annotations
@@ -68,12 +69,24 @@ def build_detector(settings: EmbedSettings, embedder: Embedder | None = None) ->
                 conf=settings.conf_threshold, iou=settings.iou_threshold, min_size=settings.min_box_size,
                 input_size=settings.yolo_input_size, threads=settings.threads,
             )
+        shared = embedder.backbone.net if embedder is not None and embedder.spec.arch == LITE0 else None
+        if kind in ("auto", "trained"):
+            from embed.productdet import ProductDetector, head_for_model
+
+            head = settings.detector_head or (head_for_model(embedder.model_id, settings.artifacts_dir)
+                                              if embedder is not None else None)
+            if head is not None and (shared is not None or settings.embedder == LITE0):
+                return ProductDetector(head, shared, runtime=settings.runtime, export_dir=settings.artifacts_dir,
+                                       conf=settings.det_conf, min_size=settings.min_box_size, threads=settings.threads)
+            if kind == "trained":
+                raise ModelConfigError("EMBED_DETECTOR=trained needs a detector head: run `embed train CATALOG` "
+                                       "(or set EMBED_DETECTOR_HEAD)")
+            kind = "saliency"
         if kind == "saliency":
-            shared = embedder.backbone.net if embedder is not None and embedder.spec.arch == LITE0 else None
             return SaliencyDetector(shared, min_size=settings.min_box_size)
     except ModelFileError as e:
         raise ModelConfigError(str(e)) from e
-    raise ModelConfigError(f"unknown detector {kind!r} (EMBED_DETECTOR: saliency, yolo or none)")
+    raise ModelConfigError(f"unknown detector {kind!r} (EMBED_DETECTOR: auto, trained, saliency, yolo or none)")
 
 
 class ModelPool:
@@ -84,11 +97,12 @@ class ModelPool:
         self._lock = threading.Lock()
         self._embedders: dict[str, Embedder] = {}
         self._default: Embedder | None = None
-        self._detector: Detector | None = None
+        self._detectors: dict[str, Detector] = {}
 
     def _load(self, spec: EmbedderSpec) -> Embedder:
         try:
-            emb = Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads)
+            emb = Embedder(spec, batch_size=self.settings.batch_size, threads=self.settings.threads,
+                           runtime=self.settings.runtime, export_dir=self.settings.artifacts_dir)
         except (ModelFileError, ValueError) as e:
             raise ModelConfigError(f"cannot load the embedding model: {e}") from e
         from embed import metrics  # light: prometheus_client only
@@ -109,7 +123,7 @@ class ModelPool:
             with self._lock:
                 if model_id in self._embedders:
                     return self._embedders[model_id]
-            spec = resolve(model_id, self.settings.artifacts_dir)
+            spec = resolve(model_id, self.settings.artifacts_dir) or self._from_store(model_id)
             if spec is not None:
                 emb = self._load(spec)
                 with self._lock:
@@ -120,14 +134,28 @@ class ModelPool:
             raise ModelMismatch(collection, model_id, default.model_id)
         return default
 
+    def _from_store(self, model_id: str) -> EmbedderSpec | None:
+        """Fetch a model this machine has never seen from the model store (hash-checked), and
+        register it locally; None when the store does not know it."""
+        from embed.artifactstore import ArtifactStore, ArtifactStoreError
+
+        try:
+            spec = ArtifactStore(self.settings.model_store_url).fetch(model_id, self.settings.artifacts_dir)
+        except ArtifactStoreError as e:
+            raise ModelConfigError(str(e)) from e
+        if spec is not None:
+            register(spec, self.settings.artifacts_dir)
+            log.info("model %s loaded from the model store %s", model_id, self.settings.model_store_url)
+        return spec
+
     def detector(self, embedder: Embedder | None = None) -> Detector:
-        """The configured detector; the saliency detector shares a loaded Lite0 backbone."""
-        if self._detector is not None:
-            return self._detector
+        """The configured detector for ``embedder``'s model (the catalog-trained head registered for it, when
+        there is one); Lite0 detectors share the loaded backbone."""
         emb = embedder if embedder is not None and embedder.spec.arch == LITE0 else None
-        if emb is None and self.settings.detector == "saliency" and self.settings.embedder == LITE0:
+        if emb is None and self.settings.detector in ("auto", "trained", "saliency") and self.settings.embedder == LITE0:
             emb = self.default()
+        key = emb.model_id if emb is not None else ""
         with self._lock:
-            if self._detector is None:
-                self._detector = build_detector(self.settings, emb)
-            return self._detector
+            if key not in self._detectors:
+                self._detectors[key] = build_detector(self.settings, emb)
+            return self._detectors[key]

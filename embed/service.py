@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import grpc
 from pymilvus.exceptions import MilvusException
@@ -51,6 +52,7 @@ def to_proto(res: SearchResult) -> pb.SearchByImageResponse:
         model_id=res.model_id,
         width=res.width,
         height=res.height,
+        timings_ms={k: 1000 * v for k, v in res.timings.items()},
     )
 
 
@@ -88,6 +90,21 @@ def add_image_search_service(
     servicer = ImageSearchServicer(QueryEngine(settings or EmbedSettings(), milvus_uri))
     pb_grpc.add_ImageSearchServicer_to_server(servicer, server)
     return servicer
+
+
+def register(server: grpc.aio.Server, ctx: Any) -> str:
+    """The proxy's ``shardproxy.services`` entry point: serve ImageSearch on the proxy's port,
+    searching through the proxy itself (``ctx.self_uri``); models a collection needs are fetched
+    from the cluster's Redis (``ctx.redis_url``) unless EMBED_ARTIFACTS_URL names another store.
+    Returns the service's full name."""
+    settings = EmbedSettings()
+    if not settings.artifacts_url:
+        settings = settings.model_copy(update={"artifacts_url": ctx.redis_url})
+    token = getattr(ctx, "token", "")
+    if token:  # the proxy's in-process credential: image search calls the proxy behind its auth
+        settings = settings.model_copy(update={"token": token})
+    add_image_search_service(server, ctx.self_uri, settings)
+    return pb.DESCRIPTOR.services_by_name["ImageSearch"].full_name
 
 
 async def serve(milvus_uri: str, host: str = "127.0.0.1", port: int = 0, settings: EmbedSettings | None = None,

@@ -85,7 +85,8 @@ def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Cons
         log.info("catalog adaptation cached: %s", path)
         return path
     t0 = time.monotonic()
-    emb = Embedder(base, batch_size=settings.batch_size, threads=settings.threads)
+    emb = Embedder(base, batch_size=settings.batch_size, threads=settings.threads, runtime=settings.runtime,
+                   export_dir=settings.artifacts_dir)
     rng = random.Random(0)
     images: list[Image.Image] = []
     for it in catalog.items:

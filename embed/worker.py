@@ -107,13 +107,13 @@ class Worker:
                     stage = "detect"
                     with metrics.stage_timer("detect", len(items)):
                         for job, img, sha in items:
-                            objs = detect_objects(self.pool.detector(embedder), img, self.catalog_objects)
+                            objs = detect_objects(self.pool.detector(embedder), img, self.catalog_objects, whole="first")
                             for k, o in enumerate(objs):
                                 crops.append(o.crop(img))
                                 meta.append((job, sha, k))
                 else:
                     for job, img, sha in items:
-                        for k, o in enumerate(detect_objects(_WHOLE, img, 1)):
+                        for k, o in enumerate(detect_objects(_WHOLE, img, 1, whole="first")):
                             crops.append(o.crop(img))
                             meta.append((job, sha, k))
                 stage = "embed"

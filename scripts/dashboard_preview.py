@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from shardproxy import procs  # noqa: E402
-from shardproxy.devcluster import DevCluster  # noqa: E402
+from devkit import procs  # noqa: E402
+from devkit.devcluster import DevCluster  # noqa: E402
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "shop-by-image.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

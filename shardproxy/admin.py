@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
+import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,11 +16,12 @@ import grpc
 from pymilvus.grpc_gen import milvus_pb2
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
+from shardproxy import migrator
 from shardproxy.cluster import Cluster
 from shardproxy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ProxyError, Unavailable
 from shardproxy.metastore import CollectionRecord, NodeRecord, NodeState
 from shardproxy.moves import MoveState
-from shardproxy.nodepool import NodeClient
+from shardproxy.nodepool import CatalogState, NodeClient
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,12 @@ def admin_rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
     return wrapper
 
 
-async def collection_rows(client: NodeClient, name: str) -> int | None:
+async def collection_rows(client: NodeClient, rec: CollectionRecord) -> int | None:
     """Rows of one collection on one node, or None when the node does not answer."""
     try:
         resp = await client.call(
-            "GetCollectionStatistics", milvus_pb2.GetCollectionStatisticsRequest(collection_name=name), timeout=5
+            "GetCollectionStatistics",
+            milvus_pb2.GetCollectionStatisticsRequest(db_name=rec.db, collection_name=rec.name), timeout=5,
         )
     except ProxyError:
         return None
@@ -77,19 +82,18 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         """Collections that hold rows on some ring node (moving them needs rebalancing)."""
         holding = []
         for rec in await self.cluster.store.collections():
-            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in self.cluster.ring_clients()))
+            counts = await asyncio.gather(*(collection_rows(c, rec) for c in self.cluster.ring_clients()))
             if any(counts):
-                holding.append(f"{rec.name} ({sum(c or 0 for c in counts)} rows)")
+                holding.append(f"{rec.key} ({sum(c or 0 for c in counts)} rows)")
         return holding
 
     def _spawn_migrator(self) -> int:
         if not self.cluster.settings.migrator_autostart:
             return 0
-        from shardproxy import migrator
-
         s = self.cluster.settings
         log_path = s.migrator_log or f"/tmp/shardproxy-migrator-{s.port}.log"
-        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port)
+        pid = migrator.spawn(s.redis_url, self.cluster.store.prefix, log_path, s.vnodes, s.migrator_metrics_port,
+                              s.migrator_max_rows_per_s)
         log.info("migrator started (pid %d, log %s)", pid, log_path)
         return pid
 
@@ -118,7 +122,7 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
                     raise Unavailable(f"no Milvus server answers at {address}")
                 holding = [] if request.spare else await self._ring_holds_data()
                 # The new node first receives every collection's DDL (schema, indexes, load).
-                await probe.sync(await self.cluster.store.collections())
+                await probe.sync(await self.cluster.store.collections(), await CatalogState.load(self.cluster.store))
             finally:
                 await probe.close()
             moving = False
@@ -175,6 +179,27 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         return admin_pb2.ResumeRebalanceResponse(started=bool(pid), migrator_pid=pid, message="migrator started")
 
     @admin_rpc
+    async def AbortRebalance(self, request: Any, context: Any) -> admin_pb2.AbortRebalanceResponse:
+        async with self._lock:
+            await self.cluster.refresh(force=True)
+            ms = await self.cluster.moves.state()
+            if not ms.running:
+                raise FailedPrecondition("no rebalance is running; nothing to abort")
+            node = await self.cluster.store.node(ms.node)
+            inverse = {NodeState.JOINING: NodeState.DRAINING, NodeState.DRAINING: NodeState.JOINING}
+            if node.state not in inverse:
+                raise FailedPrecondition(f"node {node.id} is {node.state.value}, not joining or draining")
+            node.state = inverse[node.state]
+            epoch, target = await self.cluster.moves.abort(node, ms.reverse_kind)
+            stop_migrator(ms)
+            await self.cluster.refresh(force=True)
+            self._spawn_migrator()
+        log.info("rebalance %s %s aborted after %d row(s); reverse move %s, target epoch %d",
+                 ms.kind, ms.node, ms.rows_moved, ms.reverse_kind, target)
+        return admin_pb2.AbortRebalanceResponse(kind=ms.reverse_kind, node_id=node.id, ring_epoch=epoch,
+                                                target_epoch=target, aborted_rows_moved=ms.rows_moved)
+
+    @admin_rpc
     async def ListNodes(self, request: Any, context: Any) -> admin_pb2.ListNodesResponse:
         nodes = await self.cluster.store.nodes()
         return admin_pb2.ListNodesResponse(
@@ -190,10 +215,10 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
             client = self.cluster.pool.clients.get(node.id)
             if client is not None and node.state not in (NodeState.DRAINED, NodeState.SPARE):
                 for rec in await self.cluster.store.collections():
-                    rows = await collection_rows(client, rec.name)
+                    rows = await collection_rows(client, rec)
                     if rows is None or rows:
                         raise FailedPrecondition(
-                            f"node {node.id} still holds data ({rec.name}: {rows if rows is not None else 'unknown'} rows); "
+                            f"node {node.id} still holds data ({rec.key}: {rows if rows is not None else 'unknown'} rows); "
                             "drain it first"
                         )
             epoch = await self.cluster.store.delete_node(node.id)
@@ -214,20 +239,31 @@ class AdminServicer(admin_pb2_grpc.ShardAdminServicer):
         )
         clients = [self.cluster.pool.clients[n.id] for n in nodes if n.id in self.cluster.pool.clients]
         for rec in await self.cluster.store.collections():
-            counts = await asyncio.gather(*(collection_rows(c, rec.name) for c in clients))
+            counts = await asyncio.gather(*(collection_rows(c, rec) for c in clients))
             vf = rec.default_vector_field() if rec.vector_fields else ""
             cs = admin_pb2.CollectionStatus(
-                name=rec.name,
+                name=rec.key,  # db/name outside the default database
                 total_rows=sum(c or 0 for c in counts),
                 dimension=rec.dim(vf) if vf else 0,
                 metric_type=rec.metric(vf) if vf else "",
                 auto_id=rec.auto_id,
-                model_id=collection_model_id(rec),
+                properties=collection_properties(rec),
             )
             for c, n in zip(clients, counts):
                 cs.nodes.append(admin_pb2.CollectionNodeRows(node_id=c.id, rows=n or 0, reachable=n is not None))
             out.collections.append(cs)
         return out
+
+
+def stop_migrator(ms: MoveState) -> None:
+    """Kill the aborted move's migrator when it runs on this host (its lease is already revoked,
+    so it could not advance anything; killing it makes sure it stops copying now)."""
+    if ms.migrator_pid and ms.migrator_host == socket.gethostname() and ms.migrator_pid != os.getpid():
+        try:
+            os.kill(ms.migrator_pid, signal.SIGKILL)
+            log.info("killed migrator %d of the aborted move", ms.migrator_pid)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse:
@@ -236,7 +272,8 @@ def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse
         rows_moved=ms.rows_moved, rows_to_move=ms.rows_to_move, rows_per_second=ms.rate(),
         kind=ms.kind, node_id=ms.node, state=ms.state, eta_seconds=ms.eta_s(),
         migrator_running=bool(ms.lease_holder), migrator_pid=ms.migrator_pid,
-        started_at=ms.started_at, finished_at=ms.finished_at,
+        started_at=ms.started_at, finished_at=ms.finished_at, aborted_kind=ms.aborted_kind,
+        aborted_rows_moved=ms.aborted_rows_moved,
     )
     for (coll, src), c in sorted(ms.cursors.items()):
         out.cursors.append(admin_pb2.RebalanceCursor(
@@ -245,11 +282,7 @@ def rebalance_pb(ms: MoveState, epoch: int) -> admin_pb2.RebalanceStatusResponse
     return out
 
 
-def collection_model_id(rec: CollectionRecord) -> str:
-    """The embedding model a collection was built with: the ``shopbyimage.model_id`` property
-    (what ``embed import`` records), else a ``model_id=`` note in the description."""
-    for kv in rec.create.properties:
-        if kv.key == "shopbyimage.model_id":
-            return kv.value
-    m = re.search(r"model_id=(\S+)", rec.schema.description or "")
-    return m.group(1) if m else ""
+def collection_properties(rec: CollectionRecord) -> dict[str, str]:
+    """The collection's properties as its creator set them (e.g. the model id an image pipeline
+    records); the proxy gives them no meaning."""
+    return {kv.key: kv.value for kv in rec.create.properties}

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
-from pathlib import Path
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import grpc
@@ -16,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import logs
+from shardproxy import cli_verify, devprofile, logs
 from shardproxy.admin import STATE_NAMES
 from shardproxy.auth import cli as auth_cli
 from shardproxy.config import ProxySettings
@@ -24,11 +21,9 @@ from shardproxy.config import ProxySettings
 app = typer.Typer(help="Sharding proxy for Milvus: one Milvus endpoint in front of many nodes.", no_args_is_help=True)
 node_app = typer.Typer(help="Register and inspect Milvus nodes.", no_args_is_help=True)
 cluster_app = typer.Typer(help="Inspect the cluster.", no_args_is_help=True)
-dev_app = typer.Typer(help="An embedded cluster of real processes on this machine.", no_args_is_help=True)
 rebalance_app = typer.Typer(help="Data moves between nodes.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
-app.add_typer(dev_app, name="dev")
 app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(auth_cli.app, name="auth")
 
@@ -36,27 +31,47 @@ console = Console()
 err = Console(stderr=True)
 
 ProxyOpt = Annotated[
-    str,
-    typer.Option("--proxy", envvar="SHARDPROXY_PROXY", help="admin address of a proxy (HOST:PORT)"),
+    Optional[str],
+    typer.Option("--proxy", envvar="SHARDPROXY_PROXY",
+                 help="admin address of a proxy (HOST:PORT); default: the running `dev up`, else 127.0.0.1:19530"),
 ]
+DEFAULT_PROXY = "127.0.0.1:19530"
+
+
+def proxy_address(proxy: str | None) -> str:
+    """--proxy / SHARDPROXY_PROXY, else the running dev cluster's proxy (dev profile), else the default."""
+    if proxy:
+        return proxy
+    prof = devprofile.read()
+    return prof.proxy if prof else DEFAULT_PROXY
 
 
 TokenOpt = Annotated[
     Optional[str],
     typer.Option("--token", envvar="SHARDPROXY_TOKEN", show_envvar=True,
-                 help="user:password (or API key) of a user with the admin role"),
+                 help="user:password (or API key) of a user with the admin role; default: the running `dev up`'s"),
 ]
 
 
-def _admin(proxy: str, token: str | None = None) -> admin_pb2_grpc.ShardAdminStub:
-    """Admin stub with the token and, with SHARDPROXY_CA set, TLS (SHARDPROXY_CLIENT_CERT/KEY: mTLS)."""
+def _admin(proxy: str | None, token: str | None = None) -> admin_pb2_grpc.ShardAdminStub:
+    """Admin stub with the token and, with SHARDPROXY_CA set, TLS (SHARDPROXY_CLIENT_CERT/KEY: mTLS).
+    Without --proxy, token and TLS files also come from the running `dev up` (its dev profile)."""
     from shardproxy.auth.client import access_from_env, channel
 
-    return admin_pb2_grpc.ShardAdminStub(channel(proxy, access_from_env(token)))
+    access = access_from_env(token)
+    prof = devprofile.read() if not proxy else None
+    if prof is not None:
+        access = replace(access, token=access.token or prof.token, ca=access.ca or prof.tls_ca,
+                         cert=access.cert or prof.tls_cert, key=access.key or prof.tls_key)
+    return admin_pb2_grpc.ShardAdminStub(channel(proxy_address(proxy), access))
 
 
-def _fail(exc: grpc.RpcError) -> None:
+def _fail(exc: grpc.RpcError, proxy: str | None = None) -> None:
     err.print(f"[red]error[/red] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+        where = proxy_address(proxy)
+        err.print(f"no proxy answers at {where}: pass --proxy HOST:PORT or set SHARDPROXY_PROXY"
+                  + ("" if proxy or devprofile.read() else f" ({devprofile.hint()})"))
     raise typer.Exit(2)
 
 
@@ -81,7 +96,7 @@ def serve(
 @node_app.command("add")
 def node_add(
     address: Annotated[str, typer.Argument(help="HOST:PORT of a Milvus server")],
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     token: TokenOpt = None,
     weight: Annotated[int, typer.Option(help="relative share of the keys")] = 1,
     node_id: Annotated[str, typer.Option("--id", help="node id (default: derived from the address)")] = "",
@@ -108,7 +123,7 @@ def node_add(
 @node_app.command("drain")
 def node_drain(
     node_id: Annotated[str, typer.Argument(help="node id")],
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     token: TokenOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the data move to its end")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
@@ -134,12 +149,13 @@ def rebalance_dict(resp: admin_pb2.RebalanceStatusResponse) -> dict:
         "rows_per_second": round(resp.rows_per_second, 1), "eta_seconds": round(resp.eta_seconds, 1),
         "migrator_running": resp.migrator_running, "migrator_pid": resp.migrator_pid,
         "started_at": resp.started_at, "finished_at": resp.finished_at,
+        "aborted_kind": resp.aborted_kind, "aborted_rows_moved": resp.aborted_rows_moved,
         "cursors": [{"collection": c.collection, "source": c.source_node, "rows_scanned": c.rows_scanned,
                      "rows_moved": c.rows_moved, "done": c.done} for c in resp.cursors],
     }
 
 
-def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5, token: str | None = None) -> dict:
+def _follow(proxy: str | None, quiet: bool = False, poll_s: float = 0.5, token: str | None = None) -> dict:
     """Poll RebalanceStatus until the move ends; a live rich progress bar unless ``quiet``."""
     import time
 
@@ -176,7 +192,7 @@ def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5, token: str | N
 @node_app.command("remove")
 def node_remove(
     node_id: Annotated[str, typer.Argument(help="node id")],
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Remove a node that holds no data."""
@@ -188,7 +204,8 @@ def node_remove(
 
 
 @node_app.command("list")
-def node_list(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def node_list(proxy: ProxyOpt = None, token: TokenOpt = None,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List registered nodes."""
     try:
         resp = _admin(proxy, token).ListNodes(admin_pb2.ListNodesRequest(), timeout=30)
@@ -219,7 +236,7 @@ def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
         "collections": [
             {
                 "name": c.name, "total_rows": c.total_rows, "dimension": c.dimension, "metric_type": c.metric_type,
-                "auto_id": c.auto_id, "model_id": c.model_id,
+                "auto_id": c.auto_id, "properties": dict(sorted(c.properties.items())),
                 "nodes": {r.node_id: (r.rows if r.reachable else None) for r in c.nodes},
             }
             for c in resp.collections
@@ -228,7 +245,8 @@ def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
 
 
 @cluster_app.command("status")
-def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None, as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
+def cluster_status(proxy: ProxyOpt = None, token: TokenOpt = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
     """Nodes (address, state, weight) and, per collection, rows on each node."""
     try:
         resp = _admin(proxy, token).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
@@ -248,17 +266,19 @@ def cluster_status(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None, 
     for nid in ids:
         cols.add_column(nid, justify="right")
     cols.add_column("total", justify="right")
+    cols.add_column("properties")
     for c in data["collections"]:
         per = [c["nodes"].get(nid) for nid in ids]
         cols.add_row(c["name"], str(c["dimension"]), c["metric_type"] or "-",
                      *[("[dim]spare[/dim]" if state.get(nid) == "spare" else "[red]down[/red]") if v is None else f"{v:,}"
-                       for nid, v in zip(ids, per)], f"{c['total_rows']:,}")
+                       for nid, v in zip(ids, per)], f"{c['total_rows']:,}",
+                     "\n".join(f"{k}={v}" for k, v in c["properties"].items()) or "-")
     console.print(cols)
 
 
 @rebalance_app.command("status")
 def rebalance_status(
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
     token: TokenOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="live progress bar until the move ends")] = False,
@@ -283,7 +303,9 @@ def rebalance_status(
     pct = f" ({100 * data['rows_moved'] / total:.1f}%)" if total > 0 else ""
     console.print(
         f"{head}: {data['kind']} {data['node']}, target epoch {data['target_epoch']}; "
-        f"{data['rows_moved']:,} / {total if total >= 0 else '?'} row(s){pct}, "
+        + (f"(undoing a {data['aborted_kind']} that had moved {data['aborted_rows_moved']:,} row(s)) "
+           if data["aborted_kind"] else "")
+        + f"{data['rows_moved']:,} / {total if total >= 0 else '?'} row(s){pct}, "
         f"{data['rows_per_second']:,.0f} rows/s"
         + (f", ETA {data['eta_seconds']:.0f} s" if resp.active and data["eta_seconds"] >= 0 else "")
         + ("" if not resp.active else
@@ -298,7 +320,7 @@ def rebalance_status(
 
 
 @rebalance_app.command("resume")
-def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None) -> None:
+def rebalance_resume(proxy: ProxyOpt = None, token: TokenOpt = None) -> None:
     """Start a migrator for the running move if none runs (e.g. after a crash)."""
     try:
         resp = _admin(proxy, token).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
@@ -307,9 +329,32 @@ def rebalance_resume(proxy: ProxyOpt = "127.0.0.1:19530", token: TokenOpt = None
     console.print(resp.message + (f" (pid {resp.migrator_pid})" if resp.migrator_pid else ""))
 
 
+@rebalance_app.command("abort")
+def rebalance_abort(
+    proxy: ProxyOpt = None,
+    token: TokenOpt = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the reverse move to its end")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
+) -> None:
+    """Stop the running move and carry back what it had moved: the ring and the data return to
+    the previous epoch (an aborted add leaves the node `drained`, an aborted drain `active`)."""
+    try:
+        resp = _admin(proxy, token).AbortRebalance(admin_pb2.AbortRebalanceRequest(), timeout=120)
+    except grpc.RpcError as exc:
+        _fail(exc)
+    if not as_json:
+        console.print(f"aborted after {resp.aborted_rows_moved:,} row(s); {resp.kind} {resp.node_id} "
+                      f"carries them back, target epoch {resp.target_epoch}")
+    final = _follow(proxy, as_json, token=token) if wait else None
+    if as_json:
+        print(json.dumps({"kind": resp.kind, "node": resp.node_id, "ring_epoch": resp.ring_epoch,
+                          "target_epoch": resp.target_epoch, "aborted_rows_moved": resp.aborted_rows_moved,
+                          "rebalance": final}))
+
+
 @rebalance_app.command("run")
 def rebalance_run(
-    redis_url: Annotated[str, typer.Option(envvar="SHARDPROXY_REDIS_URL", help="Redis holding shard metadata")] = "redis://127.0.0.1:6379/0",
+    redis_url: Annotated[Optional[str], typer.Option(envvar="SHARDPROXY_REDIS_URL", help="Redis holding shard metadata; default: the running `dev up`'s, else redis://127.0.0.1:6379/0")] = None,
     prefix: Annotated[str, typer.Option(help="Redis key prefix")] = "shardproxy",
     vnodes: Annotated[int, typer.Option(help="vnodes per unit of weight (as the proxies)")] = 160,
     batch: Annotated[int, typer.Option(help="rows carried per step")] = 1000,
@@ -325,7 +370,8 @@ def rebalance_run(
     from shardproxy.migrator import LeaseLost, MigratorOptions, run_migrator
 
     metrics.serve(metrics_port)
-
+    prof = devprofile.read()
+    redis_url = redis_url or (prof.redis_url if prof else "redis://127.0.0.1:6379/0")
     try:
         epoch = asyncio.run(run_migrator(redis_url, prefix, MigratorOptions(batch=batch, max_rows_per_s=max_rows_per_s),
                                          vnodes, wait_lease_s=wait_lease))
@@ -335,60 +381,24 @@ def rebalance_run(
     console.print("nothing to do" if epoch < 0 else f"move done, ring epoch {epoch}")
 
 
-@dev_app.command("up")
-def dev_up(
-    nodes: Annotated[int, typer.Option(help="Milvus nodes to start", min=1, max=16)] = 3,
-    port: Annotated[int, typer.Option(help="proxy port")] = 19530,
-    data_dir: Annotated[Path, typer.Option(help="where nodes, Redis and logs keep their files")] = Path(".data/dev"),
-    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="start one embedding worker")] = True,
-    proxies: Annotated[int, typer.Option(help="proxies on the same Redis (ports PORT, then free ones)", min=1, max=8)] = 1,
-    spare: Annotated[int, typer.Option(help="extra Milvus nodes started as spares, outside the ring, for `node add`", min=0, max=8)] = 0,
-    replicas: Annotated[int, typer.Option(help="replication factor R of new collections", min=1, max=8)] = 1,
-    redis_url: Annotated[Optional[str], typer.Option(
-        envvar="SHARDPROXY_REDIS_URL", help="use this Redis instead of starting one")] = None,
-    root_password: Annotated[Optional[str], typer.Option(
-        help="root's password (default: generated, kept in DATA_DIR/root_password, printed in the ready line)")] = None,
-    auth: Annotated[bool, typer.Option("--auth/--no-auth", help="require tokens (Milvus RBAC)")] = True,
-    tls: Annotated[bool, typer.Option("--tls", help="serve TLS with a throwaway CA (DATA_DIR/tls/ca.pem)")] = False,
-    mtls: Annotated[bool, typer.Option("--mtls", help="TLS and require client certificates (DATA_DIR/tls/client.*)")] = False,
-) -> None:
-    """Start N real Milvus servers, Redis and the proxy; stay in the foreground (Ctrl-C stops all)."""
-    logs.setup("INFO")
-    from shardproxy.devcluster import DevCluster
+app.command("verify")(cli_verify.verify)
+app.command("repair")(cli_verify.repair)
 
-    cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
-                         proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url,
-                         auth=auth, root_password=root_password, tls=tls or mtls, mtls=mtls)
 
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+def _add_plugin_commands() -> None:
+    """Sub-commands other packages contribute through the ``shardproxy.commands`` entry point group
+    (``shardproxy dev`` comes from ``devkit``); one that cannot be imported is left out."""
+    from importlib.metadata import entry_points
 
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        cluster.start()
-        kwargs = ", ".join(f"{k}={v!r}" for k, v in cluster.connect_kwargs().items()).replace("'", '"')
-        console.print(
-            f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold]"
-            + (f", token {cluster.token}" if cluster.token else " (auth off)")
-            + f" (pymilvus: MilvusClient({kwargs})), redis at {cluster.redis_url}, "
-            f"{cluster.nodes} Milvus node(s), data in {data_dir}",
-            soft_wrap=True, highlight=False,
-        )
-        if cluster.token:
-            console.print(f"  admin CLI: export SHARDPROXY_TOKEN={cluster.token}"
-                          + (f" SHARDPROXY_CA={cluster.certs().ca}" if cluster.tls else ""),
-                          soft_wrap=True, highlight=False)
-        for p in cluster.more_proxies:
-            console.print(f"  also proxy at [bold]{p.address}[/bold]")
-        for n in cluster.spare_nodes:
-            console.print(f"  spare Milvus node at {n.address}: `shardproxy node add {n.address}`")
-        sys.stdout.flush()
-        cluster.wait_forever()
-    except KeyboardInterrupt:
-        console.print("stopping ...")
-    finally:
-        cluster.stop()
-        console.print("stopped")
+    for ep in entry_points(group="shardproxy.commands"):
+        try:
+            sub = ep.load()
+        except ImportError:
+            continue
+        app.add_typer(sub, name=ep.name)
+
+
+_add_plugin_commands()
 
 
 def main() -> None:  # pragma: no cover

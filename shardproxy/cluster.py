@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from pymilvus.grpc_gen import milvus_pb2
+
+from shardproxy import fielddata, merge
 from shardproxy.config import ProxySettings
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
@@ -23,9 +26,12 @@ from shardproxy.metastore import (
     NodeRecord,
     NodeState,
 )
-from shardproxy import routing
 from shardproxy.moves import MoveStore
-from shardproxy.nodepool import NodeClient, NodePool
+from shardproxy.catalog import DEFAULT_DB, collection_key
+from shardproxy.nodepool import CatalogState, NodeClient, NodePool
+from shardproxy.nodequery import fetch_rows_by_partition, pk_expr
+from shardproxy.placement import Placement
+from shardproxy.resolve import CatalogCache
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -43,9 +49,11 @@ class Cluster:
         self.ring: Ring = Ring([])  # the target ring: owners of new writes (same as current without a move)
         self.current_ring: Ring = Ring([])  # owners before the running move, if any
         self.moving = False
+        self.layout: Placement = Placement.steady(self.ring)  # both rings and the move flag, R = 1
         self.moves = MoveStore(self.store)
         self.epoch = -1
-        self._collections: dict[str, CollectionRecord] = {}
+        self._collections: dict[str, CollectionRecord] = {}  # by collection key (db/name)
+        self.catalog = CatalogCache(self.store.catalog)  # databases and aliases
         self._tasks: list[asyncio.Task[Any]] = []
         self._refresh_lock = asyncio.Lock()
         self._id_blocks: dict[str, tuple[int, int]] = {}
@@ -77,11 +85,13 @@ class Cluster:
                 return
             nodes = await self.store.nodes()
             self.nodes = nodes
-            self.ring = routing.target_ring(nodes, self.settings.vnodes)
-            self.current_ring = routing.current_ring(nodes, self.settings.vnodes)
-            self.moving = routing.moving(nodes)
+            self.layout = Placement.from_nodes(nodes, self.settings.vnodes)
+            self.ring = self.layout.target
+            self.current_ring = self.layout.current
+            self.moving = self.layout.moving
             self.pool.update(n for n in nodes if n.state != NodeState.SPARE)
             self._collections.clear()
+            self.catalog.clear()
             if self.epoch != epoch:
                 log.info(
                     "ring epoch %s: %d node(s) %s", epoch, len(nodes),
@@ -91,10 +101,14 @@ class Cluster:
         await self.sync_nodes([c for c in self.pool.clients.values() if not c.synced])
 
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None:
+        clients = list(clients)
+        if not clients:
+            return
         records = await self.store.collections()
+        catalog = await CatalogState.load(self.store)
         for client in clients:
             try:
-                done = await client.sync(records)
+                done = await client.sync(records, catalog)
                 self._health[client.id] = True
                 if done:
                     log.info("node %s brought to the recorded state: %s", client.id, "; ".join(done))
@@ -118,6 +132,8 @@ class Cluster:
                         await self.refresh()
                     elif kind == "collection":
                         self._collections.pop(arg, None)
+                    elif kind in ("alias", "database"):
+                        self.catalog.invalidate(kind, arg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep watching through Redis hiccups
@@ -196,8 +212,8 @@ class Cluster:
         """Replay the hints of a node that answers; mark it active when it was down."""
         rec_state = client.record.state
         has_hints = False
-        for name in await self.store.collection_names():
-            if await self.store.r.scard(self.hints_key(client.id, name)):
+        for key in await self.store.collection_keys():
+            if await self.store.r.scard(self.hints_key(client.id, key)):
                 has_hints = True
                 break
         if not has_hints and rec_state != NodeState.DOWN:
@@ -219,44 +235,41 @@ class Cluster:
                 await self.store.r.delete(lock)
 
     async def _replay(self, client: NodeClient, rec: CollectionRecord) -> int:
-        from pymilvus.grpc_gen import milvus_pb2
-
-        from shardproxy import fielddata, merge, routing
-        from shardproxy.migrator import fetch_rows, pk_expr
-
-        key = self.hints_key(client.id, rec.name)
+        key = self.hints_key(client.id, rec.key)
         done = 0
         while True:
             raw = await self.store.r.srandmember(key, 1000)
             if not raw:
                 return done
             pks: list = [v.decode() if rec.pk_is_str else int(v) for v in raw]
-            holders = routing.replica_split(self.ring, pks, rec.replicas)
-            if self.moving:
-                for nid, rows in routing.replica_split(self.current_ring, pks, rec.replicas).items():
-                    holders.setdefault(nid, rows)
-            found: list = []
+            holders = self.placement(rec).holders(pks)
+            found: dict[str, list] = {}  # by partition: rows keep their partition
             for nid in holders:
                 other = self.pool.clients.get(nid)
                 if nid == client.id or other is None or not self.is_live(nid):
                     continue
-                found.append(await fetch_rows(other, rec, pks))
-            merged = merge.merge_query_rows(found, rec.pk_name, 0, None) if found else []
+                for partition, fields in await fetch_rows_by_partition(other, rec, pks):
+                    found.setdefault(partition, []).append(fields)
             present: set = set()
-            if merged:
+            for partition, parts in found.items():
+                merged = merge.merge_query_rows(parts, rec.pk_name, 0, None)
+                if not merged:
+                    continue
                 pk_col = next(fd for fd in merged if fd.field_name == rec.pk_name)
-                present = set(fielddata.column_values(pk_col))
-                req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(present))
+                got = set(fielddata.column_values(pk_col))
+                present |= got
+                req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name,
+                                               partition_name=partition, num_rows=len(got))
                 req.fields_data.extend(merged)
-                await client.write("Upsert", rec.name, req)
+                await client.write("Upsert", rec.key, req)
             gone = [pk for pk in pks if pk not in present]
             if gone:
-                await client.write("Delete", rec.name, milvus_pb2.DeleteRequest(
-                    collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
+                await client.write("Delete", rec.key, milvus_pb2.DeleteRequest(
+                    db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, gone, rec.pk_is_str)))
             await self.store.r.srem(key, *raw)
             done += len(pks)
             log.info("node %s: replayed %d hinted key(s) of %s (%d upserted, %d deleted)",
-                     client.id, len(pks), rec.name, len(present), len(gone))
+                     client.id, len(pks), rec.key, len(present), len(gone))
 
     def is_live(self, node_id: str) -> bool:
         """Worth calling: not marked down in Redis and its circuit is closed."""
@@ -269,15 +282,12 @@ class Cluster:
         """Open the circuit after a failed call; the health loop closes it when the node answers."""
         self._health[node_id] = False
 
-    def missing_shards(self, rec: CollectionRecord, down: Iterable[str]) -> list[str]:
-        from shardproxy import routing
+    def placement(self, rec: CollectionRecord) -> Placement:
+        """Where the keys of ``rec`` live now (its R over the current and target rings)."""
+        return self.layout.with_replicas(rec.replicas)
 
-        down = set(down)
-        out = set(routing.missing_shards(self.ring, rec.replicas, down))
-        if self.moving:
-            out |= set(routing.missing_shards(self.current_ring, rec.replicas, down))
-        # joining/draining nodes hold data outside either ring's replica sets while a move runs
-        return sorted(out)
+    def client(self, node_id: str) -> NodeClient:
+        return self.pool.clients[node_id]
 
     @property
     def replication_factor(self) -> int:
@@ -300,17 +310,20 @@ class Cluster:
         if not self.ring:
             raise FailedPrecondition("no Milvus node is registered; add one with `shardproxy node add ADDR`")
 
-    async def collection(self, name: str) -> CollectionRecord:
-        rec = self._collections.get(name)
+    async def collection(self, name: str, db: str = DEFAULT_DB) -> CollectionRecord:
+        """The record of collection ``name`` in database ``db`` (cached until a notice)."""
+        key = collection_key(db, name)
+        rec = self._collections.get(key)
         if rec is None:
-            rec = await self.store.collection(name)
+            rec = await self.store.collection(key)
             if rec is None:
                 raise CollectionNotFound(name)
-            self._collections[name] = rec
+            self._collections[key] = rec
         return rec
 
-    def forget(self, name: str) -> None:
-        self._collections.pop(name, None)
+    def forget(self, key: str) -> None:
+        """Drop the cached record of a collection key (``db/name``; the bare name in default)."""
+        self._collections.pop(key, None)
 
     async def reserve_ids(self, name: str, count: int) -> list[int]:
         """``count`` auto ids, unique across proxies (blocks reserved from a Redis counter)."""
@@ -329,21 +342,3 @@ class Cluster:
 
     def drop_id_block(self, name: str) -> None:
         self._id_blocks.pop(name, None)
-
-
-async def fan_out(
-    clients: Iterable[NodeClient], call: Callable[[NodeClient], Awaitable[Any]]
-) -> dict[str, Any]:
-    """Run ``call`` on every client in parallel. If any node is unreachable, raise one
-    :class:`Unavailable` naming every failed node; other errors propagate as they are."""
-    clients = list(clients)
-    results = await asyncio.gather(*(call(c) for c in clients), return_exceptions=True)
-    failed = [(c, r) for c, r in zip(clients, results) if isinstance(r, Unavailable)]
-    if failed:
-        names = ", ".join(f"{c.id} ({c.address})" for c, _ in failed)
-        detail = failed[0][1].message
-        raise Unavailable(f"node(s) unavailable: {names}; {detail}")
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return {c.id: r for c, r in zip(clients, results)}

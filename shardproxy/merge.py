@@ -112,11 +112,11 @@ def merge_search_results(
     )
     names = list(output_fields) or next((list(r.output_fields) for r in results if r.output_fields), [])
     out.output_fields.extend(names)
-    out.fields_data.extend(_gather_columns(results, global_rows))
+    out.fields_data.extend(gather_columns(results, global_rows))
     return out
 
 
-def _gather_columns(
+def gather_columns(
     results: Sequence[schema_pb2.SearchResultData], global_rows: Sequence[int]
 ) -> list[schema_pb2.FieldData]:
     """Columns of the winning rows: concatenate each column over shards, then take the rows.

@@ -8,18 +8,21 @@ key                                type    content
 ``{p}:nodes``                      hash    node id -> JSON ``{id, address, weight, state}``
 ``{p}:ring:epoch``                 string  integer, bumped on every ring change
 ``{p}:events``                     pubsub  ``ring <epoch>`` / ``collection <name>`` notices
-``{p}:collections``                set     collection names
-``{p}:collection:{name}``          hash    ``create`` (CreateCollectionRequest bytes),
+``{p}:collections``                set     collection keys (``name`` in ``default``, ``db/name``)
+``{p}:collection:{ckey}``          hash    ``create`` (CreateCollectionRequest bytes),
                                            ``index:{field}`` (CreateIndexRequest bytes),
                                            ``loaded`` ("1"/"0"), ``load`` (LoadCollectionRequest
                                            bytes), ``created_at``
-``{p}:ids:{name}``                 string  auto_id counter; proxies reserve blocks with INCRBY
-``{p}:hints:{node}:{name}``        set     pks written/deleted while ``node`` was down (replay)
+``{p}:ids:{ckey}``                 string  auto_id counter; proxies reserve blocks with INCRBY
+``{p}:hints:{node}:{ckey}``        set     pks written/deleted while ``node`` was down (replay)
 ``{p}:catchup:{node}``             string  lock of the proxy replaying ``node``'s hints
 =================================  ======  ===================================================
 
-Collection hashes also hold ``replicas`` (R) and ``write_ack`` (all/quorum). The move keys
-(``{p}:move*``) are described in :mod:`shardproxy.moves`.
+Collection hashes also hold ``replicas`` (R) and ``write_ack`` (all/quorum). ``ckey`` is
+:func:`shardproxy.catalog.collection_key`: the bare name in the ``default`` database (the layout
+from before databases, so existing data needs no migration), ``db/name`` in other databases.
+Databases, aliases and partitions are described in :mod:`shardproxy.catalog`, the move keys
+(``{p}:move*``) in :mod:`shardproxy.moves`.
 
 The proxy is stateless: everything it needs to rebuild its routing lives here.
 """
@@ -35,6 +38,7 @@ from functools import cached_property
 import redis.asyncio as aioredis
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
+from shardproxy.catalog import DEFAULT_DB, CatalogStore, collection_key, split_key
 from shardproxy.errors import AlreadyExists, NotFound
 
 DEFAULT_PREFIX = "shardproxy"
@@ -76,13 +80,34 @@ class NodeRecord:
 class CollectionRecord:
     """What the proxy remembers about a collection, enough to recreate it on any node."""
 
-    name: str
+    name: str  # the bare collection name (what nodes and clients see)
     create: milvus_pb2.CreateCollectionRequest
     indexes: dict[str, milvus_pb2.CreateIndexRequest] = field(default_factory=dict)
     loaded: bool = False
     load: milvus_pb2.LoadCollectionRequest | None = None
     replicas: int = 1  # R: each key lives on R distinct successive ring nodes
     write_ack: str = "all"  # "all" or "quorum" (R // 2 + 1 replicas acknowledge a row)
+    db: str = DEFAULT_DB
+    partitions: list[str] = field(default_factory=list)  # created by the user, in creation order
+    loaded_partitions: list[str] = field(default_factory=list)  # loaded on their own (not the collection)
+    props: dict[str, str] | None = None  # properties set by AlterCollection (None: as created)
+    created_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """The collection's id in Redis keys (:func:`shardproxy.catalog.collection_key`)."""
+        return collection_key(self.db, self.name)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """Current collection properties: as created, then as altered."""
+        if self.props is not None:
+            return dict(self.props)
+        return {p.key: p.value for p in self.create.properties}
+
+    @property
+    def partition_key(self) -> str | None:
+        return next((f.name for f in self.schema.fields if f.is_partition_key), None)
 
     @property
     def acks_needed(self) -> int:
@@ -99,7 +124,12 @@ class CollectionRecord:
         """The CreateCollection request sent to nodes: auto_id is switched off there, because the
         proxy assigns ids itself so that rows are routed by key."""
         if not self.auto_id:
-            return self.create
+            if self.create.db_name == self.db:
+                return self.create
+            req = milvus_pb2.CreateCollectionRequest()
+            req.CopyFrom(self.create)
+            req.db_name = self.db
+            return req
         schema = schema_pb2.CollectionSchema()
         schema.CopyFrom(self.schema)
         schema.autoID = False
@@ -108,6 +138,7 @@ class CollectionRecord:
                 f.autoID = False
         req = milvus_pb2.CreateCollectionRequest()
         req.CopyFrom(self.create)
+        req.db_name = self.db
         req.schema = schema.SerializeToString()
         return req
 
@@ -190,6 +221,7 @@ class MetaStore:
         self.redis_url = redis_url
         self.prefix = prefix
         self.r: aioredis.Redis = aioredis.from_url(redis_url, decode_responses=False)
+        self.catalog = CatalogStore(self.r, prefix)
 
     # -- keys
     def k(self, *parts: str) -> str:
@@ -253,76 +285,118 @@ class MetaStore:
     async def publish(self, message: str) -> None:
         await self.r.publish(self.events_channel, message)
 
-    # -- collections
-    async def collection_names(self) -> list[str]:
+    # -- collections (``key`` is :func:`shardproxy.catalog.collection_key`)
+    async def collection_keys(self) -> list[str]:
+        """Keys of every collection in every database."""
         names = await self.r.smembers(self.k("collections"))
         return sorted(n.decode() for n in names)
 
-    async def collection(self, name: str) -> CollectionRecord | None:
-        raw = await self.r.hgetall(self.k("collection", name))
+    async def collection_names(self, db: str = DEFAULT_DB) -> list[str]:
+        """Bare names of the collections of one database."""
+        db = db or DEFAULT_DB
+        return sorted(name for d, name in map(split_key, await self.collection_keys()) if d == db)
+
+    async def collection(self, key: str) -> CollectionRecord | None:
+        raw = await self.r.hgetall(self.k("collection", key))
         if not raw or b"create" not in raw:
             return None
         create = milvus_pb2.CreateCollectionRequest()
         create.ParseFromString(raw[b"create"])
+        db, name = split_key(key)
         rec = CollectionRecord(name=name, create=create, loaded=raw.get(b"loaded") == b"1",
-                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"all").decode())
+                               replicas=int(raw.get(b"replicas", b"1")), write_ack=raw.get(b"write_ack", b"all").decode(),
+                               db=db, created_at=float(raw.get(b"created_at", b"0") or 0))
+        parts: list[tuple[float, str]] = []
         for k, v in raw.items():
-            key = k.decode()
-            if key.startswith("index:"):
+            fkey = k.decode()
+            if fkey.startswith("index:"):
                 req = milvus_pb2.CreateIndexRequest()
                 req.ParseFromString(v)
-                rec.indexes[key[len("index:") :]] = req
+                rec.indexes[fkey[len("index:") :]] = req
+            elif fkey.startswith("partition:"):
+                parts.append((float(v), fkey[len("partition:") :]))
+            elif fkey.startswith("pload:"):
+                rec.loaded_partitions.append(fkey[len("pload:") :])
+        rec.partitions = [n for _, n in sorted(parts)]
+        rec.loaded_partitions.sort(key=lambda n: rec.partitions.index(n) if n in rec.partitions else -1)
+        if b"props" in raw:
+            rec.props = json.loads(raw[b"props"])
         if b"load" in raw:
             rec.load = milvus_pb2.LoadCollectionRequest()
             rec.load.ParseFromString(raw[b"load"])
         return rec
 
-    async def collections(self) -> list[CollectionRecord]:
+    async def collections(self, db: str | None = None) -> list[CollectionRecord]:
+        """Records of one database, or (``db`` None) of every database."""
         out = []
-        for name in await self.collection_names():
-            rec = await self.collection(name)
+        for key in await self.collection_keys():
+            if db is not None and split_key(key)[0] != (db or DEFAULT_DB):
+                continue
+            rec = await self.collection(key)
             if rec is not None:
                 out.append(rec)
         return out
 
-    async def create_collection(self, req: milvus_pb2.CreateCollectionRequest) -> bool:
-        """Record a new collection; False if it already exists."""
-        key = self.k("collection", req.collection_name)
+    async def create_collection(self, req: milvus_pb2.CreateCollectionRequest, db: str = DEFAULT_DB) -> bool:
+        """Record a new collection in ``db``; False if it already exists."""
+        ckey = collection_key(db, req.collection_name)
+        key = self.k("collection", ckey)
         created = await self.r.hsetnx(key, "create", req.SerializeToString())
         if created:
-            await self.r.hset(key, mapping={"loaded": "0", "created_at": str(time.time())})
-            await self.r.sadd(self.k("collections"), req.collection_name)
-            await self.publish(f"collection {req.collection_name}")
+            await self.r.hset(key, mapping={"loaded": "0", "created_at": repr(time.time())})
+            await self.r.sadd(self.k("collections"), ckey)
+            await self.publish(f"collection {ckey}")
         return bool(created)
 
-    async def set_replication(self, name: str, replicas: int, write_ack: str) -> None:
-        await self.r.hset(self.k("collection", name), mapping={"replicas": str(replicas), "write_ack": write_ack})
-        await self.publish(f"collection {name}")
+    async def set_replication(self, key: str, replicas: int, write_ack: str) -> None:
+        await self.r.hset(self.k("collection", key), mapping={"replicas": str(replicas), "write_ack": write_ack})
+        await self.publish(f"collection {key}")
 
-    async def drop_collection(self, name: str) -> None:
+    async def drop_collection(self, key: str) -> None:
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.delete(self.k("collection", name))
-            pipe.delete(self.k("ids", name))
-            pipe.srem(self.k("collections"), name)
+            pipe.delete(self.k("collection", key))
+            pipe.delete(self.k("ids", key))
+            pipe.srem(self.k("collections"), key)
             await pipe.execute()
-        await self.publish(f"collection {name}")
+        await self.publish(f"collection {key}")
 
-    async def put_index(self, name: str, req: milvus_pb2.CreateIndexRequest) -> None:
-        await self.r.hset(self.k("collection", name), f"index:{req.field_name}", req.SerializeToString())
-        await self.publish(f"collection {name}")
+    async def rename_collection(self, old_key: str, new_key: str, create: milvus_pb2.CreateCollectionRequest) -> None:
+        """Move a collection's record (and its id counter) to a new key."""
+        if await self.r.exists(self.k("collection", new_key)):
+            raise AlreadyExists(f"duplicated new collection name {split_key(new_key)[1]} with other collection name or alias")
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.rename(self.k("collection", old_key), self.k("collection", new_key))
+            pipe.hset(self.k("collection", new_key), "create", create.SerializeToString())
+            pipe.srem(self.k("collections"), old_key)
+            pipe.sadd(self.k("collections"), new_key)
+            await pipe.execute()
+        if await self.r.exists(self.k("ids", old_key)):
+            await self.r.rename(self.k("ids", old_key), self.k("ids", new_key))
+        await self.publish(f"collection {old_key}")
+        await self.publish(f"collection {new_key}")
 
-    async def drop_index(self, name: str, field_name: str) -> None:
-        await self.r.hdel(self.k("collection", name), f"index:{field_name}")
-        await self.publish(f"collection {name}")
+    async def put_create(self, key: str, create: milvus_pb2.CreateCollectionRequest) -> None:
+        """Replace the recorded CreateCollection request (a field was added to the schema)."""
+        await self.r.hset(self.k("collection", key), "create", create.SerializeToString())
+        await self.publish(f"collection {key}")
 
-    async def set_loaded(self, name: str, loaded: bool, req: milvus_pb2.LoadCollectionRequest | None = None) -> None:
+    async def put_index(self, key: str, req: milvus_pb2.CreateIndexRequest) -> None:
+        await self.r.hset(self.k("collection", key), f"index:{req.field_name}", req.SerializeToString())
+        await self.publish(f"collection {key}")
+
+    async def drop_index(self, key: str, field_name: str) -> None:
+        await self.r.hdel(self.k("collection", key), f"index:{field_name}")
+        await self.publish(f"collection {key}")
+
+    async def set_loaded(self, key: str, loaded: bool, req: milvus_pb2.LoadCollectionRequest | None = None) -> None:
         mapping: dict[str, bytes | str] = {"loaded": "1" if loaded else "0"}
         if req is not None:
             mapping["load"] = req.SerializeToString()
-        await self.r.hset(self.k("collection", name), mapping=mapping)
-        await self.publish(f"collection {name}")
+        await self.r.hset(self.k("collection", key), mapping=mapping)
+        await self.catalog.clear_partition_loads(key)
+        await self.publish(f"collection {key}")
 
-    async def reserve_ids(self, name: str, count: int) -> int:
+    async def reserve_ids(self, key: str, count: int) -> int:
         """Reserve ``count`` consecutive auto ids; returns the first. Unique across proxies."""
-        end = await self.r.incrby(self.k("ids", name), count)
+        end = await self.r.incrby(self.k("ids", key), count)
         return int(end) - count + 1

@@ -8,7 +8,7 @@ The pipeline's own metrics live in :mod:`embed.metrics`.
 
 Who sets what:
 
-* proxy, per RPC: ``rpcs_total``, ``rpc_duration_seconds`` (``servicer.rpc``);
+* proxy, per RPC: ``rpcs_total``, ``rpc_duration_seconds`` (``rpc.rpc``);
 * proxy, per node call: ``node_call_duration_seconds``, ``node_errors_total``,
   ``node_timeouts_total`` (``NodeClient.call``); ``rows_routed_total`` (writes);
   ``merge_duration_seconds`` (search); ``partial_results_total`` (whoever serves a result with a
@@ -95,6 +95,19 @@ MIGRATION_BATCH_SECONDS = Histogram(
     "shardproxy_migration_batch_duration_seconds", "Time to copy and delete one batch of rows",
     buckets=_LATENCY_BUCKETS,
 )
+# verify (shardproxy verify, the background repair's scans) and repair (verifyscan.py, repair.py)
+VERIFY_ROWS_SCANNED = Counter("shardproxy_verify_rows_scanned_total", "Rows read and compared by verify scans")
+VERIFY_FINDINGS = Gauge(
+    "shardproxy_verify_findings", "Problems the last verify scan found, by kind (missing, stray, differs, duplicate)",
+    ["kind"],
+)
+VERIFY_UNREACHABLE = Gauge("shardproxy_verify_unreachable_nodes", "Nodes the last verify scan could not read")
+REPAIR_ROWS = Counter(
+    "shardproxy_repair_rows_total", "Rows repaired, by action (copied, stray_deleted, reconverged)", ["action"]
+)
+REPAIR_PASSES = Counter("shardproxy_repair_passes_total", "Repair passes finished (verify + fix), by result",
+                        ["result"])
+REPAIR_LAST_PASS = Gauge("shardproxy_repair_last_pass_timestamp_seconds", "Unix time the last repair pass ended")
 MIGRATION_ERRORS = Counter(
     "shardproxy_migration_errors_total", "Migration batches that failed (and will be retried)"
 )

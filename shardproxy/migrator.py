@@ -34,18 +34,22 @@ import asyncio
 import logging
 import os
 import socket
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+from pymilvus.grpc_gen import milvus_pb2
 
-from shardproxy import fielddata, metrics, routing
-
+from shardproxy import fielddata, metrics
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord, NodeState
 from shardproxy.moves import Cursor, MoveState, MoveStore
-from shardproxy.nodepool import NodeClient
+from shardproxy.nodepool import CatalogState, NodeClient
+from shardproxy.nodequery import fetch_rows_by_partition, pk_expr, scan_pks
+from shardproxy.placement import Placement
 from shardproxy.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -66,54 +70,8 @@ class MigratorOptions:
     grace_s: float = 2.5  # after the move starts: every proxy has seen it (ring check interval is 1 s)
     node_timeout_s: float = 60.0
     max_rows_per_s: float = 0.0  # 0 = unthrottled
-
-
-def pk_expr(pk_name: str, values: Sequence[int | str], is_str: bool) -> str:
-    from shardproxy.servicer import pk_expr as _pk_expr
-
-    return _pk_expr(pk_name, values, is_str)
-
-
-def _after(pk_name: str, last: int | str | None, is_str: bool) -> str:
-    if last is None:
-        return f'{pk_name} >= ""' if is_str else f"{pk_name} >= -9223372036854775808"
-    if is_str:
-        import json
-
-        return f"{pk_name} > {json.dumps(str(last))}"
-    return f"{pk_name} > {int(last)}"
-
-
-def _kvs(**kw: str) -> list[common_pb2.KeyValuePair]:
-    return [common_pb2.KeyValuePair(key=k, value=v) for k, v in kw.items()]
-
-
-async def scan_pks(client: NodeClient, rec: CollectionRecord, last: int | str | None, batch: int,
-                   extra: str = "") -> list[int | str]:
-    """The next ``batch`` primary keys of ``rec`` on one node after ``last``, ascending (and
-    matching the filter ``extra`` when given)."""
-    expr = _after(rec.pk_name, last, rec.pk_is_str)
-    if extra.strip():
-        expr = f"({extra}) and {expr}"
-    req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
-        query_params=_kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
-        consistency_level=common_pb2.ConsistencyLevel.Strong,
-    )
-    resp = await client.call("Query", req)
-    col = next((fd for fd in resp.fields_data if fd.field_name == rec.pk_name), None)
-    pks = fielddata.column_values(col) if col is not None else []
-    pks.sort()
-    return pks
-
-
-async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[int | str]) -> list[schema_pb2.FieldData]:
-    req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str), output_fields=["*"],
-        query_params=_kvs(limit=str(len(pks))), consistency_level=common_pb2.ConsistencyLevel.Strong,
-    )
-    resp = await client.call("Query", req)
-    return list(resp.fields_data)
+    batch_attempts: int = 30  # a failed batch (a node down, a timeout) is retried this often, with backoff
+    retry_backoff_s: float = 0.5  # first pause; doubles up to 10 s
 
 
 class Migrator:
@@ -185,14 +143,15 @@ class Migrator:
     async def _run(self, ms: MoveState) -> int:
         nodes = await self.store.nodes()
         by_id = {n.id: n for n in nodes}
-        current = routing.current_ring(nodes, self.vnodes)
-        target = routing.target_ring(nodes, self.vnodes)
+        placement = Placement.from_nodes(nodes, self.vnodes)
+        current, target = placement.current, placement.target
         records = await self.store.collections()
+        catalog = await CatalogState.load(self.store)
         # The new owners get every collection's DDL (schema, indexes, load) first.
         t0 = time.monotonic()
         for nid in target.node_ids:
             if by_id[nid].state != NodeState.DOWN:
-                await self.client(by_id[nid]).sync(records)
+                await self.client(by_id[nid]).sync(records, catalog)
         log.info("target nodes synced in %.1f s", time.monotonic() - t0)
         wait = ms.started_at + self.opt.grace_s - time.time()
         if wait > 0:
@@ -203,13 +162,13 @@ class Migrator:
         plan: dict[tuple[str, str], list[tuple[Any, str]]] = {}
         for rec in records:
             for src in sources:
-                cur = ms.cursors.get((rec.name, src.id), Cursor())
+                cur = ms.cursors.get((rec.key, src.id), Cursor())
                 if cur.done:
                     continue
                 t0 = time.monotonic()
-                plan[(rec.name, src.id)] = await self._moving_keys(rec, src, current, target, cur.last)
-                log.info("%s on %s: %d key(s) to move (scan took %.1f s)", rec.name, src.id,
-                         len(plan[(rec.name, src.id)]), time.monotonic() - t0)
+                plan[(rec.key, src.id)] = await self._moving_keys(rec, src, current, target, cur.last)
+                log.info("%s on %s: %d key(s) to move (scan took %.1f s)", rec.key, src.id,
+                         len(plan[(rec.key, src.id)]), time.monotonic() - t0)
         if ms.rows_to_move < 0:
             total = sum(len(v) for v in plan.values())
             await self.moves.set_fields(rows_to_move=total)
@@ -220,13 +179,14 @@ class Migrator:
         metrics.MIGRATION_ROWS_REMAINING.set(max(0, ms.rows_to_move - ms.rows_moved))
         for rec in records:
             for src in sources:
-                key = (rec.name, src.id)
+                key = (rec.key, src.id)
                 if key in plan:
                     cur = ms.cursors.get(key, Cursor())
                     await self._move(rec, src, cur, plan[key], by_id)
         self._check()
         node = by_id[ms.node]
-        final = NodeState.ACTIVE if ms.kind == "add" else NodeState.DRAINED
+        # A joining node ends active, a draining one drained (an aborted add is a drain).
+        final = NodeState.ACTIVE if node.state == NodeState.JOINING else NodeState.DRAINED
         done = NodeRecord(id=node.id, address=node.address, weight=node.weight, state=final)
         epoch = await self.moves.finish(self.token, done)
         if epoch < 0:
@@ -252,8 +212,8 @@ class Migrator:
                 if rec.replicas <= 1:
                     out.extend((pk, [o]) for pk, o in zip(pks, target.owners(pks)) if o != src.id)
                 else:
-                    tgt = routing.replica_index(target, pks, rec.replicas)
-                    cur = routing.replica_index(current, pks, rec.replicas)
+                    tgt = target.replica_index(pks, rec.replicas)
+                    cur = current.replica_index(pks, rec.replicas)
                     for i, pk in enumerate(pks):
                         t_ids = [target.node_ids[j] for j in tgt[i]]
                         if src.id in t_ids:
@@ -275,11 +235,11 @@ class Migrator:
             self._check()
             t0 = time.monotonic()
             moving = keys[i : i + self.opt.batch]
-            await self._carry(rec, client, moving, by_id)
+            await self._carry_with_retries(rec, client, moving, by_id)
             cur.last = moving[-1][0]
             cur.scanned += len(moving)
             cur.moved += len(moving)
-            if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, len(moving)):
+            if not await self.moves.write_cursor(self.token, rec.key, src.id, cur, len(moving)):
                 raise LeaseLost("cursor write refused")
             self._moved_here += len(moving)
             for nid in {n for _, owners in moving for n in owners}:
@@ -292,32 +252,54 @@ class Migrator:
                 if pause > 0:
                     await asyncio.sleep(pause)
         cur.done = True
-        if not await self.moves.write_cursor(self.token, rec.name, src.id, cur, 0):
+        if not await self.moves.write_cursor(self.token, rec.key, src.id, cur, 0):
             raise LeaseLost("cursor write refused")
+
+    async def _carry_with_retries(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
+                                  by_id: dict[str, NodeRecord]) -> None:
+        """Carry one batch; a failure (a node down or slow) counts in shardproxy_migration_errors_total
+        and the batch is tried again (carrying is idempotent: upserts, then deletes on the source)."""
+        pause = self.opt.retry_backoff_s
+        for attempt in range(1, self.opt.batch_attempts + 1):
+            self._check()
+            try:
+                await self._carry(rec, src, moving, by_id)
+                return
+            except LeaseLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - counted, logged, retried; the last one propagates
+                metrics.MIGRATION_ERRORS.inc()
+                if attempt == self.opt.batch_attempts:
+                    raise
+                log.warning("batch of %d row(s) of %s failed (attempt %d/%d): %s; retrying in %.1f s",
+                            len(moving), rec.name, attempt, self.opt.batch_attempts, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(10.0, 2 * pause)
 
     async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
                      by_id: dict[str, NodeRecord]) -> None:
         pks = [pk for pk, _ in moving]
-        marks = await self.moves.touched(rec.name, pks)
+        marks = await self.moves.touched(rec.key, pks)
         copy = [(pk, o) for (pk, o), m in zip(moving, marks) if m is None]
         if copy:
-            fields = await fetch_rows(src, rec, [pk for pk, _ in copy])
-            pk_col = next(fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic)
-            got = fielddata.column_values(pk_col)
             owners_of = dict(copy)
-            groups: dict[str, list[int]] = {}
-            for i, pk in enumerate(got):
-                for nid in owners_of[pk]:
-                    groups.setdefault(nid, []).append(i)
+            # rows keep their partition on the new owner
+            for partition, fields in await fetch_rows_by_partition(src, rec, [pk for pk, _ in copy]):
+                pk_col = next(fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic)
+                groups: dict[str, list[int]] = {}
+                for i, pk in enumerate(fielddata.column_values(pk_col)):
+                    for nid in owners_of[pk]:
+                        groups.setdefault(nid, []).append(i)
 
-            async def send(nid: str, rows: list[int]) -> None:
-                req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=len(rows))
-                req.fields_data.extend(fielddata.take_all(fields, rows))
-                await self.client(by_id[nid]).write("Upsert", rec.name, req)
+                async def send(nid: str, rows: list[int], fields: list = fields, partition: str = partition) -> None:
+                    req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name,
+                                                   partition_name=partition, num_rows=len(rows))
+                    req.fields_data.extend(fielddata.take_all(fields, rows))
+                    await self.client(by_id[nid]).write("Upsert", rec.key, req)
 
-            await asyncio.gather(*(send(n, r) for n, r in groups.items()))
+                await asyncio.gather(*(send(n, r) for n, r in groups.items()))
             # Deleted by a client while we copied? Then delete the copy as well.
-            after = await self.moves.touched(rec.name, [pk for pk, _ in copy])
+            after = await self.moves.touched(rec.key, [pk for pk, _ in copy])
             gone: dict[str, list[Any]] = {}
             for (pk, owners), m in zip(copy, after):
                 if m == "d":
@@ -325,14 +307,15 @@ class Migrator:
                         gone.setdefault(nid, []).append(pk)
             for nid, dpks in gone.items():
                 await self.client(by_id[nid]).write(
-                    "Delete", rec.name,
-                    milvus_pb2.DeleteRequest(collection_name=rec.name, expr=pk_expr(rec.pk_name, dpks, rec.pk_is_str)),
+                    "Delete", rec.key,
+                    milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name,
+                                             expr=pk_expr(rec.pk_name, dpks, rec.pk_is_str)),
                 )
         if self.opt.settle_s > 0:
             await asyncio.sleep(self.opt.settle_s)
         await src.write(
-            "Delete", rec.name,
-            milvus_pb2.DeleteRequest(collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
+            "Delete", rec.key,
+            milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
         )
 
 
@@ -345,22 +328,18 @@ async def run_migrator(redis_url: str, prefix: str, options: MigratorOptions, vn
         await store.close()
 
 
-def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port: int = 0) -> int:  # noqa: D401
+def spawn(redis_url: str, prefix: str, log_path: str, vnodes: int, metrics_port: int = 0,
+          max_rows_per_s: float = 0.0) -> int:  # noqa: D401
     """Start a detached migrator process (``shardproxy rebalance run``); returns its pid."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "rebalance", "run", "--redis-url", redis_url, "--prefix", prefix,
-         "--vnodes", str(vnodes), "--wait-lease", "15", "--metrics-port", str(metrics_port)],
+         "--vnodes", str(vnodes), "--wait-lease", "15", "--metrics-port", str(metrics_port),
+         "--max-rows-per-s", str(max_rows_per_s)],
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     logf.close()
-    import threading
-
     threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()  # no zombie after kill -9
     return proc.pid
 

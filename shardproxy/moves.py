@@ -49,6 +49,22 @@ redis.call('HSET', KEYS[3], 'state', 'running', 'kind', ARGV[3], 'node', ARGV[1]
 return e
 """
 
+# Abort: revoke the running migrator's lease (its fenced writes fail from now on), put the node
+# in the inverse state (joining <-> draining), bump the epoch and open the reverse move.
+_ABORT = """
+local st = redis.call('HGET', KEYS[3], 'state')
+if st ~= 'running' then return -1 end
+local moved = redis.call('HGET', KEYS[3], 'rows_moved') or '0'
+local kind = redis.call('HGET', KEYS[3], 'kind') or ''
+redis.call('DEL', KEYS[5], KEYS[4], KEYS[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local e = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], 'state', 'running', 'kind', ARGV[3], 'node', ARGV[1],
+           'target_epoch', e + 1, 'started_at', ARGV[4], 'rows_moved', 0, 'rows_to_move', -1,
+           'id', ARGV[5], 'aborted_kind', kind, 'aborted_rows_moved', moved)
+return e
+"""
+
 _CURSOR = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -108,7 +124,15 @@ class MoveState:
     migrator_pid: int = 0
     migrator_host: str = ""
     lease_holder: str = ""
+    aborted_kind: str = ""  # set on the reverse move `rebalance abort` opened: the kind it undoes
+    aborted_rows_moved: int = 0  # rows the aborted move had moved (this move carries them back)
     cursors: dict[tuple[str, str], Cursor] = field(default_factory=dict)
+
+    @property
+    def reverse_kind(self) -> str:
+        """Kind of the move that undoes this one: an add is undone by an ``abort-add`` (a drain
+        of the node), a drain by an ``abort-drain`` (a join); undoing an abort is the original."""
+        return self.kind[len("abort-"):] if self.kind.startswith("abort-") else f"abort-{self.kind}"
 
     @property
     def running(self) -> bool:
@@ -136,6 +160,7 @@ class MoveStore:
         self._renew = self.r.register_script(_RENEW)
         self._finish = self.r.register_script(_FINISH)
         self._release = self.r.register_script(_RELEASE)
+        self._abort = self.r.register_script(_ABORT)
 
     # keys
     @property
@@ -169,6 +194,24 @@ class MoveStore:
         await self.store.publish(f"ring {epoch}")
         return epoch, epoch + 1
 
+    async def abort(self, node: NodeRecord, kind: str) -> tuple[int, int]:
+        """Replace the running move by its reverse, atomically: ``node`` (already in its inverse
+        state) and a fresh move record of ``kind``; the running migrator's lease is revoked.
+        Returns (new epoch, target epoch)."""
+        res = await self._abort(
+            keys=[self.store.k("nodes"), self.store.k("ring", "epoch"), self.move_key, self.cursor_key, self.lease_key],
+            args=[node.id, node.to_json(), kind, str(time.time()), uuid.uuid4().hex],
+        )
+        epoch = int(res)
+        if epoch < 0:
+            raise FailedPrecondition("no rebalance is running; nothing to abort")
+        # Keys clients wrote during the aborted move are on its target owners: the reverse move
+        # must carry them back too, so the old marks go.
+        for name in await self.store.collection_names():
+            await self.r.delete(self.touched_key(name))
+        await self.store.publish(f"ring {epoch}")
+        return epoch, epoch + 1
+
     async def state(self) -> MoveState:
         raw = {k.decode(): v.decode() for k, v in (await self.r.hgetall(self.move_key)).items()}
         if not raw:
@@ -178,7 +221,8 @@ class MoveStore:
             target_epoch=int(raw.get("target_epoch", 0)), started_at=float(raw.get("started_at", 0) or 0),
             finished_at=float(raw.get("finished_at", 0) or 0), rows_to_move=int(raw.get("rows_to_move", -1)),
             rows_moved=int(raw.get("rows_moved", 0)), migrator_pid=int(raw.get("migrator_pid", 0) or 0),
-            migrator_host=raw.get("migrator_host", ""),
+            migrator_host=raw.get("migrator_host", ""), aborted_kind=raw.get("aborted_kind", ""),
+            aborted_rows_moved=int(raw.get("aborted_rows_moved", 0) or 0),
         )
         lease = await self.r.get(self.lease_key)
         ms.lease_holder = lease.decode() if lease else ""

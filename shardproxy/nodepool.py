@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -14,8 +15,8 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from shardproxy import logs, metrics, tracing
 from shardproxy.auth.nodecreds import node_channel
-from shardproxy.errors import NodeError, Unavailable, is_ok
-from shardproxy.metastore import CollectionRecord, NodeRecord
+from shardproxy.errors import NodeError, Unavailable, Unimplemented, is_ok
+from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class NodeClient:
                 resp = await fn(request, timeout=timeout or self.timeout_s, metadata=logs.request_metadata())
         except grpc.aio.AioRpcError as exc:
             metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the node is up; it lacks this RPC
+                raise Unimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 metrics.NODE_TIMEOUTS.labels(node=self.id, method=method).inc()
             raise Unavailable(
@@ -97,35 +100,72 @@ class NodeClient:
         await self.channel.close()
 
     # -- bringing a node to the recorded state
-    async def sync(self, records: Iterable[CollectionRecord]) -> list[str]:
-        """Create missing collections and indexes and load what should be loaded. Idempotent.
-        Returns what it did, for the log."""
+    async def sync(self, records: Iterable[CollectionRecord], catalog: "CatalogState | None" = None) -> list[str]:
+        """Create missing databases, collections, partitions, indexes and aliases, re-apply
+        altered properties, and load what should be loaded. Idempotent. Returns what it did,
+        for the log."""
         done: list[str] = []
+        records = list(records)
+        if catalog is not None:
+            have_dbs = set((await self.call("ListDatabases", milvus_pb2.ListDatabasesRequest())).db_names)
+            for db, props in catalog.databases.items():
+                if db not in have_dbs:
+                    await self.call("CreateDatabase", milvus_pb2.CreateDatabaseRequest(
+                        db_name=db, properties=[common_pb2.KeyValuePair(key=k, value=v) for k, v in props.items()]))
+                    done.append(f"created database {db}")
         for rec in records:
-            has = await self.call("HasCollection", milvus_pb2.HasCollectionRequest(collection_name=rec.name))
-            if not has.value:
-                await self.call("CreateCollection", rec.node_create)
-                done.append(f"created {rec.name}")
-            if rec.indexes:
-                desc = await self.call(
-                    "DescribeIndex", milvus_pb2.DescribeIndexRequest(collection_name=rec.name), check=False
-                )
-                have = {d.field_name for d in desc.index_descriptions} if is_ok(desc.status) else set()
-                for field_name, req in rec.indexes.items():
-                    if field_name not in have:
-                        await self.call("CreateIndex", req)
-                        done.append(f"indexed {rec.name}.{field_name}")
-            if rec.loaded:
-                st = await self.call(
-                    "GetLoadState", milvus_pb2.GetLoadStateRequest(collection_name=rec.name)
-                )
-                if st.state != common_pb2.LoadState.LoadStateLoaded:
-                    await self.call(
-                        "LoadCollection", rec.load or milvus_pb2.LoadCollectionRequest(collection_name=rec.name)
-                    )
-                    done.append(f"loaded {rec.name}")
+            await self._sync_collection(rec, done)
+        if catalog is not None:
+            for db, aliases in catalog.aliases.items():
+                if not aliases:
+                    continue
+                have = await self.call("ListAliases", milvus_pb2.ListAliasesRequest(db_name=db))
+                for alias, target in aliases.items():
+                    if alias not in have.aliases:
+                        await self.call("CreateAlias", milvus_pb2.CreateAliasRequest(
+                            db_name=db, alias=alias, collection_name=target))
+                        done.append(f"aliased {db}.{alias} -> {target}")
         self.synced = True
         return done
+
+    async def _sync_collection(self, rec: CollectionRecord, done: list[str]) -> None:
+        db = rec.db
+        has = await self.call("HasCollection", milvus_pb2.HasCollectionRequest(db_name=db, collection_name=rec.name))
+        if not has.value:
+            await self.call("CreateCollection", rec.node_create)
+            done.append(f"created {rec.key}")
+            if rec.props is not None:
+                await self.call("AlterCollection", milvus_pb2.AlterCollectionRequest(
+                    db_name=db, collection_name=rec.name,
+                    properties=[common_pb2.KeyValuePair(key=k, value=v) for k, v in rec.props.items()]))
+        if rec.partitions:
+            shown = await self.call("ShowPartitions", milvus_pb2.ShowPartitionsRequest(db_name=db, collection_name=rec.name))
+            for name in rec.partitions:
+                if name not in shown.partition_names:
+                    await self.call("CreatePartition", milvus_pb2.CreatePartitionRequest(
+                        db_name=db, collection_name=rec.name, partition_name=name))
+                    done.append(f"partition {rec.key}.{name}")
+        if rec.indexes:
+            desc = await self.call(
+                "DescribeIndex", milvus_pb2.DescribeIndexRequest(db_name=db, collection_name=rec.name), check=False
+            )
+            have = {d.field_name for d in desc.index_descriptions} if is_ok(desc.status) else set()
+            for field_name, req in rec.indexes.items():
+                if field_name not in have:
+                    await self.call("CreateIndex", _addressed(req, rec))
+                    done.append(f"indexed {rec.key}.{field_name}")
+        if rec.loaded or rec.loaded_partitions:
+            st = await self.call(
+                "GetLoadState", milvus_pb2.GetLoadStateRequest(db_name=db, collection_name=rec.name)
+            )
+            if st.state != common_pb2.LoadState.LoadStateLoaded:
+                if rec.loaded:
+                    await self.call("LoadCollection", _addressed(
+                        rec.load or milvus_pb2.LoadCollectionRequest(collection_name=rec.name), rec))
+                else:
+                    await self.call("LoadPartitions", milvus_pb2.LoadPartitionsRequest(
+                        db_name=db, collection_name=rec.name, partition_names=rec.loaded_partitions))
+                done.append(f"loaded {rec.key}")
 
     async def healthy(self, timeout: float = 2.0) -> bool:
         try:
@@ -133,6 +173,37 @@ class NodeClient:
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False
+
+
+def _addressed(req: Any, rec: CollectionRecord) -> Any:
+    """A recorded request addressed to the collection as it is now: its database (records from
+    before databases have no db_name) and its current name (it may have been renamed)."""
+    if req.db_name == rec.db and req.collection_name == rec.name:
+        return req
+    out = type(req)()
+    out.CopyFrom(req)
+    out.db_name = rec.db
+    out.collection_name = rec.name
+    return out
+
+
+@dataclass
+class CatalogState:
+    """The recorded databases (name -> properties) and aliases (db -> alias -> collection)
+    that a node is brought to, besides the collections."""
+
+    databases: dict[str, dict[str, str]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    async def load(cls, store: "MetaStore") -> "CatalogState":
+        dbs = await store.catalog.databases()
+        out = cls()
+        for name, rec in dbs.items():
+            if name != "default":
+                out.databases[name] = dict(rec.get("properties", {}))
+            out.aliases[name] = await store.catalog.aliases(name)
+        return out
 
 
 class NodePool:

@@ -43,6 +43,7 @@ class Ring:
         self.vnodes = vnodes
         self.node_ids: tuple[str, ...] = tuple(n.node_id for n in self.nodes)
         self._index = {nid: i for i, nid in enumerate(self.node_ids)}
+        self._succ_cache: dict[int, np.ndarray] = {}
         if not self.nodes:
             self._hring = None
             self._points = np.zeros(0, dtype=np.uint64)
@@ -68,8 +69,12 @@ class Ring:
             raise LookupError("the ring has no nodes")
         return str(self._hring.get_node(key_string(pk)))
 
-    def owner_index(self, pks: Sequence[int | str]) -> np.ndarray:
-        """Index into ``node_ids`` of each key's owner, for a batch of keys."""
+    def index_of(self, node_id: str) -> int | None:
+        """Position of a node in ``node_ids`` (None when it is not on this ring)."""
+        return self._index.get(node_id)
+
+    def _positions(self, pks: Sequence[int | str]) -> np.ndarray:
+        """For each key, the continuum point that owns it."""
         if not len(self._points):
             raise LookupError("the ring has no nodes")
         hashes = np.fromiter(
@@ -77,7 +82,39 @@ class Ring:
         )
         pos = np.searchsorted(self._points, hashes, side="right")
         pos[pos == len(self._points)] = 0
-        return self._point_owner[pos]
+        return pos
+
+    def owner_index(self, pks: Sequence[int | str]) -> np.ndarray:
+        """Index into ``node_ids`` of each key's owner, for a batch of keys."""
+        return self._point_owner[self._positions(pks)]
+
+    def successors(self, count: int) -> np.ndarray:
+        """``(points, min(count, len(nodes)))`` table: for every point of the continuum, the
+        indices into ``node_ids`` of the distinct nodes met walking clockwise from it (owner
+        first), i.e. uhashring's ``iterate_nodes(distinct=True)`` tabulated. Cached (the ring
+        is immutable)."""
+        count = min(count, len(self.nodes))
+        table = self._succ_cache.get(count)
+        if table is not None:
+            return table
+        owners = self._point_owner
+        n = len(owners)
+        table = np.empty((n, count), dtype=np.int32)
+        for p in range(n):
+            seen: list[int] = []
+            q = p
+            while len(seen) < count:
+                o = int(owners[q % n])
+                if o not in seen:
+                    seen.append(o)
+                q += 1
+            table[p] = seen
+        self._succ_cache[count] = table
+        return table
+
+    def replica_index(self, pks: Sequence[int | str], count: int) -> np.ndarray:
+        """``(len(pks), R)`` indices into ``node_ids``: each key's R replicas, owner first."""
+        return self.successors(count)[self._positions(pks)]
 
     def owners(self, pks: Sequence[int | str]) -> list[str]:
         idx = self.owner_index(pks)

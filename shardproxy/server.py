@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,11 +18,50 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 from shardproxy import metrics, tracing
 from shardproxy.admin import AdminServicer
 from shardproxy.auth.setup import ProxyAuth
+from shardproxy.background import Background
 from shardproxy.cluster import Cluster
 from shardproxy.config import ProxySettings
 from shardproxy.servicer import MilvusProxyServicer
 
 log = logging.getLogger(__name__)
+
+
+SERVICES_GROUP = "shardproxy.services"
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What a plug-in service is given: ``self_uri`` reaches this proxy's Milvus data plane,
+    ``redis_url`` is the cluster's metadata store (a plug-in may keep its own keys there), ``token``
+    authenticates calls to ``self_uri`` (the proxy's in-process credential)."""
+
+    self_uri: str
+    redis_url: str
+    token: str = ""  # a credential for self_uri ("user:password" or an API key); empty with auth off
+
+
+class ServiceHook(Protocol):
+    """An entry point of the ``shardproxy.services`` group: registers one more gRPC service on the
+    proxy's server and returns its full name for reflection. Image search plugs in this way
+    (``embed.service:register``)."""
+
+    def __call__(self, server: grpc.aio.Server, ctx: ServiceContext) -> str: ...
+
+
+def add_plugin_services(server: grpc.aio.Server, ctx: ServiceContext) -> list[str]:
+    """Register every installed service hook; one that cannot be imported is logged and skipped."""
+    from importlib.metadata import entry_points
+
+    names = []
+    for ep in entry_points(group=SERVICES_GROUP):
+        try:
+            hook: ServiceHook = ep.load()
+        except ImportError as exc:
+            log.info("service %s not served: %s", ep.name, exc)
+            continue
+        names.append(hook(server, ctx))
+        log.info("serving plug-in service %s (%s)", names[-1], ep.value)
+    return names
 
 
 class ProxyServer:
@@ -43,7 +84,13 @@ class ProxyServer:
         )
         self.health = health.aio.HealthServicer()
         milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusProxyServicer(self.cluster), self.server)
-        admin_pb2_grpc.add_ShardAdminServicer_to_server(AdminServicer(self.cluster), self.server)
+        self.admin = AdminServicer(self.cluster)
+        admin_pb2_grpc.add_ShardAdminServicer_to_server(self.admin, self.server)
+        self.background = Background(
+            self.cluster.store, self.admin._spawn_migrator, repair_interval_s=settings.repair_interval_s,
+            repair_rows_per_s=settings.repair_rows_per_s, vnodes=settings.vnodes,
+            watchdog=settings.migrator_watchdog and settings.migrator_autostart,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         services = [
             milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"].full_name,
@@ -54,31 +101,18 @@ class ProxyServer:
         self.port = self.auth.bind(self.server)
         if self.port == 0:
             raise OSError(f"cannot bind {settings.address}")
-        if settings.image_search:
-            name = self._add_image_search()
-            if name:
-                services.append(name)
+        if settings.image_search:  # setting name kept: turns the plug-in services on/off
+            services += add_plugin_services(
+                self.server,
+                ServiceContext(self.auth.internal_uri(self.port), settings.redis_url, self.auth.internal_token()))
         reflection.enable_server_reflection(services, self.server)
-
-    def _add_image_search(self) -> str | None:
-        try:
-            from embed.service import add_image_search_service  # type: ignore[import-not-found]
-        except ImportError as exc:
-            log.info("image search not served: %s", exc)
-            return None
-        from embed.config import EmbedSettings  # type: ignore[import-not-found]
-
-        add_image_search_service(self.server, self.auth.internal_uri(self.port),
-                                 EmbedSettings(token=self.auth.internal_token()))
-        from shopbyimage.v1 import image_search_pb2
-
-        return image_search_pb2.DESCRIPTOR.services_by_name["ImageSearch"].full_name
 
     async def start(self) -> None:
         await self.auth.start()
         await self.cluster.start()
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.background.start()
         metrics.track_cluster(self.cluster)
         metrics.serve(self.settings.metrics_port)
         tracing.setup(self.settings.tracing, "shardproxy", self.settings.proxy_id or self.settings.address,
@@ -91,6 +125,7 @@ class ProxyServer:
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
+        await self.background.stop()
         await self.server.stop(grace)
         await self.cluster.close()
         await self.auth.close()

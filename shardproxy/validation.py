@@ -25,16 +25,16 @@ _TOKEN_RE = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
+  | (?P<number>0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
   | (?P<template>\{[A-Za-z_][A-Za-z0-9_]*\})
-  | (?P<ident>\$meta|[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<ident>\$meta|\$\[[A-Za-z_][A-Za-z0-9_]*\]|[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||\*\*|<<|>>|[<>+\-*/%&|^~!(),\[\]])
     """,
     re.VERBOSE,
 )
 
 KEYWORDS = frozenset(
-    {"and", "or", "not", "in", "like", "is", "null", "true", "false", "exists"}
+    {"and", "or", "not", "in", "like", "is", "null", "true", "false", "exists", "iso", "interval"}
 )
 FUNCTIONS = frozenset(
     {
@@ -43,6 +43,8 @@ FUNCTIONS = frozenset(
         "text_match", "phrase_match", "random_sample", "exists",
         "st_equals", "st_touches", "st_overlaps", "st_crosses", "st_contains",
         "st_intersects", "st_within", "st_dwithin", "st_isvalid",
+        # struct arrays: element predicates use $[subfield]
+        "element_filter", "match_all", "match_any", "match_least", "match_most", "match_exact",
     }
 )
 
@@ -113,7 +115,7 @@ def validate_filter(
                     raise InvalidArgument(
                         f"invalid filter expression: unknown function {t.text!r} at position {t.pos}"
                     )
-            elif is_call or low in KEYWORDS or t.text == "$meta":
+            elif is_call or low in KEYWORDS or t.text == "$meta" or t.text.startswith("$["):
                 pass
             elif fields is not None and not dynamic and t.text not in known:
                 raise InvalidArgument(

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # tests never read or replace the dev profile of a `shardproxy dev up` someone runs on this machine
+    import tempfile
+
+    os.environ["SHOPBYIMAGE_PROFILE"] = str(Path(tempfile.mkdtemp(prefix="shopbyimage-profile-")) / "dev.json")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,8 +44,10 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory, embed_cache_dir: Path)
     data = tmp_path_factory.mktemp("devcluster")
     cluster = DevCluster(
         data_dir=data, nodes=3,
+        # the proxy's own model cache: the models it searches with come from the cluster's model
+        # store (Redis), as on a real cluster where importer and proxies share no disk
         proxy_env={"SHARDPROXY_MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "SHARDPROXY_LOG_LEVEL": "INFO",
-                   "EMBED_CACHE_DIR": str(embed_cache_dir)},
+                   "EMBED_CACHE_DIR": str(tmp_path_factory.mktemp("proxy-model-cache"))},
     )
     cluster.start()
     try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shardproxy import procs
+from devkit import procs
 from tests.test_congruence import (  # noqa: F401 - collected again here, against real Milvus
     pair,
     test_count_and_stats_same,

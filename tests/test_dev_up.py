@@ -3,29 +3,32 @@ on SIGTERM, and brings the data back when restarted on the same data dir."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from pymilvus import MilvusClient
 
-from shardproxy import procs
+from devkit import procs
+from shardproxy import devprofile
 from tests.helpers import eventually, make_collection, make_rows
 
 
-def start(data_dir: Path, port: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def start(data_dir: Path, port: int, *extra: str, timeout: float = 300) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardproxy", "dev", "up", "--nodes", "2", "--port", str(port),
-         "--data-dir", str(data_dir), "--no-worker", *extra],
+         "--data-dir", str(data_dir), "--no-worker", "--web-port", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": procs.project_pythonpath(), "COLUMNS": "200"},
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     seen = []
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -33,8 +36,8 @@ def start(data_dir: Path, port: int, *extra: str) -> tuple[subprocess.Popen[str]
         if not line and proc.poll() is not None:
             break
         seen.append(line)
-        if "ready" in line and "proxy at" in line:
-            return proc, line
+        if "endpoints recorded in" in line:  # printed last, once the dev profile is written
+            return proc, next(x for x in seen if "ready" in x and "proxy at" in x)
     proc.kill()
     pytest.fail("dev up did not print ready:\n" + "".join(seen))
 
@@ -52,7 +55,22 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     token = re.search(r"token (root:\S+?)[ ,]", ready).group(1)  # type: ignore[union-attr]
     assert f'token="{token}"' in ready
     kids = children_of(proc.pid)
-    assert len(kids) >= 4  # redis, 2 milvus nodes, proxy
+    assert len(kids) >= 5  # redis, 2 milvus nodes, proxy, the page
+    # the dev profile: both CLIs find this cluster without flags; every process serves /metrics
+    prof = devprofile.read()
+    assert prof is not None and prof.proxy == f"127.0.0.1:{port}" and prof.pid == proc.pid
+    status = subprocess.run([sys.executable, "-m", "shardproxy", "cluster", "status", "--json"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": procs.project_pythonpath()})
+    assert status.returncode == 0, status.stderr
+    assert len(json.loads(status.stdout)["nodes"]) == 2
+    from embed.config import EmbedSettings
+
+    assert EmbedSettings().redis_url == prof.redis_url and EmbedSettings().proxy == prof.proxy_uri
+    assert prof.token == token and EmbedSettings().token == token  # the CLIs authenticate by default
+    with urllib.request.urlopen(prof.metrics["proxy"], timeout=10) as resp:
+        assert b"shardproxy_rpcs_total" in resp.read()
+    with urllib.request.urlopen(prof.web, timeout=30) as resp:
+        assert b"Shop by image" in resp.read()
     with pytest.raises(Exception):  # noqa: B017 - pymilvus wraps UNAUTHENTICATED at connect
         MilvusClient(uri=f"http://127.0.0.1:{port}")
     client = MilvusClient(uri=f"http://127.0.0.1:{port}", token=token)
@@ -63,6 +81,7 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
+    assert devprofile.read() is None  # removed on exit
     time.sleep(0.5)
     alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
     assert alive == [], "children survived SIGTERM"

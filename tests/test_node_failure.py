@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from tests.helpers import eventually, make_collection, make_rows
 
 

@@ -155,6 +155,22 @@ def build() -> dict[str, Any]:
         (f"sum(rate(shardproxy_migration_errors_total[{RI}]))", "errors/s"),
     ], w=6)
 
+    L.row("Verify and repair (anti-entropy)")
+    L.panel("Verify findings (last scan)", [
+        ("max by (kind) (shardproxy_verify_findings)", "{{kind}}"),
+        ("max(shardproxy_verify_unreachable_nodes)", "unreachable nodes"),
+    ], w=6, description="missing / stray / differs / duplicate rows the last verify scan found; 0 everywhere is clean.")
+    L.panel("Verify scan rate", [
+        (f"sum(rate(shardproxy_verify_rows_scanned_total[{RI}]))", "rows/s"),
+    ], unit="rowsps", w=6, description="Background repair scans at SHARDPROXY_REPAIR_ROWS_PER_S.")
+    L.panel("Rows repaired per second", [
+        (f"sum by (action) (rate(shardproxy_repair_rows_total[{RI}]))", "{{action}}"),
+    ], unit="rowsps", w=6)
+    L.panel("Repair passes / last pass", [
+        (f"sum by (result) (increase(shardproxy_repair_passes_total[$__range]))", "{{result}}"),
+        ("time() - max(shardproxy_repair_last_pass_timestamp_seconds)", "seconds since last pass"),
+    ], w=6)
+
     L.row("Import queue (Redis Streams)")
     L.panel("Queue: length, waiting, in flight", [
         ("max(embed_queue_length)", "length (XLEN)"),

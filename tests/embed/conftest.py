@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from embed.embedder import Embedder, EmbedderSpec
-from shardproxy import procs
-from shardproxy.procs import free_port
+from devkit import procs
+from devkit.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -85,6 +85,9 @@ def env(milvus_uri: str, redis_url: str, cache_dir: Path) -> dict[str, str]:
         "EMBED_BATCH_SIZE": "8",
         "EMBED_TRAIN_VIEWS": "2",
         "EMBED_TRAIN_STEPS": "30",
+        "EMBED_DET_SCENES": "0",  # the trained detector has its own tests (test_dethead.py)
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "EMBED_RUNTIME": "torch",  # ONNX Runtime parity is tested in test_dethead.py; test_on_dev_cluster runs it
     })
     return e
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embed.queue import JobQueue
 from embed.store import connect
-from shardproxy.procs import free_port
+from devkit.procs import free_port
 from shopbyimage.v1 import image_search_pb2 as pb
 from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 from tests.embed.conftest import ROOT, embed_cmd, stop
@@ -51,7 +51,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str, redis_url
     env = dict(os.environ)
     env.update({"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(cache_dir),
                 "EMBED_REDIS_URL": redis_url, "EMBED_PROXY": milvus_uri, "EMBED_STREAM": f"e2e:{uuid.uuid4().hex[:6]}",
-                "EMBED_BATCH_SIZE": "8", "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30"})
+                "EMBED_BATCH_SIZE": "8", "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30",
+                "EMBED_DET_SCENES": "0", "EMBED_RUNTIME": "torch", "OMP_WAIT_POLICY": "PASSIVE"})
     metrics_port = free_port()
     w = _worker({**env, "EMBED_METRICS_PORT": str(metrics_port)}, root / "worker.log")
     try:
@@ -132,7 +133,10 @@ def test_search_cli_finds_pasted_recompressed_product_at_rank_1(indexed, search_
     for res in lines:
         assert set(res) == {"image", "objects"}
         objs = res["objects"]
-        assert objs[0]["label"] == "image" and objs[0]["box"] == [0, 0, 640, 480]
+        assert objs[-1]["label"] == "image" and objs[-1]["box"] == [0, 0, 640, 480]  # whole photo last
+        assert all(o["label"] != "image" for o in objs[:-1])
+        scores = [o["score"] for o in objs[:-1]]
+        assert scores == sorted(scores, reverse=True) and len(objs) <= 6
         for o in objs:
             assert set(o) == {"box", "label", "score", "matches"} and len(o["box"]) == 4
             assert all(set(m) == {"product_id", "image_id", "score"} for m in o["matches"])
@@ -150,10 +154,10 @@ def test_search_with_filter(indexed, search_server: str) -> None:
     stub = pb_grpc.ImageSearchStub(grpc.insecure_channel(search_server))
     data = jpeg(product_image(4), 85)  # P004 is "green" (4 % 3 == 1)
     resp = stub.SearchByImage(pb.SearchByImageRequest(image=data, collection="shop", top_k=3), timeout=60)
-    assert resp.objects[0].matches[0].product_id == "P004"
+    assert resp.objects[-1].label == "image" and resp.objects[-1].matches[0].product_id == "P004"
     resp2 = stub.SearchByImage(pb.SearchByImageRequest(image=data, collection="shop", top_k=3,
                                                        filter='color == "red"'), timeout=60)
-    assert resp2.objects[0].matches and all(int(m.product_id[1:]) % 3 == 0 for m in resp2.objects[0].matches)
+    assert resp2.objects[-1].matches and all(int(m.product_id[1:]) % 3 == 0 for o in resp2.objects for m in o.matches)
 
 
 def test_service_errors_map_to_codes_and_it_keeps_serving(indexed, search_server: str, milvus_uri: str) -> None:
@@ -177,7 +181,7 @@ def test_service_errors_map_to_codes_and_it_keeps_serving(indexed, search_server
         stub.SearchByImage(pb.SearchByImageRequest(image=good, collection="other_model"), timeout=60)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "resnet50-256-000000000000" in e.value.details()
     # still serving
-    assert stub.SearchByImage(pb.SearchByImageRequest(image=good, collection="shop"), timeout=60).objects[0].matches[0].product_id == "P002"
+    assert stub.SearchByImage(pb.SearchByImageRequest(image=good, collection="shop"), timeout=60).objects[-1].matches[0].product_id == "P002"
 
 
 def test_killed_worker_loses_nothing(env: dict[str, str], milvus_uri: str, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The pipeline on the sharded dev cluster: `embed worker` + `embed import` write through the proxy,
 and the proxy's own SearchByImage answers — catalog images spread over the nodes, a recompressed
-product pasted into a larger photo comes back at rank 1, `cluster status` names the model."""
+product pasted into a larger photo comes back at rank 1, `cluster status` names the model (a collection property)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from shopbyimage.v1 import image_search_pb2 as pb
 from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 from tests.conftest import node_clients
@@ -26,7 +25,9 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(embed_cache_dir),
            "EMBED_REDIS_URL": dev_cluster.redis_url, "EMBED_PROXY": dev_cluster.proxy_uri,
            "EMBED_STREAM": f"devc:{uuid.uuid4().hex[:6]}", "EMBED_BATCH_SIZE": "8",
-           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", **dev_cluster.client_env()}
+           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", "EMBED_DET_SCENES": "24", "EMBED_DET_STEPS": "40",
+           "EMBED_DET_TEXTURES": "",
+           "OMP_WAIT_POLICY": "PASSIVE", **dev_cluster.client_env()}
     worker = subprocess.Popen(embed_cmd("worker"), env=env, cwd=ROOT, stdout=open(tmp_path / "worker.log", "wb"),
                               stderr=subprocess.STDOUT)
     try:
@@ -54,4 +55,5 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
                              dev_cluster.proxy_address], capture_output=True, text=True, timeout=60, check=True,
                             env={**env, **dev_cluster.client_env()})
     coll = next(c for c in json.loads(status.stdout)["collections"] if c["name"] == "shop_sharded")
-    assert coll["model_id"] == resp.model_id and coll["model_id"].startswith("efficientnet-lite0-256-")
+    model_id = coll["properties"]["shopbyimage.model_id"]  # a generic collection property to the proxy
+    assert model_id == resp.model_id and model_id.startswith("efficientnet-lite0-256-")

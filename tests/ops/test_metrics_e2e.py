@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 
 ROWS = 300
 DIM = 8

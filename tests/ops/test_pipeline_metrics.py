@@ -10,7 +10,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from embed import metrics as em
-from shardproxy import procs
+from devkit import procs
 
 
 def sample(name: str, **labels: str) -> float:

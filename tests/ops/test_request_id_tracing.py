@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from shardproxy import logs, tracing
-from shardproxy.cluster import fan_out
+from shardproxy.scatter import fan_out
 from shardproxy.errors import Unavailable
 from shardproxy.metastore import NodeRecord
 from shardproxy.nodepool import NodeClient

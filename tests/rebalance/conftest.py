@@ -17,9 +17,9 @@ import pytest
 from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from shardproxy.metastore import MetaStore, NodeRecord
-from shardproxy.migrator import scan_pks
+from shardproxy.nodequery import scan_pks
 from shardproxy.nodepool import NodeClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +47,10 @@ def loads() -> Iterator[list]:
 def make_cluster(tmp_path: Path) -> Iterator:
     started: list[DevCluster] = []
 
-    def make(nodes: int = 3, spare: int = 0, proxies: int = 1, replicas: int = 1, name: str = "c") -> DevCluster:
-        c = DevCluster(data_dir=tmp_path / name, nodes=nodes, spare=spare, proxies=proxies, replicas=replicas)
+    def make(nodes: int = 3, spare: int = 0, proxies: int = 1, replicas: int = 1, name: str = "c",
+             proxy_env: dict[str, str] | None = None, engine: str = "milvus-lite") -> DevCluster:
+        c = DevCluster(data_dir=tmp_path / name, nodes=nodes, spare=spare, proxies=proxies, replicas=replicas,
+                       proxy_env=dict(proxy_env or {}), engine=engine)
         started.append(c)
         return c.start()
 

@@ -91,7 +91,8 @@ def test_add_fourth_node_under_load(make_cluster, loads):
 
 
 def test_drain_with_migrator_killed_and_resumed(make_cluster, loads):
-    cluster = make_cluster(nodes=3)
+    # the manual resume path: without the proxies' migrator watchdog (tested in test_abort_and_watchdog.py)
+    cluster = make_cluster(nodes=3, proxy_env={"SHARDPROXY_MIGRATOR_WATCHDOG": "false"})
     use_redis(cluster.redis_url)
     client = create_collection(cluster.connect_kwargs())
     ids = fill(client, N_ROWS)

@@ -55,7 +55,7 @@ def test_node_added_through_one_proxy_is_used_by_the_other(make_cluster):
 
     # a restarted proxy rebuilds everything from Redis
     b.stop()
-    from shardproxy import procs
+    from devkit import procs
 
     cluster.more_proxies[0] = procs.start_proxy(cluster.redis_url, b.port, cluster.host,
                                                 log_path=cluster.data_dir / "proxy-1b.log", extra_env=cluster._env())

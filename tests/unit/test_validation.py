@@ -100,3 +100,20 @@ def test_output_fields() -> None:
     validate_output_fields(["color", "*"], FIELDS, dynamic=False)
     with pytest.raises(InvalidArgument, match="'nope'"):
         validate_output_fields(["nope"], FIELDS, dynamic=False)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "TEXT_MATCH(text, 'red')",
+        'PHRASE_MATCH(text, "red shoes", 2)',
+        'x == 0x1F or x == 0b101',
+        'element_filter(s, $[x] > 1)',
+        'MATCH_LEAST(s, $[x] > 1, 2)',
+        'ts > ISO "2025-01-01T00:00:00Z"',
+        'meta["a"]["b"] == 1 and tags[0] == "a" and x is not null',
+        'ARRAY_CONTAINS_ALL(tags, ["a"]) and json_contains_any(meta["t"], [1, 2])',
+    ],
+)
+def test_valid_milvus_filters_pass(expr: str) -> None:
+    validate_filter(expr, ["x", "s", "ts", "meta", "tags", "text"], dynamic=False)

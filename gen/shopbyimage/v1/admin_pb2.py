@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashopbyimage/v1/admin.proto\x12\x0eshopbyimage.v1\"]\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.shopbyimage.v1.NodeState\x12\x0e\n\x06weight\x18\x04 \x01(\x05\"L\n\x0e\x41\x64\x64NodeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x05\x12\n\n\x02id\x18\x03 \x01(\t\x12\r\n\x05spare\x18\x04 \x01(\x08\"Y\n\x0f\x41\x64\x64NodeResponse\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\x12\x0e\n\x06moving\x18\x03 \x01(\x08\"\x12\n\x10ListNodesRequest\"L\n\x11ListNodesResponse\x12#\n\x05nodes\x18\x01 \x03(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\"#\n\x10\x44rainNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"K\n\x11\x44rainNodeResponse\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\"$\n\x11RemoveNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"(\n\x12RemoveNodeResponse\x12\x12\n\nring_epoch\x18\x01 \x01(\x03\"F\n\x12\x43ollectionNodeRows\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12\x11\n\treachable\x18\x03 \x01(\x08\"\xb2\x01\n\x10\x43ollectionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntotal_rows\x18\x02 \x01(\x03\x12\x31\n\x05nodes\x18\x03 \x03(\x0b\x32\".shopbyimage.v1.CollectionNodeRows\x12\x11\n\tdimension\x18\x04 \x01(\x05\x12\x13\n\x0bmetric_type\x18\x05 \x01(\t\x12\x0f\n\x07\x61uto_id\x18\x06 \x01(\x08\x12\x10\n\x08model_id\x18\x07 \x01(\t\"\x16\n\x14\x43lusterStatusRequest\"\x87\x01\n\x15\x43lusterStatusResponse\x12#\n\x05nodes\x18\x01 \x03(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\x12\x35\n\x0b\x63ollections\x18\x03 \x03(\x0b\x32 .shopbyimage.v1.CollectionStatus\"\x18\n\x16RebalanceStatusRequest\"r\n\x0fRebalanceCursor\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bsource_node\x18\x02 \x01(\t\x12\x14\n\x0crows_scanned\x18\x03 \x01(\x03\x12\x12\n\nrows_moved\x18\x04 \x01(\x03\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"\xd0\x02\n\x17RebalanceStatusResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x14\n\x0ctarget_epoch\x18\x02 \x01(\x03\x12\x12\n\nrows_moved\x18\x03 \x01(\x03\x12\x14\n\x0crows_to_move\x18\x04 \x01(\x03\x12\x17\n\x0frows_per_second\x18\x05 \x01(\x01\x12\x30\n\x07\x63ursors\x18\x06 \x03(\x0b\x32\x1f.shopbyimage.v1.RebalanceCursor\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12\x0f\n\x07node_id\x18\x08 \x01(\t\x12\r\n\x05state\x18\t \x01(\t\x12\x13\n\x0b\x65ta_seconds\x18\n \x01(\x01\x12\x18\n\x10migrator_running\x18\x0b \x01(\x08\x12\x14\n\x0cmigrator_pid\x18\x0c \x01(\x03\x12\x12\n\nstarted_at\x18\r \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0e \x01(\x01\"\x18\n\x16ResumeRebalanceRequest\"Q\n\x17ResumeRebalanceResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x14\n\x0cmigrator_pid\x18\x02 \x01(\x03\x12\x0f\n\x07message\x18\x03 \x01(\t*\xb2\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11NODE_STATE_ACTIVE\x10\x01\x12\x16\n\x12NODE_STATE_JOINING\x10\x02\x12\x17\n\x13NODE_STATE_DRAINING\x10\x03\x12\x16\n\x12NODE_STATE_DRAINED\x10\x04\x12\x13\n\x0fNODE_STATE_DOWN\x10\x05\x12\x14\n\x10NODE_STATE_SPARE\x10\x06\x32\xf7\x04\n\nShardAdmin\x12J\n\x07\x41\x64\x64Node\x12\x1e.shopbyimage.v1.AddNodeRequest\x1a\x1f.shopbyimage.v1.AddNodeResponse\x12P\n\tListNodes\x12 .shopbyimage.v1.ListNodesRequest\x1a!.shopbyimage.v1.ListNodesResponse\x12P\n\tDrainNode\x12 .shopbyimage.v1.DrainNodeRequest\x1a!.shopbyimage.v1.DrainNodeResponse\x12S\n\nRemoveNode\x12!.shopbyimage.v1.RemoveNodeRequest\x1a\".shopbyimage.v1.RemoveNodeResponse\x12\\\n\rClusterStatus\x12$.shopbyimage.v1.ClusterStatusRequest\x1a%.shopbyimage.v1.ClusterStatusResponse\x12\x62\n\x0fRebalanceStatus\x12&.shopbyimage.v1.RebalanceStatusRequest\x1a\'.shopbyimage.v1.RebalanceStatusResponse\x12\x62\n\x0fResumeRebalance\x12&.shopbyimage.v1.ResumeRebalanceRequest\x1a\'.shopbyimage.v1.ResumeRebalanceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashopbyimage/v1/admin.proto\x12\x0eshopbyimage.v1\"]\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.shopbyimage.v1.NodeState\x12\x0e\n\x06weight\x18\x04 \x01(\x05\"L\n\x0e\x41\x64\x64NodeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x05\x12\n\n\x02id\x18\x03 \x01(\t\x12\r\n\x05spare\x18\x04 \x01(\x08\"Y\n\x0f\x41\x64\x64NodeResponse\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\x12\x0e\n\x06moving\x18\x03 \x01(\x08\"\x12\n\x10ListNodesRequest\"L\n\x11ListNodesResponse\x12#\n\x05nodes\x18\x01 \x03(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\"#\n\x10\x44rainNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"K\n\x11\x44rainNodeResponse\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\"$\n\x11RemoveNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"(\n\x12RemoveNodeResponse\x12\x12\n\nring_epoch\x18\x01 \x01(\x03\"F\n\x12\x43ollectionNodeRows\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12\x11\n\treachable\x18\x03 \x01(\x08\"\xa9\x02\n\x10\x43ollectionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntotal_rows\x18\x02 \x01(\x03\x12\x31\n\x05nodes\x18\x03 \x03(\x0b\x32\".shopbyimage.v1.CollectionNodeRows\x12\x11\n\tdimension\x18\x04 \x01(\x05\x12\x13\n\x0bmetric_type\x18\x05 \x01(\t\x12\x0f\n\x07\x61uto_id\x18\x06 \x01(\x08\x12\x44\n\nproperties\x18\x08 \x03(\x0b\x32\x30.shopbyimage.v1.CollectionStatus.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x07\x10\x08R\x08model_id\"\x16\n\x14\x43lusterStatusRequest\"\x87\x01\n\x15\x43lusterStatusResponse\x12#\n\x05nodes\x18\x01 \x03(\x0b\x32\x14.shopbyimage.v1.Node\x12\x12\n\nring_epoch\x18\x02 \x01(\x03\x12\x35\n\x0b\x63ollections\x18\x03 \x03(\x0b\x32 .shopbyimage.v1.CollectionStatus\"\x18\n\x16RebalanceStatusRequest\"r\n\x0fRebalanceCursor\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bsource_node\x18\x02 \x01(\t\x12\x14\n\x0crows_scanned\x18\x03 \x01(\x03\x12\x12\n\nrows_moved\x18\x04 \x01(\x03\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"\x82\x03\n\x17RebalanceStatusResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x14\n\x0ctarget_epoch\x18\x02 \x01(\x03\x12\x12\n\nrows_moved\x18\x03 \x01(\x03\x12\x14\n\x0crows_to_move\x18\x04 \x01(\x03\x12\x17\n\x0frows_per_second\x18\x05 \x01(\x01\x12\x30\n\x07\x63ursors\x18\x06 \x03(\x0b\x32\x1f.shopbyimage.v1.RebalanceCursor\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12\x0f\n\x07node_id\x18\x08 \x01(\t\x12\r\n\x05state\x18\t \x01(\t\x12\x13\n\x0b\x65ta_seconds\x18\n \x01(\x01\x12\x18\n\x10migrator_running\x18\x0b \x01(\x08\x12\x14\n\x0cmigrator_pid\x18\x0c \x01(\x03\x12\x12\n\nstarted_at\x18\r \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0e \x01(\x01\x12\x14\n\x0c\x61\x62orted_kind\x18\x0f \x01(\t\x12\x1a\n\x12\x61\x62orted_rows_moved\x18\x10 \x01(\x03\"\x17\n\x15\x41\x62ortRebalanceRequest\"}\n\x16\x41\x62ortRebalanceResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x12\n\nring_epoch\x18\x03 \x01(\x03\x12\x14\n\x0ctarget_epoch\x18\x04 \x01(\x03\x12\x1a\n\x12\x61\x62orted_rows_moved\x18\x05 \x01(\x03\"\x18\n\x16ResumeRebalanceRequest\"Q\n\x17ResumeRebalanceResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x14\n\x0cmigrator_pid\x18\x02 \x01(\x03\x12\x0f\n\x07message\x18\x03 \x01(\t*\xb2\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11NODE_STATE_ACTIVE\x10\x01\x12\x16\n\x12NODE_STATE_JOINING\x10\x02\x12\x17\n\x13NODE_STATE_DRAINING\x10\x03\x12\x16\n\x12NODE_STATE_DRAINED\x10\x04\x12\x13\n\x0fNODE_STATE_DOWN\x10\x05\x12\x14\n\x10NODE_STATE_SPARE\x10\x06\x32\xd8\x05\n\nShardAdmin\x12J\n\x07\x41\x64\x64Node\x12\x1e.shopbyimage.v1.AddNodeRequest\x1a\x1f.shopbyimage.v1.AddNodeResponse\x12P\n\tListNodes\x12 .shopbyimage.v1.ListNodesRequest\x1a!.shopbyimage.v1.ListNodesResponse\x12P\n\tDrainNode\x12 .shopbyimage.v1.DrainNodeRequest\x1a!.shopbyimage.v1.DrainNodeResponse\x12S\n\nRemoveNode\x12!.shopbyimage.v1.RemoveNodeRequest\x1a\".shopbyimage.v1.RemoveNodeResponse\x12\\\n\rClusterStatus\x12$.shopbyimage.v1.ClusterStatusRequest\x1a%.shopbyimage.v1.ClusterStatusResponse\x12\x62\n\x0fRebalanceStatus\x12&.shopbyimage.v1.RebalanceStatusRequest\x1a\'.shopbyimage.v1.RebalanceStatusResponse\x12\x62\n\x0fResumeRebalance\x12&.shopbyimage.v1.ResumeRebalanceRequest\x1a\'.shopbyimage.v1.ResumeRebalanceResponse\x12_\n\x0e\x41\x62ortRebalance\x12%.shopbyimage.v1.AbortRebalanceRequest\x1a&.shopbyimage.v1.AbortRebalanceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shopbyimage.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODESTATE']._serialized_start=1608
-  _globals['_NODESTATE']._serialized_end=1786
+  _globals['_COLLECTIONSTATUS_PROPERTIESENTRY']._loaded_options = None
+  _globals['_COLLECTIONSTATUS_PROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_NODESTATE']._serialized_start=1929
+  _globals['_NODESTATE']._serialized_end=2107
   _globals['_NODE']._serialized_start=46
   _globals['_NODE']._serialized_end=139
   _globals['_ADDNODEREQUEST']._serialized_start=141
@@ -54,21 +56,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COLLECTIONNODEROWS']._serialized_start=602
   _globals['_COLLECTIONNODEROWS']._serialized_end=672
   _globals['_COLLECTIONSTATUS']._serialized_start=675
-  _globals['_COLLECTIONSTATUS']._serialized_end=853
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=855
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=877
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=880
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1015
-  _globals['_REBALANCESTATUSREQUEST']._serialized_start=1017
-  _globals['_REBALANCESTATUSREQUEST']._serialized_end=1041
-  _globals['_REBALANCECURSOR']._serialized_start=1043
-  _globals['_REBALANCECURSOR']._serialized_end=1157
-  _globals['_REBALANCESTATUSRESPONSE']._serialized_start=1160
-  _globals['_REBALANCESTATUSRESPONSE']._serialized_end=1496
-  _globals['_RESUMEREBALANCEREQUEST']._serialized_start=1498
-  _globals['_RESUMEREBALANCEREQUEST']._serialized_end=1522
-  _globals['_RESUMEREBALANCERESPONSE']._serialized_start=1524
-  _globals['_RESUMEREBALANCERESPONSE']._serialized_end=1605
-  _globals['_SHARDADMIN']._serialized_start=1789
-  _globals['_SHARDADMIN']._serialized_end=2420
+  _globals['_COLLECTIONSTATUS']._serialized_end=972
+  _globals['_COLLECTIONSTATUS_PROPERTIESENTRY']._serialized_start=907
+  _globals['_COLLECTIONSTATUS_PROPERTIESENTRY']._serialized_end=956
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=974
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=996
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=999
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1134
+  _globals['_REBALANCESTATUSREQUEST']._serialized_start=1136
+  _globals['_REBALANCESTATUSREQUEST']._serialized_end=1160
+  _globals['_REBALANCECURSOR']._serialized_start=1162
+  _globals['_REBALANCECURSOR']._serialized_end=1276
+  _globals['_REBALANCESTATUSRESPONSE']._serialized_start=1279
+  _globals['_REBALANCESTATUSRESPONSE']._serialized_end=1665
+  _globals['_ABORTREBALANCEREQUEST']._serialized_start=1667
+  _globals['_ABORTREBALANCEREQUEST']._serialized_end=1690
+  _globals['_ABORTREBALANCERESPONSE']._serialized_start=1692
+  _globals['_ABORTREBALANCERESPONSE']._serialized_end=1817
+  _globals['_RESUMEREBALANCEREQUEST']._serialized_start=1819
+  _globals['_RESUMEREBALANCEREQUEST']._serialized_end=1843
+  _globals['_RESUMEREBALANCERESPONSE']._serialized_start=1845
+  _globals['_RESUMEREBALANCERESPONSE']._serialized_end=1926
+  _globals['_SHARDADMIN']._serialized_start=2110
+  _globals['_SHARDADMIN']._serialized_end=2838
 # @@protoc_insertion_point(module_scope)

@@ -107,22 +107,29 @@ class CollectionNodeRows(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., rows: _Optional[int] = ..., reachable: _Optional[bool] = ...) -> None: ...
 
 class CollectionStatus(_message.Message):
-    __slots__ = ("name", "total_rows", "nodes", "dimension", "metric_type", "auto_id", "model_id")
+    __slots__ = ("name", "total_rows", "nodes", "dimension", "metric_type", "auto_id", "properties")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_TYPE_FIELD_NUMBER: _ClassVar[int]
     AUTO_ID_FIELD_NUMBER: _ClassVar[int]
-    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     total_rows: int
     nodes: _containers.RepeatedCompositeFieldContainer[CollectionNodeRows]
     dimension: int
     metric_type: str
     auto_id: bool
-    model_id: str
-    def __init__(self, name: _Optional[str] = ..., total_rows: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[CollectionNodeRows, _Mapping]]] = ..., dimension: _Optional[int] = ..., metric_type: _Optional[str] = ..., auto_id: _Optional[bool] = ..., model_id: _Optional[str] = ...) -> None: ...
+    properties: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., total_rows: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[CollectionNodeRows, _Mapping]]] = ..., dimension: _Optional[int] = ..., metric_type: _Optional[str] = ..., auto_id: _Optional[bool] = ..., properties: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()
@@ -157,7 +164,7 @@ class RebalanceCursor(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., source_node: _Optional[str] = ..., rows_scanned: _Optional[int] = ..., rows_moved: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class RebalanceStatusResponse(_message.Message):
-    __slots__ = ("active", "target_epoch", "rows_moved", "rows_to_move", "rows_per_second", "cursors", "kind", "node_id", "state", "eta_seconds", "migrator_running", "migrator_pid", "started_at", "finished_at")
+    __slots__ = ("active", "target_epoch", "rows_moved", "rows_to_move", "rows_per_second", "cursors", "kind", "node_id", "state", "eta_seconds", "migrator_running", "migrator_pid", "started_at", "finished_at", "aborted_kind", "aborted_rows_moved")
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     TARGET_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ROWS_MOVED_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +179,8 @@ class RebalanceStatusResponse(_message.Message):
     MIGRATOR_PID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_KIND_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_ROWS_MOVED_FIELD_NUMBER: _ClassVar[int]
     active: bool
     target_epoch: int
     rows_moved: int
@@ -186,7 +195,27 @@ class RebalanceStatusResponse(_message.Message):
     migrator_pid: int
     started_at: float
     finished_at: float
-    def __init__(self, active: _Optional[bool] = ..., target_epoch: _Optional[int] = ..., rows_moved: _Optional[int] = ..., rows_to_move: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., cursors: _Optional[_Iterable[_Union[RebalanceCursor, _Mapping]]] = ..., kind: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., migrator_running: _Optional[bool] = ..., migrator_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ...) -> None: ...
+    aborted_kind: str
+    aborted_rows_moved: int
+    def __init__(self, active: _Optional[bool] = ..., target_epoch: _Optional[int] = ..., rows_moved: _Optional[int] = ..., rows_to_move: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., cursors: _Optional[_Iterable[_Union[RebalanceCursor, _Mapping]]] = ..., kind: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., migrator_running: _Optional[bool] = ..., migrator_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., aborted_kind: _Optional[str] = ..., aborted_rows_moved: _Optional[int] = ...) -> None: ...
+
+class AbortRebalanceRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AbortRebalanceResponse(_message.Message):
+    __slots__ = ("kind", "node_id", "ring_epoch", "target_epoch", "aborted_rows_moved")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RING_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_ROWS_MOVED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    node_id: str
+    ring_epoch: int
+    target_epoch: int
+    aborted_rows_moved: int
+    def __init__(self, kind: _Optional[str] = ..., node_id: _Optional[str] = ..., ring_epoch: _Optional[int] = ..., target_epoch: _Optional[int] = ..., aborted_rows_moved: _Optional[int] = ...) -> None: ...
 
 class ResumeRebalanceRequest(_message.Message):
     __slots__ = ()

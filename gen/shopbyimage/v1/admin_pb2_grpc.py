@@ -69,6 +69,11 @@ class ShardAdminStub:
                 request_serializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceRequest.SerializeToString,
                 response_deserializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceResponse.FromString,
                 _registered_method=True)
+        self.AbortRebalance = channel.unary_unary(
+                '/shopbyimage.v1.ShardAdmin/AbortRebalance',
+                request_serializer=shopbyimage_dot_v1_dot_admin__pb2.AbortRebalanceRequest.SerializeToString,
+                response_deserializer=shopbyimage_dot_v1_dot_admin__pb2.AbortRebalanceResponse.FromString,
+                _registered_method=True)
 
 
 class ShardAdminServicer:
@@ -117,6 +122,14 @@ class ShardAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AbortRebalance(self, request, context):
+        """Stop the running move and carry back what it moved: the node goes to the inverse state
+        (joining <-> draining) and a reverse move starts; it ends at the previous ring.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +167,11 @@ def add_ShardAdminServicer_to_server(servicer, server):
                     servicer.ResumeRebalance,
                     request_deserializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceRequest.FromString,
                     response_serializer=shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceResponse.SerializeToString,
+            ),
+            'AbortRebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortRebalance,
+                    request_deserializer=shopbyimage_dot_v1_dot_admin__pb2.AbortRebalanceRequest.FromString,
+                    response_serializer=shopbyimage_dot_v1_dot_admin__pb2.AbortRebalanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +363,33 @@ class ShardAdmin:
             '/shopbyimage.v1.ShardAdmin/ResumeRebalance',
             shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceRequest.SerializeToString,
             shopbyimage_dot_v1_dot_admin__pb2.ResumeRebalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortRebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopbyimage.v1.ShardAdmin/AbortRebalance',
+            shopbyimage_dot_v1_dot_admin__pb2.AbortRebalanceRequest.SerializeToString,
+            shopbyimage_dot_v1_dot_admin__pb2.AbortRebalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

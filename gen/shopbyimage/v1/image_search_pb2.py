@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!shopbyimage/v1/image_search.proto\x12\x0eshopbyimage.v1\"5\n\x03\x42ox\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"C\n\x0cProductMatch\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x02\"\x7f\n\x0e\x44\x65tectedObject\x12 \n\x03\x62ox\x18\x01 \x01(\x0b\x32\x13.shopbyimage.v1.Box\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12-\n\x07matches\x18\x04 \x03(\x0b\x32\x1c.shopbyimage.v1.ProductMatch\"m\n\x14SearchByImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x13\n\x0bmax_objects\x18\x05 \x01(\x05\"y\n\x15SearchByImageResponse\x12/\n\x07objects\x18\x01 \x03(\x0b\x32\x1e.shopbyimage.v1.DetectedObject\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x32k\n\x0bImageSearch\x12\\\n\rSearchByImage\x12$.shopbyimage.v1.SearchByImageRequest\x1a%.shopbyimage.v1.SearchByImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!shopbyimage/v1/image_search.proto\x12\x0eshopbyimage.v1\"5\n\x03\x42ox\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"C\n\x0cProductMatch\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x02\"\x7f\n\x0e\x44\x65tectedObject\x12 \n\x03\x62ox\x18\x01 \x01(\x0b\x32\x13.shopbyimage.v1.Box\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12-\n\x07matches\x18\x04 \x03(\x0b\x32\x1c.shopbyimage.v1.ProductMatch\"m\n\x14SearchByImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x13\n\x0bmax_objects\x18\x05 \x01(\x05\"\xf5\x01\n\x15SearchByImageResponse\x12/\n\x07objects\x18\x01 \x03(\x0b\x32\x1e.shopbyimage.v1.DetectedObject\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12H\n\ntimings_ms\x18\x05 \x03(\x0b\x32\x34.shopbyimage.v1.SearchByImageResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32k\n\x0bImageSearch\x12\\\n\rSearchByImage\x12$.shopbyimage.v1.SearchByImageRequest\x1a%.shopbyimage.v1.SearchByImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shopbyimage.v1.image_search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SEARCHBYIMAGERESPONSE_TIMINGSMSENTRY']._loaded_options = None
+  _globals['_SEARCHBYIMAGERESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
   _globals['_BOX']._serialized_start=53
   _globals['_BOX']._serialized_end=106
   _globals['_PRODUCTMATCH']._serialized_start=108
@@ -39,8 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTEDOBJECT']._serialized_end=304
   _globals['_SEARCHBYIMAGEREQUEST']._serialized_start=306
   _globals['_SEARCHBYIMAGEREQUEST']._serialized_end=415
-  _globals['_SEARCHBYIMAGERESPONSE']._serialized_start=417
-  _globals['_SEARCHBYIMAGERESPONSE']._serialized_end=538
-  _globals['_IMAGESEARCH']._serialized_start=540
-  _globals['_IMAGESEARCH']._serialized_end=647
+  _globals['_SEARCHBYIMAGERESPONSE']._serialized_start=418
+  _globals['_SEARCHBYIMAGERESPONSE']._serialized_end=663
+  _globals['_SEARCHBYIMAGERESPONSE_TIMINGSMSENTRY']._serialized_start=615
+  _globals['_SEARCHBYIMAGERESPONSE_TIMINGSMSENTRY']._serialized_end=663
+  _globals['_IMAGESEARCH']._serialized_start=665
+  _globals['_IMAGESEARCH']._serialized_end=772
 # @@protoc_insertion_point(module_scope)

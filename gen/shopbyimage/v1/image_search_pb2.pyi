@@ -55,13 +55,22 @@ class SearchByImageRequest(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., collection: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., max_objects: _Optional[int] = ...) -> None: ...
 
 class SearchByImageResponse(_message.Message):
-    __slots__ = ("objects", "model_id", "width", "height")
+    __slots__ = ("objects", "model_id", "width", "height", "timings_ms")
+    class TimingsMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     objects: _containers.RepeatedCompositeFieldContainer[DetectedObject]
     model_id: str
     width: int
     height: int
-    def __init__(self, objects: _Optional[_Iterable[_Union[DetectedObject, _Mapping]]] = ..., model_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    timings_ms: _containers.ScalarMap[str, float]
+    def __init__(self, objects: _Optional[_Iterable[_Union[DetectedObject, _Mapping]]] = ..., model_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -1,5 +1,7 @@
 """``make demo``: start an embedded cluster of real processes, load a sample catalog through the
-proxy with an unmodified pymilvus client, run searches, print what was found, stop everything.
+proxy with an unmodified pymilvus client, run searches, print what was found, then print the
+shopper's page address and keep everything running until Ctrl-C (``--exit``, or no terminal on
+stdin as in CI: stop at the end).
 
 When the image pipeline is installed (``embed``), the demo imports the Tux Paint product photos
 and searches with photos made from them; the vector part below always runs first.
@@ -8,8 +10,10 @@ and searches with photos made from them; the vector part below always runs first
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -18,8 +22,8 @@ from pymilvus import DataType, MilvusClient
 from rich.console import Console
 from rich.table import Table
 
-from shardproxy import logs
-from shardproxy.devcluster import DevCluster
+from shardproxy import devprofile, logs
+from devkit.devcluster import DevCluster
 
 CATEGORIES = ["shoes", "bags", "shirts", "lamps", "mugs", "watches", "bikes", "toys"]
 
@@ -72,7 +76,14 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--no-images", action="store_true", help="skip the image part")
+    ap.add_argument("--web-port", type=int, default=8080, help="the shopper's page (0 = a free port)")
+    ap.add_argument("--exit", dest="wait", action="store_false", default=None,
+                    help="stop the cluster at the end (default when stdin is not a terminal, e.g. CI)")
+    ap.add_argument("--wait", dest="wait", action="store_true",
+                    help="keep the cluster and the page running until Ctrl-C (default on a terminal)")
     args = ap.parse_args()
+    if args.wait is None:
+        args.wait = sys.stdin.isatty()
     logs.setup("WARNING")
     console = Console()
 
@@ -83,7 +94,8 @@ def main() -> None:
     if args.data_dir.exists():
         shutil.rmtree(args.data_dir)
     console.rule("[bold]shop-by-image demo: starting an embedded cluster (real processes)")
-    cluster = DevCluster(data_dir=args.data_dir.resolve(), nodes=args.nodes, with_worker=not args.no_images)
+    cluster = DevCluster(data_dir=args.data_dir.resolve(), nodes=args.nodes, with_worker=not args.no_images,
+                         metrics=True, web_port=args.web_port)
     with console.status("starting Redis, Milvus nodes and the proxy ..."):
         cluster.start()
     console.print(f"[green]ready[/green]: proxy {cluster.proxy_address}, {args.nodes} milvus-lite nodes, redis {cluster.redis_url}")
@@ -104,6 +116,20 @@ def main() -> None:
 
         cluster_status(proxy=cluster.proxy_address, as_json=False, token=cluster.token)
         client.close()
+        console.rule("[bold]the shopper's page")
+        console.print(f"open [bold]{cluster.web_url}[/bold] (catalog, imports and cluster: {cluster.web_url}catalog)")
+        if args.wait:
+            prof = devprofile.DevProfile(proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(),
+                                         data_dir=str(cluster.data_dir), web=cluster.web_url,
+                                         metrics=cluster.metrics_endpoints())
+            devprofile.write(prof)
+            console.print("the cluster keeps running for `shardproxy` and `embed` commands; Ctrl-C stops it")
+            try:
+                cluster.wait_forever()
+            except KeyboardInterrupt:
+                console.print("stopping ...")
+            finally:
+                devprofile.remove(os.getpid())
     finally:
         with console.status("stopping the cluster ..."):
             cluster.stop()

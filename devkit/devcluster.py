@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from shardproxy import procs
-from shardproxy.procs import ManagedProcess
+from devkit import procs
+from devkit.procs import ManagedProcess
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,11 @@ class DevCluster:
     root_password: str | None = None
     tls: bool = False  # serve TLS with a throwaway CA (certificates under DATA_DIR/tls)
     mtls: bool = False  # ... and require client certificates
+    metrics: bool = False  # /metrics on every proxy, migrator and worker (ports kept in cluster.json)
+    web_port: int | None = None  # start the shopper's page (`embed web`) on this port (0 = a free one)
+    web: ManagedProcess | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    engine: str = "milvus-lite"  # or "milvus": each node a real Milvus standalone (PyPI's milvus package)
 
     @property
     def all_proxies(self) -> list[ManagedProcess]:
@@ -135,12 +140,22 @@ class DevCluster:
         while len(layout["nodes"]) < self.nodes + self.spare:
             i = len(layout["nodes"])
             layout["nodes"].append({"id": f"node-{i}", "port": procs.free_port(self.host)})
+        if layout.setdefault("engine", self.engine) != self.engine:
+            raise ValueError(f"{self.data_dir} holds {layout['engine']} nodes, not {self.engine}: "
+                             "use the same --engine or another data dir")
         if self.proxy_port:
             layout["proxy_port"] = self.proxy_port
         layout.setdefault("proxy_port", procs.free_port(self.host))
         more = layout.setdefault("more_proxy_ports", [])
         while len(more) < self.proxies - 1:
             more.append(procs.free_port(self.host))
+        if self.metrics:
+            ports = layout.setdefault("metrics_ports", {})
+            for name in ["proxy", *(f"proxy-{i}" for i in range(1, self.proxies)), "migrator", "embed-worker"]:
+                ports.setdefault(name, procs.free_port(self.host))
+            self.metrics_ports = dict(ports)
+        if self.web_port is not None:
+            layout["web_port"] = self.web_port or layout.get("web_port") or procs.free_port(self.host)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(layout, indent=2))
         return layout
@@ -156,25 +171,44 @@ class DevCluster:
                 log.info("redis ready at %s", self.redis.address)
             specs = layout["nodes"][: self.nodes + self.spare]
             for spec in specs:
-                node = procs.start_milvus(self.data_dir / spec["id"], spec["port"], self.host, name=spec["id"])
+                node = self._start_node(spec["id"], spec["port"])
                 self.milvus.append(node)
                 log.info("milvus %s ready at %s", spec["id"], node.address)
             self.start_proxy(layout["proxy_port"])
             for i, port in enumerate(layout["more_proxy_ports"][: self.proxies - 1], start=1):
                 self.more_proxies.append(self._spawn_proxy(port, f"proxy-{i}"))
-            for p in self.all_proxies:
-                self.wait_serving(p)
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[: self.nodes]])
             self.register_nodes([(spec["id"], f"{self.host}:{spec['port']}") for spec in specs[self.nodes :]], spare=True)
             if self.with_worker:
+                worker_env = {"EMBED_METRICS_PORT": str(self.metrics_ports["embed-worker"])} if self.metrics else {}
                 worker = procs.start_embed_worker(self.redis_url, self.proxy_uri, self.data_dir / "embed-worker.log",
-                                                  extra_env=self.client_env())
+                                                  extra_env={**worker_env, **self.client_env()})
                 self.extra.append(worker)
                 log.info("embedding worker started (pid %d, log %s)", worker.pid, worker.log_path)
+            if self.web_port is not None:
+                self.web = procs.start_web(self.proxy_uri, self.redis_url, layout["web_port"], self.host,
+                                           self.data_dir / "web.log", extra_env=self.client_env())
+                log.info("the page is at %s", self.web_url)
         except BaseException:
             self.stop()
             raise
         return self
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web.address}/" if self.web else ""
+
+    def metrics_endpoints(self) -> dict[str, str]:
+        """Process name -> its /metrics URL (the migrator's answers only while a move runs)."""
+        started = {p.name for p in [*self.all_proxies, *self.extra]} | {"migrator"}
+        return {name: f"http://{self.host}:{port}/metrics" for name, port in self.metrics_ports.items() if name in started}
+    def _start_node(self, node_id: str, port: int) -> ManagedProcess:
+        """One Milvus node of this cluster's engine on its data dir and port."""
+        if self.engine == "milvus":
+            return procs.start_milvus_standalone(self.data_dir / node_id, port, self.host, name=node_id)
+        if self.engine != "milvus-lite":
+            raise ValueError(f"unknown engine {self.engine!r}: use milvus-lite or milvus")
+        return procs.start_milvus(self.data_dir / node_id, port, self.host, name=node_id)
 
     def _env(self) -> dict[str, str]:
         """Environment of proxies (and the migrators they start): this checkout on PYTHONPATH,
@@ -216,24 +250,22 @@ class DevCluster:
         return env
 
     def _spawn_proxy(self, port: int | None, name: str) -> ManagedProcess:
+        env = self._env()
+        if self.metrics:
+            env = {"SHARDPROXY_METRICS_PORT": str(self.metrics_ports[name]),
+                   "SHARDPROXY_MIGRATOR_METRICS_PORT": str(self.metrics_ports["migrator"]), **env}
         proxy = procs.start_proxy(
-            self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=self._env(), name=name
+            self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=env, name=name
         )
+        self.wait_serving(proxy)
         log.info("%s ready at %s", name, proxy.address)
         return proxy
 
     def wait_serving(self, proxy: ManagedProcess, timeout: float = 180.0) -> None:
-        """Wait until ``proxy`` answers its admin API (its port opens before it serves: the image
-        search imports torch in between)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.admin(proxy.address).ListNodes(admin_pb2.ListNodesRequest(), timeout=10)
-                return
-            except grpc.RpcError:
-                if time.monotonic() > deadline or not proxy.alive():
-                    raise
-                time.sleep(0.5)
+        """Wait until ``proxy`` answers its health check with SERVING (its port opens before it
+        serves: the image search plug-in imports torch in between). Health is open without a
+        token; the channel carries TLS settings when the cluster serves TLS."""
+        procs.wait_serving(proxy, timeout, channel=self.channel(proxy.address))
 
     def start_proxy(self, port: int | None = None) -> ManagedProcess:
         port = port or (self.proxy.port if self.proxy else None)
@@ -245,7 +277,15 @@ class DevCluster:
 
     def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()
-        known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30).nodes}
+        deadline = time.monotonic() + 180
+        while True:  # a just-started proxy on a starved machine may not take the first connection in time
+            try:
+                known = {n.id for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30, wait_for_ready=True).nodes}
+                break
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         for node_id, address in nodes:
             if node_id in known:
                 continue
@@ -256,7 +296,7 @@ class DevCluster:
         """Start a stopped (or crashed) Milvus node again on its port and data dir."""
         old = self.milvus[index]
         old.stop()
-        node = procs.start_milvus(self.data_dir / old.name, old.port, self.host, name=old.name)
+        node = self._start_node(old.name, old.port)
         self.milvus[index] = node
         return node
 
@@ -267,7 +307,7 @@ class DevCluster:
         self.start_proxy(port)
 
     def stop(self) -> None:
-        for p in [*self.extra, *self.more_proxies, self.proxy, *self.milvus, self.redis]:
+        for p in [self.web, *self.extra, *self.more_proxies, self.proxy, *self.milvus, self.redis]:
             if p is not None:
                 try:
                     p.stop()
@@ -276,7 +316,7 @@ class DevCluster:
 
     def wait_forever(self) -> None:
         while True:
-            for p in [self.redis, *self.all_proxies, *self.milvus, *self.extra]:
+            for p in [self.redis, *self.all_proxies, *self.milvus, *self.extra, self.web]:
                 if p is not None and not p.alive():
                     log.error("%s exited with code %s (log: %s)", p.name, p.proc.returncode, p.log_path)
             time.sleep(2)

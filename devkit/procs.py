@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -137,14 +139,17 @@ def start_milvus(data_dir: Path, port: int | None = None, host: str = "127.0.0.1
 def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                             name: str = "milvus-standalone", ready_timeout: float = 600.0) -> ManagedProcess:
     """A real Milvus standalone server (C++ engine, embedded etcd) from PyPI's ``milvus`` package
-    (``milvus-server``); used by the slow congruence tests. Other ports are picked by the package."""
+    (``milvus-server``); used by ``dev up --engine milvus``, the slow tests and the benchmarks. Other
+    ports are picked by the package, etcd's by us (see :func:`_standalone_etcd`)."""
     exe = Path(sys.executable).parent / "milvus-server"
     if not exe.exists():
         raise FileNotFoundError("milvus-server not installed: `make test-slow` installs PyPI's milvus package")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    argv = [str(exe), "--data", str(data_dir), "--proxy-port", str(port)]
-    mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
+    etcd_port, etcd_config = _standalone_etcd(data_dir, host)
+    argv = [str(exe), "--data", str(data_dir), "--proxy-port", str(port), "--etcd-port", str(etcd_port)]
+    mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout,
+                env={"ETCD_CONFIG_PATH": str(etcd_config)})
     from pymilvus import MilvusClient
 
     deadline = time.monotonic() + ready_timeout
@@ -157,6 +162,23 @@ def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str =
                 mp.kill()
                 raise
             time.sleep(1)
+
+
+def _standalone_etcd(data_dir: Path, host: str) -> tuple[int, Path]:
+    """Ports of a standalone's embedded etcd. The package picks a free client port, but etcd's peer
+    port is fixed at 2380, so a second standalone on one machine dies at start; an etcd config file
+    (``ETCD_CONFIG_PATH``) with our own client and peer ports fixes that. The ports are kept in the
+    data dir, so a restart finds the same etcd member again."""
+    kept = data_dir / "shardproxy-etcd.json"
+    ports = json.loads(kept.read_text()) if kept.exists() else {"client": free_port(host), "peer": free_port(host)}
+    kept.write_text(json.dumps(ports))
+    config = data_dir / "shardproxy-etcd.yaml"
+    client, peer = f"http://localhost:{ports['client']}", f"http://localhost:{ports['peer']}"
+    config.write_text(
+        f"listen-client-urls: {client}\nadvertise-client-urls: {client}\n"
+        f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\ninitial-cluster: default={peer}\n"
+    )
+    return int(ports["client"]), config
 
 
 def start_redis(data_dir: Path, port: int | None = None, host: str = "127.0.0.1", name: str = "redis",
@@ -181,6 +203,33 @@ def start_proxy(redis_url: str, port: int | None = None, host: str = "127.0.0.1"
     argv = [sys.executable, "-m", "shardproxy", "serve", "--host", host, "--port", str(port), "--redis-url", redis_url]
     log_path = log_path or Path(f"/tmp/shardproxy-{port}.log")
     return _spawn(name, argv, host, port, log_path, ready_timeout, env=env)
+
+
+def wait_serving(proc: ManagedProcess, timeout: float = 180.0, channel: Any = None) -> None:
+    """Wait until a gRPC server answers its health check with SERVING. Its port accepts connections
+    from the bind on, before the server runs (plug-ins load first): on a busy machine a call made
+    then times out waiting for the server's first frame. ``channel``: a ``grpc.Channel`` to use
+    instead of a plain one (a proxy serving TLS); health needs no token. It is closed here."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = channel if channel is not None else grpc.insecure_channel(proc.address)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30,
+                                                                 wait_for_ready=True)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                if not proc.alive():
+                    raise RuntimeError(f"{proc.name} exited with code {proc.proc.returncode}; log {proc.log_path}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name} at {proc.address} not SERVING within {timeout:.0f}s; log {proc.log_path}")
+            time.sleep(0.2)
+    finally:
+        channel.close()
 
 
 def project_pythonpath() -> str:
@@ -213,3 +262,31 @@ def start_embed_worker(redis_url: str, proxy_uri: str, log_path: Path, name: str
             raise RuntimeError(f"{name} did not start (exit code {proc.poll()}); log {log_path}:\n{tail}")
         time.sleep(0.2)
     return ManagedProcess(name, "", 0, proc, log_path, argv)
+
+
+def start_web(proxy_uri: str, redis_url: str, port: int | None, host: str, log_path: Path,
+              name: str = "web", ready_timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    """The shopper's page (``embed web``) over the proxy's SearchByImage and the import queue."""
+    port = port or free_port(host)
+    argv = [sys.executable, "-m", "embed", "web", "--proxy", proxy_uri, "--redis-url", redis_url,
+            "--host", host, "--port", str(port)]
+    return _spawn(name, argv, host, port, log_path, ready_timeout,
+                  env={**(extra_env or {}), "PYTHONPATH": project_pythonpath()})
+
+
+def start_prometheus(binary: str, workdir: Path, targets: dict[str, list[str]], rule_files: list[Path],
+                     port: int | None = None, host: str = "127.0.0.1", scrape_interval: str = "5s") -> ManagedProcess:
+    """A real Prometheus scraping ``targets`` (job name -> [HOST:PORT, ...]) with ``rule_files`` loaded."""
+    import json
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    cfg = workdir / "prometheus.yml"
+    cfg.write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": addrs}]} for job, addrs in targets.items()],
+    }, indent=2))
+    argv = [binary, f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address={host}:{port}", "--log.level=warn"]
+    return _spawn("prometheus", argv, host, port, workdir / "prometheus.log", 60.0)

@@ -1,0 +1,276 @@
+"""Render bench/REPORT.md from bench/results/*.json: one table per benchmark, each figure a ratio
+to the baseline measured in the same run with the absolute numbers beside it, and the machine load
+recorded with every run. Pure rendering: reads JSON, writes one Markdown file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import capacity
+
+Section = Callable[[Path], list[str]]
+
+
+def _load(results: Path, name: str) -> dict | None:
+    p = results / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def la(rec: dict | None) -> str:
+    """'3.1' from a load record (1-minute load average)."""
+    return f"{rec['loadavg'][0]:.1f}" if rec else "?"
+
+
+def loads(d: dict) -> str:
+    return f"load {la(d.get('load_before'))} → {la(d.get('load_after'))} on {d.get('machine', {}).get('cpus', '?')} cores"
+
+
+def n(x: float, digits: int = 0) -> str:
+    if x != x:  # NaN
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def not_run(name: str) -> list[str]:
+    return [f"_not run yet: `python bench/run_all.py --only {name}`_", ""]
+
+
+def proxy_vs_direct(results: Path) -> list[str]:
+    d = _load(results, "proxy_vs_direct")
+    out = ["## Proxy vs direct", ""]
+    if not d:
+        return out + not_run("proxy_vs_direct")
+    s = d["setup"]
+    out += [f"Proxy over {s['nodes_behind_proxy']} nodes vs one node holding everything, same run, same data, "
+            f"dim {s['dim']}, L2, k=10; index parameters {s['params']}; {loads(d)}. "
+            "Ratio = proxy / direct (insert and QPS: higher is better; latency: lower is better).", ""]
+    for inv in d.get("invocations", []):  # runs merged from several invocations: each listed with its load
+        out += [f"- invocation {inv['n']}: `{inv['argv']}`, load {la(inv.get('load_before'))} → {la(inv.get('load_after'))}"]
+    for note in d.get("skipped", []):
+        out += [f"- skipped: {note}"]
+    out += [""]
+    rows = []
+    for r in d["runs"]:
+        D, P, R = r["direct"], r["proxy"], r["ratios"]
+        rows.append([r["engine"], r["index"], n(r["rows"]),
+                     f"{n(D['insert_rows_per_s'])} / {n(P['insert_rows_per_s'])} = **{R['insert_throughput_proxy_over_direct']:.2f}**",
+                     f"{n(D['search_p50_ms'], 1)} / {n(P['search_p50_ms'], 1)} = **{R['search_p50_proxy_over_direct']:.2f}**",
+                     f"{n(D['search_p99_ms'], 1)} / {n(P['search_p99_ms'], 1)} = {R['search_p99_proxy_over_direct']:.2f}",
+                     f"{n(D['batch_qps_nq100'])} / {n(P['batch_qps_nq100'])} = **{R['batch_search_throughput_proxy_over_direct']:.2f}**",
+                     f"{D['recall_at_10']:.3f} / {P['recall_at_10']:.3f}",
+                     f"{n(D['index_wait_s'])} / {n(P['index_wait_s'])}",
+                     f"{n(D['rss_bytes'] / 2**20)} / {n(P['rss_bytes'] / 2**20)}",
+                     f"{la(r['load_before'])}→{la(r['load_after'])}"])
+    out += table(["engine", "index", "rows", "insert rows/s direct / proxy = ratio", "p50 ms (nq=1)", "p99 ms",
+                  "QPS at nq=100", "recall@10", "index wait s", "RSS MiB (1 node / 3 nodes)", "load"], rows)
+    return out + ["![proxy vs direct](results/proxy_vs_direct.png)", ""]
+
+
+def merge_cpu(results: Path) -> list[str]:
+    d = _load(results, "merge_cpu")
+    out = ["## Merge CPU per query vs shards", ""]
+    if not d:
+        return out + not_run("merge_cpu")
+    out += [f"`merge.merge_search_results` on simulated shard lists (each shard its k best, one int64 output "
+            f"field); baseline: the same call on ONE shard's list, same run; {loads(d)}.", ""]
+    rows = [[p["nq"], p["k"], p["shards"], n(p["merge_us_per_query"], 1), n(p["one_shard_us_per_query"], 1),
+             f"{p['ratio_to_one_shard']:.1f}", n(p["numpy_topk_us_per_query"], 2)] for p in d["points"]]
+    out += table(["nq", "k", "shards", "merge µs/query", "one shard µs/query", "ratio", "numpy top-k floor µs/query"], rows)
+    return out + ["![merge cpu](results/merge_cpu.png)", ""]
+
+
+def shards(results: Path) -> list[str]:
+    d = _load(results, "shards")
+    out = ["## Latency and recall vs number of shards", ""]
+    if not d:
+        return out + not_run("shards")
+    s = d["setup"]
+    out += [f"{n(s['rows'])} rows total, {s['index']}, {s['engine']}, nq=1 k=10, {s['queries']} queries; baseline: "
+            f"one direct node with the same rows, interleaved query by query; recall vs exact search; {loads(d)}.", ""]
+    rows = [[p["shards"], f"{n(p['proxy_p50_ms'], 1)} / {n(p['direct_p50_ms'], 1)} = **{p['p50_ratio_to_direct']:.2f}**",
+             f"{n(p['proxy_p99_ms'], 1)} / {n(p['direct_p99_ms'], 1)} = {p['p99_ratio_to_direct']:.2f}",
+             f"{p['recall_at_10']:.3f} (direct {p['direct_recall_at_10']:.3f})", f"{la(p['load_before'])}→{la(p['load_after'])}"]
+            for p in d["points"]]
+    out += table(["shards", "p50 ms proxy / direct = ratio", "p99 ms", "recall@10", "load"], rows)
+    return out + ["![shards](results/shards.png)", ""]
+
+
+def concurrency(results: Path) -> list[str]:
+    d = _load(results, "concurrency")
+    out = ["## Concurrency", ""]
+    if not d:
+        return out + not_run("concurrency")
+    s = d["setup"]
+    out += [f"{n(s['rows'])} rows, {s['index']}, {s['engine']}, 3 nodes, nq=1 k=10, {s['seconds_per_point']} s per point; "
+            f"baseline: the same client threads straight to one node with the same rows; {loads(d)}. "
+            "(Anchor: the Mishards report that broke at 5 client threads.)", ""]
+    rows = [[p["clients"], p["target"], n(p["qps"], 1), f"{p['qps_ratio_to_direct']:.2f}", n(p["p50_ms"], 1),
+             n(p["p99_ms"], 1), f"{p['p99_ratio_to_direct']:.2f}", p["errors"], f"{la(p['load_before'])}→{la(p['load_after'])}"]
+            for p in d["points"]]
+    out += table(["clients", "target", "QPS", "QPS / direct", "p50 ms", "p99 ms", "p99 / direct", "errors", "load"], rows)
+    return out + ["![concurrency](results/concurrency.png)", ""]
+
+
+def rebalance(results: Path) -> list[str]:
+    d = _load(results, "rebalance")
+    out = ["## Rebalance", ""]
+    if not d:
+        return out + not_run("rebalance")
+    out += [f"Moved fraction from the ring (exact arc shares); {loads(d)}.", ""]
+    out += table(["N", "ideal 1/N", "add moved", "ratio", "drain moved", "ratio"],
+                 [[m["n"], f"{m['ideal']:.3f}", f"{m['add_moved']:.3f}", f"{m['add_ratio']:.2f}", f"{m['drain_moved']:.3f}",
+                   f"{m['drain_ratio']:.2f}"] for m in d["moved_fraction"]])
+    c = d.get("cluster")
+    if c:
+        a, dr, b, du = c["add_without_load"], c["drain_with_load"], c["search_ms_before"], c["search_ms_during_move"]
+        out += [f"Real cluster ({c.get('engine', 'milvus-lite')}): {n(c['rows'])} rows, dim {c['dim']}, 3 nodes + 1 spare.", ""]
+        out += table(["", "value", "baseline (same run)", "ratio"], [
+            ["add node, no load: rows/s moved", n(a["rows_per_s"]), "", ""],
+            ["add node: moved fraction", f"{a['moved_fraction']:.3f}", "ideal 0.250", f"{a['ratio_to_ideal']:.2f}"],
+            ["drain, with inserts + searches: rows/s moved", n(dr["rows_per_s"]), f"{n(a['rows_per_s'])} (no load)",
+             f"{dr['rows_per_s'] / a['rows_per_s']:.2f}" if a["rows_per_s"] else "–"],
+            ["search p50 ms during the move", n(du["p50"], 1), f"{n(b['p50'], 1)} (no move)", f"{du['p50'] / b['p50']:.2f}"],
+            ["search p99 ms during the move", n(du["p99"], 1), f"{n(b['p99'], 1)} (no move)", f"{du['p99'] / b['p99']:.2f}"],
+        ])
+    return out + ["![rebalance](results/rebalance.png)", ""]
+
+
+def pipeline(results: Path) -> list[str]:
+    d = _load(results, "pipeline")
+    out = ["## Image pipeline", ""]
+    if not d:
+        return out + not_run("pipeline")
+    ls, le = d.get("load_average_at_start"), d.get("load_average_at_end")
+    out += [f"{d['images']} catalog images, batch {d['batch_size']}, {d['torch_threads']} torch threads; baseline: raw model "
+            f"forward at the same batch, same run; load {ls[0] if ls else '?':.1f} → {le[0] if le else '?':.1f} on "
+            f"{d['cpu_count']} cores.", ""]
+    out += table(["stage", "images/s", "ratio to raw forward"], [
+        ["raw forward (backbone + projection)", n(d["raw_forward_images_per_s"], 1), "1.00"],
+        ["pipeline (queue → decode → embed → upsert → ack)", n(d["pipeline_images_per_s"], 1), f"**{d['pipeline_vs_raw']:.2f}**"],
+    ])
+    q = d["query_latency"]
+    out += table(["query stage", "mean ms", "p50 ms", "p95 ms", "share of total"],
+                 [[k, n(v["mean_ms"], 1), n(v["p50_ms"], 1), n(v["p95_ms"], 1), f"{v['mean_ms'] / q['total']['mean_ms']:.2f}"]
+                  for k, v in q.items()])
+    return out + ["![pipeline](results/pipeline.png)", ""]
+
+
+def capacity_section(results: Path) -> list[str]:
+    out = ["## Capacity model", "",
+           "`bench/capacity.py` fits per-node constants from the tables above (memory per vector from node RSS, CPU "
+           "per query from the node processes' CPU time in nq=100 batches, latency from nq=1 p50, tail from proxy p99/p50, QPS per proxy from the "
+           "concurrency run, images/s per worker from the pipeline run). With three or more sizes the largest is "
+           "held out of the fit and predicted.", ""]
+    d = _load(results, "proxy_vs_direct")
+    if not d:
+        return out + not_run("proxy_vs_direct")
+    combos = sorted({(r["engine"], r["index"]) for r in d["runs"]})
+    rows, preds = [], []
+    for engine, index in combos:
+        try:
+            checks = capacity.check_against_measurements(results, engine, index)
+            c = capacity.constants_from_results(results, engine, index)
+        except capacity.NotMeasured as exc:
+            out += [f"- {engine} {index}: {exc}"]
+            continue
+        for ch in checks:
+            rows.append([engine, index, n(ch["rows"]), ch["kind"],
+                         f"{n(ch['rss_mib']['predicted'])} / {n(ch['rss_mib']['measured'])} = {ch['rss_mib']['predicted'] / ch['rss_mib']['measured']:.2f}",
+                         f"{n(ch['node_cpu_ms_per_query']['predicted'], 2)} / {n(ch['node_cpu_ms_per_query']['measured'], 2)} = "
+                         f"{ch['node_cpu_ms_per_query']['predicted'] / ch['node_cpu_ms_per_query']['measured']:.2f}",
+                         f"{n(ch['search_p50_ms']['predicted'], 1)} / {n(ch['search_p50_ms']['measured'], 1)} = "
+                         f"{ch['search_p50_ms']['predicted'] / ch['search_p50_ms']['measured']:.2f}"])
+        for images in (30_000_000, 300_000_000):
+            t = capacity.Target(images=images, index=index, replicas=2, qps=100, p99_ms=200, node_memory_gib=64, node_cores=16)
+            try:
+                p = capacity.plan(c, t)
+            except ValueError as exc:  # e.g. a memory fit with no positive slope at tiny sizes
+                preds.append([engine, index, f"{images / 1e6:.0f}M", n(c.memory.slope), f"{c.search_cpu_s.b:.2f}",
+                              *["–"] * 8, f"no plan: {exc}"])
+                continue
+            preds.append([engine, index, f"{images / 1e6:.0f}M", n(c.memory.slope), f"{c.search_cpu_s.b:.2f}",
+                          p.nodes, f"{p.nodes_for_memory} / {p.nodes_for_qps if p.nodes_for_qps else 'unreachable'}",
+                          n(p.memory_per_node_gib, 1), n(p.qps_capacity), n(p.p99_ms), p.proxies, p.workers, n(p.import_hours, 1),
+                          "; ".join(p.notes)])
+    out += ["Predicted vs measured (one node; predicted / measured = ratio):", ""]
+    out += table(["engine", "index", "rows", "kind", "RSS MiB", "node CPU ms/query (nq=100)", "p50 ms (nq=1)"], rows)
+    out += ["Predictions: R=2, target 100 QPS and p99 ≤ 200 ms, nodes of 64 GiB (70% usable) and 16 cores at 60% "
+            "CPU, import within 24 h, one vector per image (256-d). The search exponent b is the fitted growth of "
+            "per-query CPU with rows per node; when it is measured over small sizes only, the extrapolation to "
+            "tens of millions per node is the model's weakest part.", ""]
+    out += table(["engine", "index", "images", "bytes/vector", "cpu ~ n^b", "nodes", "for memory / for QPS",
+                  "GiB per node", "QPS capacity", "p99 ms", "proxies", "workers", "import h", "notes"], preds)
+    return out
+
+
+def ring(results: Path) -> list[str]:
+    d = _load(results, "ring_sim")
+    out = ["## Ring simulation", ""]
+    if not d:
+        return out + not_run("ring_sim")
+    ch = d["choice"]
+    out += [f"uhashring ketama continuum, exact arc shares (no sampling noise); replicas R={d['points'][0]['replicas']}; "
+            f"{loads(d)}. Chosen default vnodes: the smallest count with imbalance ≤ {ch['max_imbalance']} for every "
+            f"cluster up to {ch['up_to_nodes']} nodes: **{ch['vnodes']}** (shardproxy.ring.DEFAULT_VNODES is "
+            f"{d['current_default_vnodes']}).", ""]
+    nodes = sorted({p["nodes"] for p in d["points"]})
+    vn = sorted({p["vnodes"] for p in d["points"]})
+    by = {(p["nodes"], p["vnodes"], p["weighted"]): p for p in d["points"]}
+    out += ["Load imbalance (max node share / its weight share; 1.00 is perfect), unweighted | weighted 1:2:", ""]
+    out += table(["vnodes \\ nodes", *map(str, nodes)],
+                 [[v, *[f"{by[(k, v, False)]['imbalance']:.2f} \\| {by[(k, v, True)]['imbalance']:.2f}" for k in nodes]] for v in vn])
+    out += ["Moved fraction / ideal, add one node | remove one node (unweighted):", ""]
+    out += table(["vnodes \\ nodes", *map(str, nodes)],
+                 [[v, *[f"{by[(k, v, False)]['add_ratio']:.2f} \\| {by[(k, v, False)]['remove_ratio']:.2f}" for k in nodes]] for v in vn])
+    distinct = all(p["replica_distinct"] for p in d["points"])
+    out += [f"Replica placement: no two replicas of a key on one node in every simulated ring: **{distinct}**. "
+            "Replica load max/mean (unweighted):", ""]
+    out += table(["vnodes \\ nodes", *map(str, nodes)],
+                 [[v, *[f"{by[(k, v, False)]['replica_load_max_over_mean']:.2f}" for k in nodes]] for v in vn])
+    out += ["Lookup cost (`Ring.owner_index`: md5 per key + one searchsorted):", ""]
+    out += table(["nodes", "vnodes", "ring points", "ring arrays KiB", "batch", "ms per batch", "µs per key", "peak KiB per batch"],
+                 [[x["nodes"], x["vnodes"], n(x["ring_points"]), n(x["ring_array_bytes"] / 1024), n(x["batch"]),
+                   n(x["seconds_per_batch"] * 1000, 2), n(x["us_per_key"], 2), n(x["peak_bytes_per_batch"] / 1024)]
+                  for x in d["lookup"]])
+    if d.get("real_ring_build"):
+        out += ["Building the proxy's real `Ring` (uhashring inserts every point with `insort`, quadratic in points); "
+                "the simulation uses the identical continuum built with numpy:", ""]
+        out += table(["nodes", "vnodes", "points", "build s"],
+                     [[b["nodes"], b["vnodes"], n(b["nodes"] * b["vnodes"] * 4), n(b["seconds"], 2)] for b in d["real_ring_build"]])
+    return out + ["![ring](results/ring_sim.png)", ""]
+
+
+SECTIONS: list[Section] = [proxy_vs_direct, merge_cpu, shards, concurrency, rebalance, pipeline, capacity_section, ring]
+
+
+def render(results: Path) -> str:
+    meta = _load(results, "run_all") or {"steps": {}}
+    out = ["# Benchmark report", "",
+           "Generated by `make bench` (`bench/run_all.py`) from `bench/results/*.json`. Every figure is a ratio to a "
+           "baseline measured in the same run, with the absolute numbers beside it; the machine load (1-minute load "
+           "average) is recorded before and after every run. Shared 2-core machines: read a ratio together with its load.", ""]
+    out += [f"- {note}" for note in meta.get("notes", [])] + ([""] if meta.get("notes") else [])
+    if meta.get("steps"):
+        out += table(["benchmark", "scale", "command", "rc", "wall s", "load before → after"],
+                     [[k, s.get("scale", "?"), f"`{' '.join(s['argv'])}`", s["rc"], n(s["wall_s"]),
+                       f"{la(s['load_before'])} → {la(s['load_after'])}"] for k, s in meta["steps"].items()])
+    for sec in SECTIONS:
+        try:
+            out += sec(results)
+        except (KeyError, TypeError, ZeroDivisionError, ValueError) as exc:  # a malformed/partial JSON: say so
+            out += [f"_section {sec.__name__} could not be rendered: {exc!r}_", ""]
+    return "\n".join(out) + "\n"
+
+
+def write_report(results: Path, path: Path) -> Path:
+    path.write_text(render(results))
+    return path

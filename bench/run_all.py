@@ -1,0 +1,115 @@
+"""`make bench`: run every benchmark in bench/ (niced), then write bench/REPORT.md from the JSON.
+
+Each benchmark runs as its own process under ``nice -n 10`` with the sizes of the chosen scale;
+its output goes to bench/results/logs/NAME.log, its JSON and PNG to bench/results/. The machine's
+load is recorded before and after every step (and inside every benchmark), and the report shows it
+next to every table.
+
+    .venv/bin/python bench/run_all.py                      # default scale: < 30 min on an idle 2-core box
+    .venv/bin/python bench/run_all.py --scale small        # minutes: proves the pipeline
+    .venv/bin/python bench/run_all.py --scale large        # 1M rows, both engines: a bigger machine
+    .venv/bin/python bench/run_all.py --only ring_sim,merge_cpu --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
+
+from bench import common, report  # noqa: E402
+
+# name -> arguments per scale. Sizes: "default" fits this 2-core machine in < 30 minutes when idle.
+SCALES: dict[str, dict[str, list[str]]] = {
+    "small": {
+        "merge_cpu": ["--min-s", "0.1"],
+        "concurrency": ["--rows", "10000", "--clients", "1,4,16,64", "--seconds", "4"],
+        "shards": ["--rows", "20000", "--shards", "1,2,4", "--queries", "60"],
+        "rebalance": ["--rows", "10000", "--baseline-s", "5"],
+        "pipeline": ["--images", "64", "--batch", "16", "--queries", "10"],
+        "proxy_vs_direct": ["--sizes", "3000,9000,27000", "--latency-queries", "40", "--throughput-rounds", "3"],
+        "ring_sim": ["--nodes", "3,8,32,128,512", "--vnodes", "10,40,160,320", "--build-nodes", "3,32"],
+    },
+    "default": {
+        "ring_sim": [],
+        "merge_cpu": [],
+        "proxy_vs_direct": ["--sizes", "30000,100000,300000", "--milvus-sizes", "30000,100000",
+                            "--indexes", "FLAT,HNSW,IVF_FLAT", "--latency-queries", "100"],
+        "shards": ["--rows", "100000", "--shards", "1,2,4,8"],
+        "concurrency": ["--rows", "50000"],
+        "rebalance": ["--rows", "30000"],
+        "pipeline": ["--images", "128", "--batch", "32", "--queries", "20"],
+    },
+    "large": {
+        "ring_sim": ["--vnodes", "10,40,80,160,320,640"],
+        "merge_cpu": ["--shards", "2,4,8,16,32,64,128"],
+        "proxy_vs_direct": ["--sizes", "100000,300000,1000000", "--latency-queries", "300"],
+        "shards": ["--rows", "300000", "--shards", "1,2,4,8,16"],
+        "concurrency": ["--rows", "300000", "--clients", "1,4,16,64,128"],
+        "rebalance": ["--rows", "300000"],
+        "pipeline": ["--images", "512", "--batch", "32", "--queries", "40"],
+    },
+}
+ENGINE_AWARE = {"proxy_vs_direct": "--engines", "shards": "--engine", "concurrency": "--engine", "rebalance": "--engine"}
+
+
+def run_step(name: str, args: list[str], out: Path, timeout: float) -> dict:
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    argv = ["nice", "-n", "10", sys.executable, str(ROOT / "bench" / f"{name}.py"), *args, "--out", str(out)]
+    before = common.load()
+    t0 = time.perf_counter()
+    with open(logs / f"{name}.log", "wb") as log:
+        try:
+            rc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")])}).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    step = {"name": name, "argv": argv[3:], "rc": rc, "wall_s": time.perf_counter() - t0,
+            "load_before": before, "load_after": common.load(), "log": str((logs / f"{name}.log").relative_to(ROOT))}
+    print(f"{name}: rc={rc} in {step['wall_s']:.0f}s (load {before['loadavg'][0]:.1f} -> {step['load_after']['loadavg'][0]:.1f})",
+          flush=True)
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="default")
+    ap.add_argument("--only", default="", help="comma-separated benchmark names (default: all)")
+    ap.add_argument("--engine", default="milvus-lite", choices=common.ENGINES,
+                    help="engine of the shard/concurrency/rebalance runs (proxy_vs_direct runs both when installed)")
+    ap.add_argument("--step-timeout", type=float, default=3600)
+    ap.add_argument("--report-only", action="store_true", help="only regenerate bench/REPORT.md from the JSON")
+    ap.add_argument("--note", action="append", default=[], help="a line for the report's header (kept)")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
+    args = ap.parse_args()
+    steps = SCALES[args.scale]
+    names = [n for n in steps if not args.only or n in args.only.split(",")]
+    meta_path = args.out / "run_all.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"steps": {}}
+    meta.setdefault("notes", []).extend(args.note)
+    if not args.report_only:
+        meta |= {"scale": args.scale, "machine": common.machine()}
+        for name in names:
+            extra = list(steps[name])
+            if name in ENGINE_AWARE and name != "proxy_vs_direct":
+                extra += [ENGINE_AWARE[name], args.engine]
+            meta["steps"][name] = run_step(name, extra, args.out, args.step_timeout) | {"scale": args.scale}
+            common.write("run_all", meta, args.out)
+    common.write("run_all", meta, args.out)
+    path = report.write_report(args.out, ROOT / "bench" / "REPORT.md")
+    print(f"wrote {path}")
+    failed = [n for n in names if meta["steps"].get(n, {}).get("rc") not in (0, None)]
+    if failed and not args.report_only:
+        sys.exit(f"failed: {', '.join(failed)} (logs in {args.out / 'logs'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Search latency and recall@10 vs the number of shards at equal total data.
+
+The same rows (256-d) go into a cluster of S nodes behind the proxy, S = 1, 2, 4, 8 (one cluster
+after the other), and once into a direct node (the baseline, measured in the same run and
+interleaved query by query with every cluster). Recall@10 is against exact search (numpy brute
+force, which is what FLAT returns). With an ANN index each shard searches its own graph/lists, so
+recall can change with S; with FLAT it must stay 1.0. Writes bench/results/shards.{json,png}.
+
+    .venv/bin/python bench/shards.py [--rows 100000] [--shards 1,2,4,8] [--index HNSW] [--engine milvus-lite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
+
+from pymilvus import MilvusClient  # noqa: E402
+
+from bench import common  # noqa: E402
+from bench.proxy_vs_direct import create, insert_all, search_params  # noqa: E402
+from devkit.devcluster import DevCluster  # noqa: E402
+
+NAME = "bench_shards"
+
+
+def exact_top10(vecs: np.ndarray, queries: np.ndarray) -> list[set[int]]:
+    out = []
+    for q in queries:
+        d = ((vecs - q) ** 2).sum(axis=1)
+        out.append(set(np.argpartition(d, 10)[:10].tolist()))
+    return out
+
+
+def recall(client: MilvusClient, queries: np.ndarray, truth: list[set[int]], index: str) -> float:
+    res = client.search(NAME, queries.tolist(), limit=10, search_params=search_params(index))
+    return sum(len(t & {h["id"] for h in r}) for t, r in zip(truth, res)) / (10 * len(queries))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--shards", default="1,2,4,8")
+    ap.add_argument("--index", default="HNSW")
+    ap.add_argument("--engine", default="milvus-lite")
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
+    queries = (vecs[rng.choice(args.rows, args.queries, replace=False)]
+               + 0.1 * rng.standard_normal((args.queries, args.dim))).astype(np.float32)
+    truth = exact_top10(vecs, queries[:50])
+    sp = search_params(args.index)
+    res: dict = {"machine": common.machine(), "load_before": common.load(),
+                 "setup": {"rows": args.rows, "dim": args.dim, "index": args.index, "engine": args.engine, "k": 10,
+                           "queries": args.queries}, "points": []}
+    with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
+        direct = common.start_node(args.engine, Path(tmp) / "direct" / "data", "direct")
+        dc = MilvusClient(uri=f"http://{direct.address}")
+        try:
+            create(dc, NAME, args.dim, args.index)
+            insert_all(dc, NAME, vecs, 5000, "direct")
+            common.await_index(args.engine, [f"http://{direct.address}"], [direct.pid], NAME)
+            direct_recall = recall(dc, queries[:50], truth, args.index)
+            for s in (int(x) for x in args.shards.split(",")):
+                cluster = DevCluster(data_dir=Path(tmp) / f"c{s}", nodes=s, engine=args.engine, proxy_env=common.BENCH_PROXY_ENV).start()
+                try:
+                    pc = cluster.client()
+                    create(pc, NAME, args.dim, args.index)
+                    insert_all(pc, NAME, vecs, 5000, f"{s} shards")
+                    common.await_index(args.engine, [f"http://{m.address}" for m in cluster.milvus],
+                                       [m.pid for m in cluster.milvus], NAME)
+                    load0 = common.load()
+                    for q in queries[:10]:
+                        pc.search(NAME, [q.tolist()], limit=10, search_params=sp)
+                        dc.search(NAME, [q.tolist()], limit=10, search_params=sp)
+                    lat: dict[str, list[float]] = {"proxy": [], "direct": []}
+                    for q in queries:  # interleaved: load hits both alike
+                        for label, c in (("proxy", pc), ("direct", dc)):
+                            t0 = time.perf_counter()
+                            c.search(NAME, [q.tolist()], limit=10, search_params=sp)
+                            lat[label].append(time.perf_counter() - t0)
+                    p = {"shards": s, "proxy_p50_ms": common.pct(lat["proxy"], 50), "proxy_p99_ms": common.pct(lat["proxy"], 99),
+                         "proxy_mean_ms": statistics.fmean(lat["proxy"]) * 1000,
+                         "direct_p50_ms": common.pct(lat["direct"], 50), "direct_p99_ms": common.pct(lat["direct"], 99),
+                         "recall_at_10": recall(pc, queries[:50], truth, args.index), "direct_recall_at_10": direct_recall,
+                         "load_before": load0, "load_after": common.load()}
+                    p["p50_ratio_to_direct"] = p["proxy_p50_ms"] / p["direct_p50_ms"]
+                    p["p99_ratio_to_direct"] = p["proxy_p99_ms"] / p["direct_p99_ms"]
+                    res["points"].append(p)
+                    print(f"{s} shards: p50 {p['proxy_p50_ms']:.1f} ms ({p['p50_ratio_to_direct']:.2f}x direct), "
+                          f"recall@10 {p['recall_at_10']:.3f} (direct {direct_recall:.3f})", flush=True)
+                    pc.close()
+                finally:
+                    cluster.stop()
+            dc.close()
+        finally:
+            direct.stop(timeout=30)
+    res["load_after"] = common.load()
+    common.write("shards", res, args.out)
+    plt = common.plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    xs = [p["shards"] for p in res["points"]]
+    a1.plot(xs, [p["p50_ratio_to_direct"] for p in res["points"]], "o-", label="p50")
+    a1.plot(xs, [p["p99_ratio_to_direct"] for p in res["points"]], "s-", label="p99")
+    a1.axhline(1.0, color="k", lw=0.8)
+    a1.set_xlabel("shards (nodes behind the proxy)")
+    a1.set_ylabel("latency / direct 1 node (same run)")
+    a1.legend()
+    a2.plot(xs, [p["recall_at_10"] for p in res["points"]], "o-", label="proxy")
+    a2.axhline(res["points"][0]["direct_recall_at_10"] if res["points"] else 0, color="k", lw=0.8, label="direct")
+    a2.set_xlabel("shards")
+    a2.set_ylabel("recall@10 vs exact")
+    a2.legend()
+    fig.suptitle(f"{args.rows:,} rows total, {args.index}, {args.engine}, load "
+                 f"{res['load_before']['loadavg'][0]:.1f}->{res['load_after']['loadavg'][0]:.1f}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.out / "shards.png", dpi=110)
+    print(f"wrote {args.out / 'shards.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The shopper's page: ``embed web`` (see :mod:`embed.web.app`)."""

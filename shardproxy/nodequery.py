@@ -1,0 +1,96 @@
+"""Queries against one Milvus node, shared by the migrator, hinted handoff and count-distinct:
+``pk in [...]`` expressions, primary-key scans in pk order, fetching rows by pk.
+
+Depends only on the node client and the collection record (no servicer, no cluster)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+
+from shardproxy import fielddata
+from shardproxy.metastore import CollectionRecord
+from shardproxy.nodepool import NodeClient
+
+Key = int | str
+
+
+def pk_expr(pk_name: str, values: Sequence[Key], is_str: bool) -> str:
+    """``pk in [...]`` for a list of keys (strings JSON-quoted)."""
+    if is_str:
+        quoted = ",".join(json.dumps(str(v)) for v in values)
+        return f"{pk_name} in [{quoted}]"
+    return f"{pk_name} in [{','.join(str(int(v)) for v in values)}]"
+
+
+def after_expr(pk_name: str, last: Key | None, is_str: bool) -> str:
+    """Keys after ``last`` (every key when None)."""
+    if last is None:
+        return f'{pk_name} >= ""' if is_str else f"{pk_name} >= -9223372036854775808"
+    if is_str:
+        return f"{pk_name} > {json.dumps(str(last))}"
+    return f"{pk_name} > {int(last)}"
+
+
+def kvs(**kw: str) -> list[common_pb2.KeyValuePair]:
+    return [common_pb2.KeyValuePair(key=k, value=v) for k, v in kw.items()]
+
+
+async def scan_pks(client: NodeClient, rec: CollectionRecord, last: Key | None, batch: int,
+                   extra: str = "") -> list[Key]:
+    """The next ``batch`` primary keys of ``rec`` on one node after ``last``, ascending (and
+    matching the filter ``extra`` when given)."""
+    expr = after_expr(rec.pk_name, last, rec.pk_is_str)
+    if extra.strip():
+        expr = f"({extra}) and {expr}"
+    req = milvus_pb2.QueryRequest(
+        db_name=rec.db, collection_name=rec.name, expr=expr, output_fields=[rec.pk_name],
+        query_params=kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
+        consistency_level=common_pb2.ConsistencyLevel.Strong,
+    )
+    resp = await client.call("Query", req)
+    col = next((fd for fd in resp.fields_data if fd.field_name == rec.pk_name), None)
+    pks = fielddata.column_values(col) if col is not None else []
+    pks.sort()
+    return pks
+
+
+async def scan_all_pks(client: NodeClient, rec: CollectionRecord, batch: int, extra: str = "") -> list[Key]:
+    """Every primary key of ``rec`` on one node (matching ``extra``), ascending, ``batch`` at a time."""
+    out: list[Key] = []
+    last: Key | None = None
+    while True:
+        pks = await scan_pks(client, rec, last, batch, extra=extra)
+        out.extend(pks)
+        if len(pks) < batch:
+            return out
+        last = pks[-1]
+
+
+async def fetch_rows_by_partition(client: NodeClient, rec: CollectionRecord,
+                                  pks: Sequence[Key]) -> list[tuple[str, list[schema_pb2.FieldData]]]:
+    """Full rows of the given keys on one node, grouped by the partition they are in, so a copy
+    (rebalance, hinted handoff) lands in the same partition. One group with partition "" (let
+    the node decide: ``_default``, or the partition key's) when the user created no partition."""
+    if not rec.partitions or rec.partition_key:
+        return [("", await fetch_rows(client, rec, pks))]
+    out = []
+    for part in ("_default", *rec.partitions):
+        fields = await fetch_rows(client, rec, pks, partition=part)
+        if fields and fielddata.num_rows(fields[0]):
+            out.append((part, fields))
+    return out
+
+
+async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[Key],
+                     partition: str = "") -> list[schema_pb2.FieldData]:
+    """Full rows (``output_fields=["*"]``) of the given keys on one node."""
+    req = milvus_pb2.QueryRequest(
+        db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str), output_fields=["*"],
+        query_params=kvs(limit=str(len(pks))), consistency_level=common_pb2.ConsistencyLevel.Strong,
+        partition_names=[partition] if partition else [],
+    )
+    resp = await client.call("Query", req)
+    return list(resp.fields_data)

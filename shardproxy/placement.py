@@ -1,0 +1,177 @@
+"""Placement: which nodes hold which keys, before, during and after a ring change. Pure: no I/O.
+
+At most one ring change (a *move*) runs at a time. Node states describe it completely:
+
+* the **current ring** holds the nodes that own keys before the move: ``active``, ``down`` and
+  ``draining`` nodes;
+* the **target ring** holds the owners after the move: ``active``, ``down`` and ``joining``.
+
+Without a move both rings are the same. During a move every proxy routes the same way,
+because the node states come from Redis:
+
+* inserts/upserts go to the *target* owners (the migrator never has to chase new writes):
+  :meth:`Placement.write_targets`;
+* deletes and gets by id go to every node that may hold the keys (:meth:`Placement.holders`):
+  the R replicas on the target ring and, during a move, the keys' replicas on the current ring;
+* filter deletes/queries and searches go to every node that may hold data
+  (:meth:`Placement.scatter_set`: active, joining, draining, down); the merge dedups by primary
+  key, so a row caught on both its old and new node during its copy is counted once;
+* writes and deletes during a move leave tombstones (``touched`` marks) for the keys the
+  migrator might copy: :meth:`Placement.tombstone_keys`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shardproxy.metastore import NodeRecord, NodeState
+from shardproxy.ring import DEFAULT_VNODES, Ring, RingNode
+
+CURRENT_STATES = frozenset({NodeState.ACTIVE, NodeState.DOWN, NodeState.DRAINING})
+TARGET_STATES = frozenset({NodeState.ACTIVE, NodeState.DOWN, NodeState.JOINING})
+DATA_STATES = frozenset({NodeState.ACTIVE, NodeState.JOINING, NodeState.DRAINING, NodeState.DOWN})
+
+Key = int | str
+
+
+def current_ring(nodes: Iterable[NodeRecord], vnodes: int) -> Ring:
+    return Ring([RingNode(n.id, n.weight) for n in nodes if n.state in CURRENT_STATES], vnodes=vnodes)
+
+
+def target_ring(nodes: Iterable[NodeRecord], vnodes: int) -> Ring:
+    return Ring([RingNode(n.id, n.weight) for n in nodes if n.state in TARGET_STATES], vnodes=vnodes)
+
+
+def moving(nodes: Iterable[NodeRecord]) -> bool:
+    """True while a ring change is in progress (some node is joining or draining)."""
+    return any(n.state in (NodeState.JOINING, NodeState.DRAINING) for n in nodes)
+
+
+def read_split(current: Ring, target: Ring, pks: Sequence[Key]) -> dict[str, list[int]]:
+    """Rows of a get/delete-by-id batch grouped by every node that may hold them (R = 1): the
+    owner on the current ring and, when it differs, the owner on the target ring."""
+    if not len(pks):
+        return {}
+    out: dict[str, list[int]] = {}
+    cur = current.owners(pks) if current else [None] * len(pks)
+    tgt = target.owners(pks) if target else [None] * len(pks)
+    for i, (a, b) in enumerate(zip(cur, tgt)):
+        for nid in {a, b}:
+            if nid is not None:
+                out.setdefault(nid, []).append(i)
+    return out
+
+
+def changed_owner(current: Ring, target: Ring, pks: Sequence[Key]) -> list[Key]:
+    """Keys whose owner differs between the two rings (the keys a move carries)."""
+    if not len(pks) or not current or not target:
+        return []
+    return [pk for pk, a, b in zip(pks, current.owners(pks), target.owners(pks)) if a != b]
+
+
+def moved_fraction(before: Ring, after: Ring, pks: Sequence[Key]) -> float:
+    """Fraction of ``pks`` whose owner changes between two rings."""
+    if not len(pks):
+        return 0.0
+    a = np.asarray(before.owner_index(pks))
+    b = np.asarray(after.owner_index(pks))
+    before_ids = np.asarray(before.node_ids, dtype=object)[a]
+    after_ids = np.asarray(after.node_ids, dtype=object)[b]
+    return float(np.mean(before_ids != after_ids))
+
+
+def replica_split(ring: Ring, pks: Sequence[Key], count: int) -> dict[str, np.ndarray]:
+    """Rows of a batch grouped by every node holding one of their ``count`` replicas."""
+    if not len(pks):
+        return {}
+    if count <= 1:
+        return ring.split(pks)
+    idx = ring.replica_index(pks, count)
+    out: dict[str, np.ndarray] = {}
+    for j, nid in enumerate(ring.node_ids):
+        rows = np.flatnonzero((idx == j).any(axis=1))
+        if len(rows):
+            out[nid] = rows
+    return out
+
+
+def missing_shards(ring: Ring, count: int, down: Iterable[str]) -> list[str]:
+    """Shards (named by their owner node) with no live replica when the nodes in ``down`` are
+    unavailable: some stretch of the ring whose ``count`` replicas are all down."""
+    down_idx = {i for i in (ring.index_of(d) for d in down) if i is not None}
+    if not down_idx or not ring:
+        return []
+    table = ring.successors(count)
+    dead = np.isin(table, list(down_idx)).all(axis=1)
+    return sorted({ring.node_ids[int(table[p, 0])] for p in np.flatnonzero(dead)})
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where keys live for one collection: the current and target rings, whether a move is in
+    progress, and the collection's replication factor R."""
+
+    current: Ring
+    target: Ring
+    moving: bool = False
+    replicas: int = 1
+
+    @classmethod
+    def from_nodes(cls, nodes: Sequence[NodeRecord], vnodes: int = DEFAULT_VNODES, replicas: int = 1) -> Placement:
+        return cls(current_ring(nodes, vnodes), target_ring(nodes, vnodes), moving(nodes), replicas)
+
+    @classmethod
+    def steady(cls, ring: Ring, replicas: int = 1) -> Placement:
+        """No move: both rings are ``ring``."""
+        return cls(ring, ring, False, replicas)
+
+    def with_replicas(self, replicas: int) -> Placement:
+        return dataclasses.replace(self, replicas=replicas)
+
+    def write_targets(self, pks: Sequence[Key]) -> dict[str, np.ndarray]:
+        """Rows of a write batch grouped by node: the R replicas of each key on the target ring."""
+        return replica_split(self.target, pks, self.replicas)
+
+    def holders(self, pks: Sequence[Key]) -> dict[str, list[int]]:
+        """Rows of a get/delete-by-id batch grouped by every node that may hold them: the R
+        replicas on the target ring and, during a move, the R replicas on the current ring."""
+        if not len(pks):
+            return {}
+        if self.replicas > 1:
+            parts = {n: r.tolist() for n, r in replica_split(self.target, pks, self.replicas).items()}
+            if self.moving:
+                for nid, rows in replica_split(self.current, pks, self.replicas).items():
+                    parts[nid] = sorted(set(parts.get(nid, [])) | set(rows.tolist()))
+            return parts
+        if self.moving:
+            return read_split(self.current, self.target, pks)
+        return {n: r.tolist() for n, r in self.target.split(pks).items()}
+
+    def scatter_set(self) -> list[str]:
+        """Every node that may hold data (both rings), sorted: where filter reads go."""
+        return sorted(set(self.current.node_ids) | set(self.target.node_ids))
+
+    def tombstone_keys(self, pks: Sequence[Key]) -> list[Key]:
+        """Keys a write or delete must mark as touched before it runs, so the migrator never
+        copies an older version over it: none without a move; with R > 1 every key (replica
+        sets change in ways a single owner comparison misses); with R = 1 the keys whose owner
+        changes."""
+        if not self.moving:
+            return []
+        if self.replicas > 1:
+            return list(pks)
+        return changed_owner(self.current, self.target, pks)
+
+    def missing_shards(self, down: Iterable[str]) -> list[str]:
+        """Shards with no live replica when ``down`` nodes are unavailable, on either ring; a
+        down node on neither ring (its rows may have no other copy) counts as missing too."""
+        down = set(down)
+        out = set(missing_shards(self.target, self.replicas, down))
+        if self.moving:
+            out |= set(missing_shards(self.current, self.replicas, down))
+        out |= {n for n in down if self.target.index_of(n) is None and self.current.index_of(n) is None}
+        return sorted(out)

@@ -1,0 +1,109 @@
+"""The capacity model (bench/capacity.py): fits, the plan's arithmetic, and reading constants
+from benchmark JSON (synthetic files here; the real ones come from `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import capacity as cap
+
+GIB = 1024**3
+
+
+def test_fits_recover_known_curves() -> None:
+    pl = cap.fit_power_law([1e4, 1e5, 1e6], [2e-3 * x**0.5 for x in (1e4, 1e5, 1e6)])
+    assert pl.b == pytest.approx(0.5) and pl.a == pytest.approx(2e-3)
+    lin = cap.fit_linear([1, 2, 3], [10, 12, 14])
+    assert (lin.base, lin.slope) == (pytest.approx(8), pytest.approx(2))
+    with pytest.raises(cap.NotMeasured):
+        cap.fit_power_law([5, 5], [1, 2])
+    with pytest.raises(cap.NotMeasured):
+        cap.fit_linear([5], [1])
+
+
+def consts(b: float = 1.0, slope: float = 1500.0) -> cap.Constants:
+    return cap.Constants(
+        engine="e", index="FLAT", dim=256, memory=cap.Linear(200 * 2**20, slope),
+        search_cpu_s=cap.PowerLaw(1e-7, b), p50_s=cap.PowerLaw(1e-7, b), cores_measured=2, tail=2.0,
+        qps_per_proxy=400.0, images_per_s_per_worker=10.0, insert_rows_per_s=20_000.0, nodes_measured=3,
+    )
+
+
+def test_memory_bound_plan() -> None:
+    c = consts()
+    t = cap.Target(images=30_000_000, replicas=2, qps=1.0, node_memory_gib=64, usable_memory=0.5)
+    p = cap.plan(c, t)
+    per_node = (64 * GIB * 0.5 - 200 * 2**20) / 1500
+    assert p.nodes_for_memory == math.ceil(30e6 * 2 / per_node)
+    assert p.nodes == p.nodes_for_memory and p.memory_per_node_gib <= 64 * 0.5
+    assert p.vectors_per_node == pytest.approx(30e6 * 2 / p.nodes)
+    assert p.workers == math.ceil(30e6 / (10 * 3600 * 24)) and p.proxies == 1
+
+
+def test_qps_bound_plan_adds_nodes_and_proxies() -> None:
+    c = consts()
+    low = cap.plan(c, cap.Target(images=10_000_000, qps=1.0))
+    high = cap.plan(c, cap.Target(images=10_000_000, qps=2000.0))
+    assert high.nodes > low.nodes and high.nodes_for_qps == high.nodes
+    assert high.qps_capacity >= 2000.0 and high.proxies == 5
+    # linear per-node cost: QPS capacity grows with the node count
+    assert high.search_cpu_ms_per_query_per_node < low.search_cpu_ms_per_query_per_node
+
+
+def test_flat_cost_cannot_be_bought_with_nodes() -> None:
+    c = cap.Constants(**{**consts().__dict__, "search_cpu_s": cap.PowerLaw(0.05, 0.0)})
+    p = cap.plan(c, cap.Target(images=1_000_000, qps=10_000.0), max_nodes=2000)
+    assert p.nodes_for_qps is None and any("not reachable" in n for n in p.notes)
+
+
+def test_import_bounded_by_insert_rate() -> None:
+    c = cap.Constants(**{**consts().__dict__, "insert_rows_per_s": 3.0})
+    p = cap.plan(c, cap.Target(images=1_000_000, qps=1.0, import_hours=1.0))
+    assert any("insert throughput" in n for n in p.notes)
+    assert p.import_hours > 1.0
+
+
+def write_results(d: Path, sizes: list[int], cpu: bool = True) -> None:
+    runs = []
+    for n in sizes:
+        for engine in ("milvus-lite",):
+            runs.append({
+                "engine": engine, "index": "HNSW", "rows": n,
+                "direct": {"rss_bytes": 300 * 2**20 + 1200 * n, "batch_qps_nq100": 2 / (1e-6 * n**0.5),
+                           "node_cpu_ms_per_query_nq100": 1e-3 * n**0.5 if cpu else None,
+                           "search_p50_ms": 1000 * 2e-5 * n**0.25, "search_p99_ms": 1.0},
+                "proxy": {"search_p50_ms": 2.0, "search_p99_ms": 5.0, "insert_rows_per_s": 9000.0},
+            })
+    (d / "proxy_vs_direct.json").write_text(json.dumps(
+        {"machine": {"cpus": 2}, "setup": {"dim": 256, "nodes_behind_proxy": 3}, "runs": runs}))
+    (d / "concurrency.json").write_text(json.dumps({"points": [{"proxies": 1, "qps": 150.0}, {"proxies": 2, "qps": 250.0}]}))
+    (d / "pipeline.json").write_text(json.dumps({"pipeline_images_per_s": 12.0}))
+
+
+def test_constants_from_results_and_held_out_check(tmp_path: Path) -> None:
+    write_results(tmp_path, [10_000, 30_000, 90_000])
+    c = cap.constants_from_results(tmp_path, "milvus-lite", "HNSW")
+    assert c.memory.slope == pytest.approx(1200) and c.search_cpu_s.b == pytest.approx(0.5)
+    assert c.tail == pytest.approx(2.5) and c.qps_per_proxy == 150.0 and c.images_per_s_per_worker == 12.0
+    rows = cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW")
+    assert [r["kind"] for r in rows] == ["fitted", "fitted", "held out"]
+    last = rows[-1]
+    assert last["rss_mib"]["predicted"] == pytest.approx(last["rss_mib"]["measured"])
+    assert last["node_cpu_ms_per_query"]["predicted"] == pytest.approx(last["node_cpu_ms_per_query"]["measured"])
+    # without recorded node CPU the model falls back to cores / QPS (same curve here)
+    write_results(tmp_path, [10_000, 30_000, 90_000], cpu=False)
+    assert cap.constants_from_results(tmp_path).search_cpu_s.b == pytest.approx(0.5)
+
+
+def test_missing_measurements_name_the_benchmark(tmp_path: Path) -> None:
+    with pytest.raises(cap.NotMeasured, match="proxy_vs_direct"):
+        cap.constants_from_results(tmp_path)
+    write_results(tmp_path, [10_000])
+    with pytest.raises(cap.NotMeasured, match="two or more sizes"):
+        cap.constants_from_results(tmp_path)
+    with pytest.raises(cap.NotMeasured, match="IVF_FLAT"):
+        cap.constants_from_results(tmp_path, index="IVF_FLAT")
