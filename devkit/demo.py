@@ -121,7 +121,7 @@ def main() -> None:
         if args.wait:
             prof = devprofile.DevProfile(proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(),
                                          data_dir=str(cluster.data_dir), web=cluster.web_url,
-                                         metrics=cluster.metrics_endpoints())
+                                         metrics=cluster.metrics_endpoints(), token=cluster.token)
             devprofile.write(prof)
             console.print("the cluster keeps running for `shardproxy` and `embed` commands; Ctrl-C stops it")
             try:

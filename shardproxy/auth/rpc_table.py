@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shardproxy.resolve import DB_HEADER, effective_db
+
 MILVUS_SERVICE = "milvus.proto.milvus.MilvusService"
 ADMIN_SERVICE = "shopbyimage.v1.ShardAdmin"
 IMAGE_SEARCH_SERVICE = "shopbyimage.v1.ImageSearch"
@@ -22,7 +24,6 @@ IMAGE_SEARCH_SERVICE = "shopbyimage.v1.ImageSearch"
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                            "grpc.reflection.v1.ServerReflection"})
 ANY = "*"
-DEFAULT_DB = "default"
 
 
 @dataclass(frozen=True)
@@ -189,11 +190,16 @@ def rule_for(service: str, method: str) -> Rule | None:
     return OWN_RULES.get(service, {}).get(method)
 
 
-def db_of(request: Any, metadata_db: str) -> str:
-    """The database a call addresses: the request's ``db_name``, else the ``dbname`` header
-    pymilvus sends, else ``default``."""
-    db = getattr(request, "db_name", "") if hasattr(request, "db_name") else ""
-    return db or metadata_db or DEFAULT_DB
+# their ``db_name`` is the database acted on, not the one the caller works in: as in Milvus, the
+# check uses the caller's current database (the ``dbname`` header, else ``default``)
+DATABASE_RPCS = frozenset({"CreateDatabase", "DropDatabase", "AlterDatabase", "DescribeDatabase"})
+
+
+def db_of(request: Any, metadata_db: str, method: str = "") -> str:
+    """The database a call addresses, as the handlers resolve it (:func:`shardproxy.resolve.effective_db`):
+    the request's ``db_name``, else the ``dbname`` header pymilvus sends, else ``default``."""
+    md = [(DB_HEADER, metadata_db)] if metadata_db else []
+    return effective_db(None if method in DATABASE_RPCS else request, md)
 
 
 def required_check(full_method: str, request: Any, metadata_db: str = "") -> Check | None:
@@ -202,7 +208,7 @@ def required_check(full_method: str, request: Any, metadata_db: str = "") -> Che
     rule = rule_for(service, method)
     if rule is None:
         return None
-    db = db_of(request, metadata_db)
+    db = db_of(request, metadata_db, method)
     if rule is ADMIN_ONLY:
         return Check(method, rule.object_type, rule.privilege, (ANY,), db, admin=True)
     if rule.field is None:
