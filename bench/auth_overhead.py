@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 
 OUT = Path(__file__).resolve().parent / "out"
 VARIANTS = ("off", "auth", "auth+tls")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
 
 
 @pytest.fixture(scope="module")

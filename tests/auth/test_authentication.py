@@ -14,8 +14,8 @@ from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
 from tests.helpers import eventually
 
 MISSING = "missing authorization in header"

@@ -14,8 +14,8 @@ import pytest
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from shardproxy import procs
-from shardproxy.devcluster import DevCluster
+from devkit import procs
+from devkit.devcluster import DevCluster
 from tests.helpers import eventually, make_collection, make_rows
 
 PW = {"reader": "reader-pw-1", "writer": "writer-pw-2", "nobody": "nobody-pw-3"}

@@ -18,7 +18,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy.auth.certs import make_dev_certs
 from shardproxy.auth.client import ClientAccess, channel
-from shardproxy.devcluster import DevCluster
+from devkit.devcluster import DevCluster
 from tests.helpers import eventually
 
 
