@@ -64,6 +64,20 @@ def test_db_from_request_then_header() -> None:
     assert required_check(M + "Search", req2, "other").db == "other"  # type: ignore[union-attr]
 
 
+def test_database_rpcs_check_the_callers_database_not_the_target() -> None:
+    # CreateDatabase(db_name="new") acts on "new"; the caller works in the header's db (else default)
+    req = milvus_pb2.CreateDatabaseRequest(db_name="new")
+    assert required_check(M + "CreateDatabase", req, "").db == "default"  # type: ignore[union-attr]
+    assert required_check(M + "DropDatabase", milvus_pb2.DropDatabaseRequest(db_name="new"), "shop").db == "shop"  # type: ignore[union-attr]
+    # the privilege table covers the catalog RPCs the proxy now implements
+    for method, privilege in (("CreatePartition", "CreatePartition"), ("CreateAlias", "CreateAlias"),
+                              ("AlterCollection", "CreateCollection"), ("HybridSearch", "Search"),
+                              ("RenameCollection", "RenameCollection"), ("ManualCompaction", "Compaction"),
+                              ("CreateDatabase", "CreateDatabase")):
+        req_cls = getattr(milvus_pb2, method + "Request")
+        assert required_check(M + method, req_cls(), "").privilege == privilege, method  # type: ignore[union-attr]
+
+
 def test_own_services() -> None:
     admin = required_check("/shopbyimage.v1.ShardAdmin/ListNodes", admin_pb2.ListNodesRequest())
     assert admin is not None and admin.admin
