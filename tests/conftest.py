@@ -86,7 +86,9 @@ def direct_client(direct_node: procs.ManagedProcess):  # type: ignore[no-untyped
 def node_clients(cluster: DevCluster):  # type: ignore[no-untyped-def]
     from pymilvus import MilvusClient
 
-    return {p.name: MilvusClient(uri=f"http://{p.address}") for p in cluster.milvus}
+    # dedicated channels: pymilvus otherwise reuses a cached channel per address, and one a test left
+    # open may meanwhile have been closed by the node (GOAWAY too_many_pings on an idle channel)
+    return {p.name: MilvusClient(uri=f"http://{p.address}", dedicated=True) for p in cluster.milvus}
 
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
