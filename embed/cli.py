@@ -251,6 +251,8 @@ def train(
     err.print(f"projection {path} (model {mid}) in {time.monotonic() - t0:.0f} s")
     head = ensure_catalog_detector(cat, s, mid, console=err, force=force)
     if head is not None:
+        with _friendly():
+            ArtifactStore(s.model_store_url).publish_head(mid, head)
         err.print(f"product detector {head} in {time.monotonic() - t0:.0f} s in all")
 
 

@@ -47,13 +47,16 @@ def start_import(settings: EmbedSettings, catalog: Catalog | Path, collection: s
         projection = adapt_to_catalog(cat, settings, console=console)
     spec = spec_from_settings(settings, projection=projection)
     model_id = register(spec, settings.artifacts_dir)
-    ArtifactStore(settings.model_store_url).publish(spec)  # every proxy and worker loads it from there
+    store = ArtifactStore(settings.model_store_url)
+    store.publish(spec)  # every proxy and worker loads it from there
     client = connect(proxy, settings.access())
     ensure_collection(client, collection, model_id, spec.dim, cat.attribute_types)
     if adapt:  # the catalog's product detector (cached per catalog, like the adaptation)
         from embed.detrain import ensure_catalog_detector
 
-        ensure_catalog_detector(cat, settings, model_id, console=console)
+        head = ensure_catalog_detector(cat, settings, model_id, console=console)
+        if head is not None:
+            store.publish_head(model_id, head)  # proxies and workers on other machines fetch it from there
     queue = JobQueue(settings.redis_url, settings.stream, settings.group)
     import_id, total = queue.enqueue(collection, model_id, cat.items)
     return ImportTicket(import_id, total, collection, model_id)

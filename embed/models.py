@@ -3,7 +3,10 @@
 ``<cache_dir>/models/<model_id>.json`` holds the EmbedderSpec of every model this machine knows.
 ``embed import`` / ``embed train`` also publish the model to the shared model store (Redis, see
 :mod:`embed.artifactstore`); a proxy or worker that meets an unknown model id fetches it from there
-on demand (hash-checked), and refuses (FAILED_PRECONDITION) when neither has it.
+on demand (hash-checked), and refuses (FAILED_PRECONDITION) when neither has it. The detector head
+trained for a model travels the same way: when the local head registry lacks it, ``ModelPool.detector``
+fetches it from the model store (hash-checked); only "no head published for this model" falls back to
+saliency under EMBED_DETECTOR=auto.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 from embed.artifacts import ModelFileError
@@ -20,6 +24,8 @@ from embed.embedder import LITE0, Embedder, EmbedderSpec
 from embed.errors import ModelConfigError, ModelMismatch
 
 log = logging.getLogger(__name__)
+
+HEAD_RECHECK_S = 60.0  # how long a model without a published detector head keeps saliency before looking again
 
 
 def spec_from_settings(settings: EmbedSettings, projection: Path | None = None) -> EmbedderSpec:
@@ -98,6 +104,7 @@ class ModelPool:
         self._embedders: dict[str, Embedder] = {}
         self._default: Embedder | None = None
         self._detectors: dict[str, Detector] = {}
+        self._no_head: dict[str, float] = {}  # model id -> when the model store last had no head for it
 
     def _load(self, spec: EmbedderSpec) -> Embedder:
         try:
@@ -156,6 +163,38 @@ class ModelPool:
             emb = self.default()
         key = emb.model_id if emb is not None else ""
         with self._lock:
-            if key not in self._detectors:
-                self._detectors[key] = build_detector(self.settings, emb)
+            # a model that had no head published is looked up again now and then (the importer
+            # publishes the head after it creates the collection)
+            recheck = key in self._no_head and time.monotonic() - self._no_head[key] >= HEAD_RECHECK_S
+            if key not in self._detectors or recheck:
+                missing = emb is not None and not self._head_from_store(emb.model_id)
+                if missing and self.settings.detector == "auto":
+                    self._no_head[key] = time.monotonic()
+                else:
+                    self._no_head.pop(key, None)
+                if key not in self._detectors or not missing:
+                    self._detectors[key] = build_detector(self.settings, emb)
             return self._detectors[key]
+
+    def _head_from_store(self, model_id: str) -> bool:
+        """Make sure the detector head of ``model_id`` is in the local registry when the settings use one:
+        fetched from the model store (hash-checked) when the registry lacks it. False when no head was
+        published for the model (the saliency fallback); an unreachable store or a missing / corrupt
+        blob is a ModelConfigError, never a silent fallback."""
+        s = self.settings
+        if s.detector not in ("auto", "trained") or s.detector_head is not None:
+            return True
+        from embed.artifactstore import ArtifactStore, ArtifactStoreError
+        from embed.productdet import head_for_model, register_head
+
+        if head_for_model(model_id, s.artifacts_dir) is not None:
+            return True
+        try:
+            path = ArtifactStore(s.model_store_url).fetch_head(model_id, s.artifacts_dir)
+        except ArtifactStoreError as e:
+            raise ModelConfigError(f"detector head of model {model_id}: {e}") from e
+        if path is None:
+            return False
+        register_head(model_id, path, s.artifacts_dir)
+        log.info("detector head of model %s loaded from the model store %s", model_id, s.model_store_url)
+        return True

@@ -97,11 +97,14 @@ def embed_cmd(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def search_server(milvus_uri: str, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ImageSearch server process (stands in for the proxy's SearchByImage)."""
+def search_server(milvus_uri: str, redis_url: str, cache_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ImageSearch server process (stands in for the proxy's SearchByImage; like the proxy, it
+    looks up models and detector heads it lacks in the model store)."""
     port = free_port()
     e = dict(os.environ)
-    e.update({"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(cache_dir)})
+    e.update({"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}", "EMBED_CACHE_DIR": str(cache_dir),
+              "EMBED_REDIS_URL": redis_url})
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(embed_cmd("serve", "--milvus", milvus_uri, "--port", str(port)), env=e, cwd=ROOT,

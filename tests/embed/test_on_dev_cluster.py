@@ -57,3 +57,8 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
     coll = next(c for c in json.loads(status.stdout)["collections"] if c["name"] == "shop_sharded")
     model_id = coll["properties"]["shopbyimage.model_id"]  # a generic collection property to the proxy
     assert model_id == resp.model_id and model_id.startswith("efficientnet-lite0-256-")
+    # the proxy (its own cache dir, no shared disk) searched with the head the import trained: fetched
+    # from the model store into its cache, not the saliency fallback
+    proxy_models = Path(dev_cluster.proxy_env["EMBED_CACHE_DIR"]).resolve() / "models"
+    head = json.loads((proxy_models / f"detector-for-{model_id}.json").read_text())["head"]
+    assert Path(head).parent == proxy_models / "blobs"
