@@ -91,6 +91,12 @@ class Unimplemented(ProxyError):
     legacy_code = _LEGACY.UnexpectedError
 
 
+class NodeUnimplemented(Unimplemented):
+    """A node answered gRPC UNIMPLEMENTED (it lacks the RPC): the proxy answers the same gRPC status,
+    as one node would. A request feature the proxy itself does not implement is a plain
+    :class:`Unimplemented`, answered as a Milvus status naming the feature."""
+
+
 class NodeError(ProxyError):
     """A node answered with a Milvus error status; passed through to the caller unchanged."""
 

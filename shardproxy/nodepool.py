@@ -15,7 +15,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from shardproxy import logs, metrics, tracing
 from shardproxy.auth.nodecreds import node_channel
-from shardproxy.errors import NodeError, Unavailable, Unimplemented, is_ok
+from shardproxy.errors import NodeError, NodeUnimplemented, Unavailable, is_ok
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class NodeClient:
         except grpc.aio.AioRpcError as exc:
             metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the node is up; it lacks this RPC
-                raise Unimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
+                raise NodeUnimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 metrics.NODE_TIMEOUTS.labels(node=self.id, method=method).inc()
             raise Unavailable(
