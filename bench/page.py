@@ -21,13 +21,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
-
-import grpc  # noqa: E402
 
 from devkit import syspkg  # noqa: E402
 from shardproxy import devprofile  # noqa: E402
@@ -39,12 +38,12 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
 
-def make_scenes(proxy_uri: str, collection: str, n: int, out: Path) -> list[tuple[Path, list[str]]]:
+def make_scenes(proxy_uri: str, collection: str, n: int, out: Path, access: Any = None) -> list[tuple[Path, list[str]]]:
     from embed.imageio import read_image_file
     from embed.scenes import make_scene
     from embed.store import connect
 
-    client = connect(proxy_uri)
+    client = connect(proxy_uri, access)
     rows = client.query(collection, filter="object_index == 0", output_fields=["product_id", "image_path"], limit=1000)
     rows.sort(key=lambda r: r["product_id"])
     client.close()
@@ -98,7 +97,8 @@ def synthetic_cluster(n: int):  # type: ignore[no-untyped-def]
     csv = make_catalog(work / "catalog", n)
     r = subprocess.run([sys.executable, "-m", "embed", "import", str(csv), "--collection", "synthetic", "--wait",
                         "--proxy", cluster.proxy_uri, "--redis-url", cluster.redis_url],
-                       env={**os.environ, **env, "PYTHONPATH": procs.project_pythonpath()}, timeout=3600)
+                       env={**os.environ, **env, **cluster.client_env(), "PYTHONPATH": procs.project_pythonpath()},
+                       timeout=3600)
     if r.returncode != 0:
         cluster.stop()
         sys.exit("import failed")
@@ -115,11 +115,16 @@ def run(args: argparse.Namespace, cluster) -> None:  # type: ignore[no-untyped-d
     from playwright.sync_api import sync_playwright
 
     chromium = syspkg.chromium()
-    stub = pb_grpc.ImageSearchStub(grpc.insecure_channel(proxy, options=[("grpc.max_send_message_length", 64 << 20)]))
+    from embed.config import EmbedSettings
+    from shardproxy.auth.client import channel
+
+    # the token (and TLS files): the cluster's, else SHARDPROXY_TOKEN / EMBED_TOKEN or the dev profile's
+    access = cluster.access() if cluster else EmbedSettings().access()
+    stub = pb_grpc.ImageSearchStub(channel(proxy, access, options=[("grpc.max_send_message_length", 64 << 20)]))
     load_before = os.getloadavg()
     records = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
-        scenes = make_scenes(f"http://{proxy}", args.collection, args.scenes, Path(tmp))
+        scenes = make_scenes(f"http://{proxy}", args.collection, args.scenes, Path(tmp), access)
         browser = pw.chromium.launch(executable_path=chromium, headless=True,
                                      args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 1100})

@@ -24,7 +24,6 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
@@ -117,7 +116,7 @@ def real_cluster(rows: int, dim: int, baseline_s: float, engine: str = "milvus-l
             vecs = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
             for s in range(0, rows, 5000):
                 client.insert(NAME, [{"id": s + i, "vec": v} for i, v in enumerate(vecs[s : s + 5000].tolist())])
-            stub = admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(cluster.proxy_address))
+            stub = cluster.admin()
 
             # search latency with no move running
             searcher = Searcher(cluster.connect_kwargs(), vecs)

@@ -70,7 +70,9 @@ class SimRing:
         return len(self.nodes)
 
     def owner_index(self, pks: Sequence[int | str]) -> np.ndarray:
-        return Ring.owner_index(self, pks)  # type: ignore[arg-type]
+        return self._point_owner[self._positions(pks)]
+
+    _positions = Ring._positions  # the proxy's own key -> continuum point lookup
 
 
 AnyRing = Ring | SimRing

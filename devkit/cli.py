@@ -37,6 +37,11 @@ def dev_up(
     engine: Annotated[str, typer.Option(
         help="milvus-lite, or milvus: each node a real Milvus standalone (PyPI's milvus package, "
              "`pip install -e '.[real-milvus]'`; ~0.3 GiB RAM per idle node, ~40 s to start)")] = "milvus-lite",
+    root_password: Annotated[Optional[str], typer.Option(
+        help="root's password (default: generated, kept in DATA_DIR/root_password, printed in the ready line)")] = None,
+    auth: Annotated[bool, typer.Option("--auth/--no-auth", help="require tokens (Milvus RBAC)")] = True,
+    tls: Annotated[bool, typer.Option("--tls", help="serve TLS with a throwaway CA (DATA_DIR/tls/ca.pem)")] = False,
+    mtls: Annotated[bool, typer.Option("--mtls", help="TLS and require client certificates (DATA_DIR/tls/client.*)")] = False,
 ) -> None:
     """Start N real Milvus servers, Redis, the proxy, a worker and the page, /metrics on every process;
     record their endpoints in the dev profile (``shardproxy`` and ``embed`` use them by default);
@@ -49,7 +54,8 @@ def dev_up(
 
     cluster = DevCluster(data_dir=data_dir.resolve(), nodes=nodes, proxy_port=port, with_worker=worker,
                          proxies=proxies, spare=spare, replicas=replicas, external_redis_url=redis_url,
-                         metrics=True, web_port=web_port if web else None, engine=engine)
+                         metrics=True, web_port=web_port if web else None, engine=engine,
+                         auth=auth, root_password=root_password, tls=tls or mtls, mtls=mtls)
     prom = None
 
     def _stop(signum: int, frame: object) -> None:
@@ -62,11 +68,18 @@ def dev_up(
         except (ValueError, FileNotFoundError) as exc:  # wrong engine for the data dir, milvus not installed
             console.print(f"[red]error[/red] {exc}")
             raise typer.Exit(2) from None
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in cluster.connect_kwargs().items()).replace("'", '"')
         console.print(
-            f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold] "
-            f"(pymilvus: MilvusClient(uri=\"{cluster.proxy_uri}\")), redis at {cluster.redis_url}, "
+            f"[green]ready[/green] proxy at [bold]{cluster.proxy_address}[/bold]"
+            + (f", token {cluster.token}" if cluster.token else " (auth off)")
+            + f" (pymilvus: MilvusClient({kwargs})), redis at {cluster.redis_url}, "
             f"{cluster.nodes} Milvus node(s) ({engine}), data in {data_dir}",
+            soft_wrap=True, highlight=False,
         )
+        if cluster.token:
+            console.print(f"  admin CLI: export SHARDPROXY_TOKEN={cluster.token}"
+                          + (f" SHARDPROXY_CA={cluster.certs().ca}" if cluster.tls else ""),
+                          soft_wrap=True, highlight=False)
         for p in cluster.more_proxies:
             console.print(f"  also proxy at [bold]{p.address}[/bold]")
         for n in cluster.spare_nodes:
@@ -81,7 +94,7 @@ def dev_up(
         path = devprofile.write(devprofile.DevProfile(
             proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(), data_dir=str(cluster.data_dir),
             web=cluster.web_url, prometheus=f"http://{prom.address}" if prom else "",
-            metrics=cluster.metrics_endpoints()))
+            metrics=cluster.metrics_endpoints(), **_profile_access(cluster)))
         console.print(f"  endpoints recorded in {path}: `shardproxy` and `embed` commands find this cluster by default")
         sys.stdout.flush()
         cluster.wait_forever()
@@ -93,6 +106,12 @@ def dev_up(
             prom.stop()
         cluster.stop()
         console.print("stopped")
+
+
+def _profile_access(cluster: "DevCluster") -> dict[str, str]:  # noqa: F821
+    """Token and TLS files for the dev profile, so `shardproxy` and `embed` reach an auth/TLS cluster."""
+    acc = cluster.access()
+    return {"token": acc.token, "tls_ca": acc.ca, "tls_cert": acc.cert, "tls_key": acc.key}
 
 
 def start_observability(cluster: "DevCluster") -> "procs.ManagedProcess":  # noqa: F821

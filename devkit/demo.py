@@ -110,18 +110,18 @@ def main() -> None:
                 run_demo = None
             if run_demo is not None:
                 console.rule("[bold]2. shop by image: import product photos, search with shopper photos")
-                run_demo(cluster.proxy_uri, cluster.redis_url, console)
+                run_demo(cluster.proxy_uri, cluster.redis_url, console, token=cluster.token)
         console.rule("[bold]cluster status")
         from shardproxy.cli import cluster_status
 
-        cluster_status(proxy=cluster.proxy_address, as_json=False)
+        cluster_status(proxy=cluster.proxy_address, as_json=False, token=cluster.token)
         client.close()
         console.rule("[bold]the shopper's page")
         console.print(f"open [bold]{cluster.web_url}[/bold] (catalog, imports and cluster: {cluster.web_url}catalog)")
         if args.wait:
             prof = devprofile.DevProfile(proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(),
                                          data_dir=str(cluster.data_dir), web=cluster.web_url,
-                                         metrics=cluster.metrics_endpoints())
+                                         metrics=cluster.metrics_endpoints(), token=cluster.token)
             devprofile.write(prof)
             console.print("the cluster keeps running for `shardproxy` and `embed` commands; Ctrl-C stops it")
             try:

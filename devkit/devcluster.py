@@ -38,6 +38,10 @@ class DevCluster:
     spare: int = 0
     replicas: int = 1  # default replication factor of new collections (proxy setting)
     more_proxies: list[ManagedProcess] = field(default_factory=list)
+    auth: bool = True  # proxies require a token; root's password is generated unless given
+    root_password: str | None = None
+    tls: bool = False  # serve TLS with a throwaway CA (certificates under DATA_DIR/tls)
+    mtls: bool = False  # ... and require client certificates
     metrics: bool = False  # /metrics on every proxy, migrator and worker (ports kept in cluster.json)
     web_port: int | None = None  # start the shopper's page (`embed web`) on this port (0 = a free one)
     web: ManagedProcess | None = None
@@ -66,20 +70,66 @@ class DevCluster:
 
     @property
     def proxy_uri(self) -> str:
-        return f"http://{self.proxy_address}"
+        return f"{'https' if self.tls or self.mtls else 'http'}://{self.proxy_address}"
 
-    def connect_kwargs(self, **extra: object) -> dict[str, object]:
+    @property
+    def token(self) -> str:
+        """root's token (``root:PASSWORD``), empty with auth off."""
+        return f"root:{self._root_password()}" if self.auth else ""
+
+    def _root_password(self) -> str:
+        if self.root_password is None:
+            path = self.data_dir / "root_password"
+            if not path.exists():
+                from shardproxy.auth.passwords import new_password
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(new_password())
+                path.chmod(0o600)
+            self.root_password = path.read_text().strip()
+        return self.root_password
+
+    def access(self, token: str | None = None):  # type: ignore[no-untyped-def]
+        """How a client reaches the proxy: a token (root's unless given) and TLS files."""
+        from shardproxy.auth.client import ClientAccess
+
+        certs = self.certs()
+        tok = self.token if token is None else token
+        if certs is None:
+            return ClientAccess(tok)
+        return ClientAccess(tok, str(certs.ca), str(certs.client_cert) if self.mtls else "",
+                            str(certs.client_key) if self.mtls else "")
+
+    def certs(self):  # type: ignore[no-untyped-def]
+        if not (self.tls or self.mtls):
+            return None
+        from shardproxy.auth.certs import make_dev_certs
+
+        return make_dev_certs(self.data_dir / "tls", hosts=("localhost", self.host))
+
+    def connect_kwargs(self, token: str | None = None, **extra: object) -> dict[str, object]:
         """Keyword arguments for pymilvus (``MilvusClient(**c.connect_kwargs())``,
         ``connections.connect(**...)``, ``AsyncMilvusClient``) that reach this cluster's proxy.
         Tests and tools build proxy clients through this one place, so connection settings the
-        proxy needs (credentials, TLS) are added here once."""
-        return {"uri": self.proxy_uri, **extra}
+        proxy needs (credentials, TLS) are added here once. ``token``: another user's
+        ``user:password`` or API key instead of root's."""
+        from shardproxy.auth.client import pymilvus_kwargs
 
-    def client(self, **extra: object):  # type: ignore[no-untyped-def]
+        return pymilvus_kwargs(self.proxy_address, self.access(token), **extra)
+
+    def client(self, token: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
         """A ``pymilvus.MilvusClient`` connected to the proxy (see :meth:`connect_kwargs`)."""
         from pymilvus import MilvusClient
 
-        return MilvusClient(**self.connect_kwargs(**extra))
+        return MilvusClient(**self.connect_kwargs(token, **extra))
+
+    def channel(self, address: str | None = None, token: str | None = None,
+                options: list[tuple[str, object]] | None = None) -> grpc.Channel:
+        """A blocking gRPC channel to the proxy (or ``address``, another proxy of this cluster)
+        with the token and TLS settings: for admin, image search and raw Milvus stubs."""
+        from shardproxy.auth.client import channel
+
+        return channel(address or self.proxy_address, self.access(token), options)
 
     def _layout(self) -> dict:
         path = self.data_dir / "cluster.json"
@@ -132,12 +182,12 @@ class DevCluster:
             if self.with_worker:
                 worker_env = {"EMBED_METRICS_PORT": str(self.metrics_ports["embed-worker"])} if self.metrics else {}
                 worker = procs.start_embed_worker(self.redis_url, self.proxy_uri, self.data_dir / "embed-worker.log",
-                                                  extra_env=worker_env)
+                                                  extra_env={**worker_env, **self.client_env()})
                 self.extra.append(worker)
                 log.info("embedding worker started (pid %d, log %s)", worker.pid, worker.log_path)
             if self.web_port is not None:
                 self.web = procs.start_web(self.proxy_uri, self.redis_url, layout["web_port"], self.host,
-                                           self.data_dir / "web.log")
+                                           self.data_dir / "web.log", extra_env=self.client_env())
                 log.info("the page is at %s", self.web_url)
         except BaseException:
             self.stop()
@@ -170,8 +220,34 @@ class DevCluster:
             "PYTHONPATH": os.pathsep.join(paths + ([old] if old else [])),
             "SHARDPROXY_MIGRATOR_LOG": str(self.data_dir / "migrator.log"),
             "SHARDPROXY_DEFAULT_REPLICAS": str(self.replicas),
+            **self._auth_env(),
             **self.proxy_env,
         }
+
+    def _auth_env(self) -> dict[str, str]:
+        env = {"SHARDPROXY_AUTH_ENABLED": "true" if self.auth else "false",
+               "SHARDPROXY_AUDIT_LOG": str(self.data_dir / "audit.log")}
+        if self.auth:
+            self._root_password()
+            if self.root_password is not None:
+                (self.data_dir / "root_password").write_text(self.root_password)
+                (self.data_dir / "root_password").chmod(0o600)
+            env.update(SHARDPROXY_ROOT_PASSWORD_FILE=str(self.data_dir / "root_password"),
+                       SHARDPROXY_ROOT_PASSWORD_RESET="true")
+        certs = self.certs()
+        if certs is not None:
+            env.update(SHARDPROXY_TLS_CERT=str(certs.server_cert), SHARDPROXY_TLS_KEY=str(certs.server_key))
+            if self.mtls:
+                env["SHARDPROXY_TLS_CLIENT_CA"] = str(certs.ca)
+        return env
+
+    def client_env(self, token: str | None = None) -> dict[str, str]:
+        """Environment of client processes (embed worker, CLIs): token and TLS files."""
+        acc = self.access(token)
+        env = {"SHARDPROXY_TOKEN": acc.token}
+        if acc.tls:
+            env.update(SHARDPROXY_CA=acc.ca, SHARDPROXY_CLIENT_CERT=acc.cert, SHARDPROXY_CLIENT_KEY=acc.key)
+        return env
 
     def _spawn_proxy(self, port: int | None, name: str) -> ManagedProcess:
         env = self._env()
@@ -181,18 +257,23 @@ class DevCluster:
         proxy = procs.start_proxy(
             self.redis_url, port, self.host, log_path=self.data_dir / f"{name}.log", extra_env=env, name=name
         )
-        procs.wait_serving(proxy)
+        self.wait_serving(proxy)
         log.info("%s ready at %s", name, proxy.address)
         return proxy
+
+    def wait_serving(self, proxy: ManagedProcess, timeout: float = 180.0) -> None:
+        """Wait until ``proxy`` answers its health check with SERVING (its port opens before it
+        serves: the image search plug-in imports torch in between). Health is open without a
+        token; the channel carries TLS settings when the cluster serves TLS."""
+        procs.wait_serving(proxy, timeout, channel=self.channel(proxy.address))
 
     def start_proxy(self, port: int | None = None) -> ManagedProcess:
         port = port or (self.proxy.port if self.proxy else None)
         self.proxy = self._spawn_proxy(port, "proxy")
         return self.proxy
 
-    def admin(self) -> admin_pb2_grpc.ShardAdminStub:
-        channel = grpc.insecure_channel(self.proxy_address)
-        return admin_pb2_grpc.ShardAdminStub(channel)
+    def admin(self, address: str | None = None, token: str | None = None) -> admin_pb2_grpc.ShardAdminStub:
+        return admin_pb2_grpc.ShardAdminStub(self.channel(address, token))
 
     def register_nodes(self, nodes: list[tuple[str, str]], spare: bool = False) -> None:
         stub = self.admin()

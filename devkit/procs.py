@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -214,14 +215,15 @@ def start_proxy(redis_url: str, port: int | None = None, host: str = "127.0.0.1"
     return _spawn(name, argv, host, port, log_path, ready_timeout, env=env)
 
 
-def wait_serving(proc: ManagedProcess, timeout: float = 180.0) -> None:
+def wait_serving(proc: ManagedProcess, timeout: float = 180.0, channel: Any = None) -> None:
     """Wait until a gRPC server answers its health check with SERVING. Its port accepts connections
     from the bind on, before the server runs (plug-ins load first): on a busy machine a call made
-    then times out waiting for the server's first frame."""
+    then times out waiting for the server's first frame. ``channel``: a ``grpc.Channel`` to use
+    instead of a plain one (a proxy serving TLS); health needs no token. It is closed here."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channel = grpc.insecure_channel(proc.address)
+    channel = channel if channel is not None else grpc.insecure_channel(proc.address)
     deadline = time.monotonic() + timeout
     try:
         while True:

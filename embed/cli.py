@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -64,7 +65,7 @@ def _preflight(s: EmbedSettings) -> None:
     check_redis(s.redis_url)
     if s.model_store_url != s.redis_url:
         check_redis(s.model_store_url)
-    check_proxy(s.proxy)
+    check_proxy(s.proxy, s.access())
 
 
 def _grpc_target(addr: str) -> str:
@@ -72,8 +73,12 @@ def _grpc_target(addr: str) -> str:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")] = False) -> None:
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")] = False,
+         token: Annotated[str | None, typer.Option("--token", envvar="SHARDPROXY_TOKEN", show_envvar=True,
+                                                   help="proxy token: user:password or an API key")] = None) -> None:
     _setup_logging(verbose)
+    if token:
+        os.environ["EMBED_TOKEN"] = token  # read by EmbedSettings in every command
 
 
 @app.command("import")
@@ -184,7 +189,9 @@ def search(
     from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
 
     s = get_settings(proxy=proxy)
-    channel = grpc.insecure_channel(_grpc_target(s.proxy), options=[("grpc.max_send_message_length", 64 << 20)])
+    from shardproxy.auth.client import channel as proxy_channel
+
+    channel = proxy_channel(_grpc_target(s.proxy), s.access(), options=[("grpc.max_send_message_length", 64 << 20)])
     stub = pb_grpc.ImageSearchStub(channel)
     failures = 0
     for f in _expand(paths):
@@ -281,7 +288,7 @@ def web(
     with _friendly():
         from embed.preflight import check_proxy
 
-        check_proxy(s.proxy)
+        check_proxy(s.proxy, s.access())
     err.print(f"the page: [bold]http://{host}:{port}/[/] (proxy {s.proxy}, queue {s.redis_url})")
     uvicorn.run(create_app(s, collection), host=host, port=port, log_level="warning")
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
+from pydantic import AliasChoices, Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class DevProfileSource(PydanticBaseSettingsSource):
-    """``proxy`` and ``redis_url`` of a running ``shardproxy dev up`` (its dev profile): below flags
+    """``proxy``, ``redis_url``, token and TLS files of a running ``shardproxy dev up`` (its dev profile): below flags
     and ``EMBED_*`` variables, above the built-in defaults."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -21,7 +21,11 @@ class DevProfileSource(PydanticBaseSettingsSource):
         from shardproxy import devprofile  # light: json and os only
 
         prof = devprofile.read()
-        return {"proxy": prof.proxy_uri, "redis_url": prof.redis_url} if prof else {}
+        if not prof:
+            return {}
+        found = {"proxy": prof.proxy_uri, "redis_url": prof.redis_url, "token": prof.token, "tls_ca": prof.tls_ca,
+                 "tls_cert": prof.tls_cert, "tls_key": prof.tls_key}
+        return {k: v for k, v in found.items() if v}
 
 
 class EmbedSettings(BaseSettings):
@@ -67,6 +71,20 @@ class EmbedSettings(BaseSettings):
     stream: str = "embed:jobs"
     metrics_port: int = 0  # Prometheus /metrics of the worker (0 = off)
     group: str = "embed-workers"
+    # reaching the proxy: token (user:password or API key) and TLS files (EMBED_* or SHARDPROXY_*)
+    token: str = Field("", validation_alias=AliasChoices("token", "EMBED_TOKEN", "SHARDPROXY_TOKEN"))
+    tls_ca: str = Field("", validation_alias=AliasChoices("tls_ca", "EMBED_TLS_CA", "SHARDPROXY_CA"))
+    tls_cert: str = Field("", validation_alias=AliasChoices("tls_cert", "EMBED_TLS_CERT", "SHARDPROXY_CLIENT_CERT"))
+    tls_key: str = Field("", validation_alias=AliasChoices("tls_key", "EMBED_TLS_KEY", "SHARDPROXY_CLIENT_KEY"))
+
+    token_file: str = ""  # file holding the token (a mounted secret; wins over token)
+
+    def access(self):  # type: ignore[no-untyped-def]
+        """Token and TLS files for clients of the proxy."""
+        from shardproxy.auth.client import ClientAccess
+
+        token = Path(self.token_file).read_text().strip() if self.token_file else self.token
+        return ClientAccess(token, self.tls_ca, self.tls_cert, self.tls_key)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

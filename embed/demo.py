@@ -36,10 +36,11 @@ def _pick(pids: list[str], prefix: str) -> int | None:
 
 
 def run_demo(proxy_uri: str, redis_url: str, console: Console | None = None, *, inline_worker: bool = False,
-             cache_dir: Path = Path(".cache"), collection: str = DEMO_COLLECTION) -> list[str]:
+             cache_dir: Path = Path(".cache"), collection: str = DEMO_COLLECTION, token: str = "") -> list[str]:
     """Import the sample catalog (adapted, cached), run scene searches; returns printable result lines."""
     console = console or Console()
-    settings = EmbedSettings(redis_url=redis_url, proxy=proxy_uri, cache_dir=cache_dir)
+    settings = EmbedSettings(redis_url=redis_url, proxy=proxy_uri, cache_dir=cache_dir,
+                             **({"token": token} if token else {}))
     console.print("[bold]shop-by-image demo[/]: fetching the tuxpaint sample catalog (Debian tuxpaint-stamps-default)")
     csv = build_sample_catalog(cache_dir / "tuxpaint")
     catalog = read_catalog(csv)
@@ -58,8 +59,10 @@ def run_demo(proxy_uri: str, redis_url: str, console: Console | None = None, *, 
         w.stop()
     console.print(f"indexed {summary.indexed}, dead-lettered {summary.dead}, {summary.rows} vectors in {collection}")
     pids = [it.product_id for it in catalog.items]
-    stub = pb_grpc.ImageSearchStub(grpc.insecure_channel(proxy_uri.split("://", 1)[-1],
-                                                         options=[("grpc.max_send_message_length", 64 << 20)]))
+    from shardproxy.auth.client import channel as proxy_channel
+
+    stub = pb_grpc.ImageSearchStub(proxy_channel(proxy_uri, settings.access(),
+                                                 options=[("grpc.max_send_message_length", 64 << 20)]))
     qdir = cache_dir / "tuxpaint" / "demo-queries"
     qdir.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []

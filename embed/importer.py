@@ -49,7 +49,7 @@ def start_import(settings: EmbedSettings, catalog: Catalog | Path, collection: s
     model_id = register(spec, settings.artifacts_dir)
     store = ArtifactStore(settings.model_store_url)
     store.publish(spec)  # every proxy and worker loads it from there
-    client = connect(proxy)
+    client = connect(proxy, settings.access())
     ensure_collection(client, collection, model_id, spec.dim, cat.attribute_types)
     if adapt:  # the catalog's product detector (cached per catalog, like the adaptation)
         from embed.detrain import ensure_catalog_detector
@@ -87,6 +87,6 @@ def wait_for_import(settings: EmbedSettings, ticket: ImportTicket, proxy: str, *
                 raise TimeoutError(f"import {ticket.import_id}: {finished}/{ticket.total} after {elapsed:.0f} s")
             time.sleep(0.3)
     p = queue.progress(ticket.import_id)
-    rows = count(connect(proxy), ticket.collection)
+    rows = count(connect(proxy, settings.access()), ticket.collection)
     return ImportSummary(ticket.import_id, ticket.total, int(p["done"]), int(p["dead"]), time.monotonic() - t0, rows,
                          queue.dead_letters(ticket.import_id))

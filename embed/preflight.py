@@ -3,6 +3,8 @@ names the address it tried and the flag or variable that sets it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from embed.errors import PipelineError
 
 
@@ -29,12 +31,15 @@ def check_redis(url: str) -> None:
                           f"{_where_from('--redis-url', 'EMBED_REDIS_URL')}") from e
 
 
-def check_proxy(uri: str) -> None:
+def check_proxy(uri: str, access: Any = None) -> None:
+    """Health of the proxy (open without a token); ``access`` (token, TLS files) reaches a TLS proxy."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from shardproxy.auth.client import ClientAccess, channel as proxy_channel
+
     target = uri.split("://", 1)[-1].rstrip("/")
-    channel = grpc.insecure_channel(target)
+    channel = proxy_channel(target, access if access is not None else ClientAccess())
     try:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     except grpc.RpcError as e:

@@ -59,7 +59,7 @@ class QueryEngine:
     def client(self) -> MilvusClient:
         with self._client_lock:
             if self._client is None:
-                self._client = connect(self.milvus_uri)
+                self._client = connect(self.milvus_uri, self.settings.access())
             return self._client
 
     def search_image(

@@ -100,6 +100,10 @@ def register(server: grpc.aio.Server, ctx: Any) -> str:
     settings = EmbedSettings()
     if not settings.artifacts_url:
         settings = settings.model_copy(update={"artifacts_url": ctx.redis_url})
+    # ctx.self_uri is the proxy's own plain loopback port: the proxy's in-process credential, no TLS
+    # (nor a token or CA from the environment or a dev profile, meant for outside clients)
+    settings = settings.model_copy(update={"token": getattr(ctx, "token", ""), "token_file": "", "tls_ca": "",
+                                           "tls_cert": "", "tls_key": ""})
     add_image_search_service(server, ctx.self_uri, settings)
     return pb.DESCRIPTOR.services_by_name["ImageSearch"].full_name
 

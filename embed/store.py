@@ -38,11 +38,15 @@ def image_key(product_id: str, image_sha256: str, object_index: int) -> int:
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
-def connect(uri: str) -> MilvusClient:
-    """A Milvus-protocol client (the proxy, or a plain Milvus node) with keepalive settings that idle well."""
-    if "://" not in uri:
-        uri = f"http://{uri}"
-    return MilvusClient(uri=uri, grpc_options=GRPC_OPTIONS)
+def connect(uri: str, access: Any = None) -> MilvusClient:
+    """A Milvus-protocol client (the proxy, or a plain Milvus node) with keepalive settings that
+    idle well; ``access`` (token, TLS files) defaults to the environment's (EMBED_TOKEN /
+    SHARDPROXY_TOKEN, ...)."""
+    from embed.config import EmbedSettings
+    from shardproxy.auth.client import pymilvus_kwargs
+
+    return MilvusClient(**pymilvus_kwargs(uri, access if access is not None else EmbedSettings().access(),
+                                          grpc_options=GRPC_OPTIONS))
 
 
 def collection_model_id(client: MilvusClient, name: str) -> str | None:

@@ -55,7 +55,7 @@ class Worker:
                  claim_idle_ms: int = 30_000, max_deliveries: int = 5, catalog_objects: int | None = None) -> None:
         self.settings = settings
         self.queue = JobQueue(settings.redis_url, settings.stream, settings.group)
-        self.client = connect(milvus_uri)
+        self.client = connect(milvus_uri, settings.access())
         self.pool = ModelPool(settings)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms, self.max_deliveries = claim_idle_ms, max_deliveries

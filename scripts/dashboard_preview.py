@@ -76,10 +76,10 @@ def start_prometheus(binary: str, workdir: Path, metrics_port: int) -> tuple[sub
 
 
 class Traffic:
-    def __init__(self, uri: str) -> None:
+    def __init__(self, conn: dict) -> None:
         from pymilvus import MilvusClient
 
-        self.client = MilvusClient(uri=uri, timeout=10)
+        self.client = MilvusClient(**conn, timeout=10)
         self.rng = np.random.default_rng(1)
         self.next_id = 0
         self.stop = threading.Event()
@@ -237,7 +237,7 @@ def main() -> None:
         prom = None
         try:
             prom, base = start_prometheus(args.prometheus, work, metrics_port)
-            traffic = Traffic(cluster.proxy_uri)
+            traffic = Traffic(cluster.connect_kwargs())
             s = args.scale
             phases: list[tuple[str, float]] = []
             t0 = time.time()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import grpc
@@ -14,6 +15,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy import cli_verify, devprofile, logs
 from shardproxy.admin import STATE_NAMES
+from shardproxy.auth import cli as auth_cli
 from shardproxy.config import ProxySettings
 
 app = typer.Typer(help="Sharding proxy for Milvus: one Milvus endpoint in front of many nodes.", no_args_is_help=True)
@@ -23,6 +25,7 @@ rebalance_app = typer.Typer(help="Data moves between nodes.", no_args_is_help=Tr
 app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(rebalance_app, name="rebalance")
+app.add_typer(auth_cli.app, name="auth")
 
 console = Console()
 err = Console(stderr=True)
@@ -43,8 +46,24 @@ def proxy_address(proxy: str | None) -> str:
     return prof.proxy if prof else DEFAULT_PROXY
 
 
-def _admin(proxy: str | None) -> admin_pb2_grpc.ShardAdminStub:
-    return admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(proxy_address(proxy)))
+TokenOpt = Annotated[
+    Optional[str],
+    typer.Option("--token", envvar="SHARDPROXY_TOKEN", show_envvar=True,
+                 help="user:password (or API key) of a user with the admin role; default: the running `dev up`'s"),
+]
+
+
+def _admin(proxy: str | None, token: str | None = None) -> admin_pb2_grpc.ShardAdminStub:
+    """Admin stub with the token and, with SHARDPROXY_CA set, TLS (SHARDPROXY_CLIENT_CERT/KEY: mTLS).
+    Without --proxy, token and TLS files also come from the running `dev up` (its dev profile)."""
+    from shardproxy.auth.client import access_from_env, channel
+
+    access = access_from_env(token)
+    prof = devprofile.read() if not proxy else None
+    if prof is not None:
+        access = replace(access, token=access.token or prof.token, ca=access.ca or prof.tls_ca,
+                         cert=access.cert or prof.tls_cert, key=access.key or prof.tls_key)
+    return admin_pb2_grpc.ShardAdminStub(channel(proxy_address(proxy), access))
 
 
 def _fail(exc: grpc.RpcError, proxy: str | None = None) -> None:
@@ -78,6 +97,7 @@ def serve(
 def node_add(
     address: Annotated[str, typer.Argument(help="HOST:PORT of a Milvus server")],
     proxy: ProxyOpt = None,
+    token: TokenOpt = None,
     weight: Annotated[int, typer.Option(help="relative share of the keys")] = 1,
     node_id: Annotated[str, typer.Option("--id", help="node id (default: derived from the address)")] = "",
     spare: Annotated[bool, typer.Option("--spare", help="register as a spare, outside the ring")] = False,
@@ -86,7 +106,7 @@ def node_add(
 ) -> None:
     """Put a Milvus node on the ring; rows whose owner changes move to it online."""
     try:
-        resp = _admin(proxy).AddNode(
+        resp = _admin(proxy, token).AddNode(
             admin_pb2.AddNodeRequest(address=address, weight=weight, id=node_id, spare=spare), timeout=120
         )
     except grpc.RpcError as exc:
@@ -94,7 +114,7 @@ def node_add(
     if not as_json:
         console.print(f"added [bold]{resp.node.id}[/bold] ({resp.node.address}, "
                       f"{STATE_NAMES.get(resp.node.state, '?')}), ring epoch {resp.ring_epoch}")
-    final = _follow(proxy, as_json) if (resp.moving and wait) else None
+    final = _follow(proxy, as_json, token=token) if (resp.moving and wait) else None
     if as_json:
         print(json.dumps({"node": resp.node.id, "address": resp.node.address, "ring_epoch": resp.ring_epoch,
                           "moving": resp.moving, "rebalance": final}))
@@ -104,18 +124,19 @@ def node_add(
 def node_drain(
     node_id: Annotated[str, typer.Argument(help="node id")],
     proxy: ProxyOpt = None,
+    token: TokenOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the data move to its end")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
 ) -> None:
     """Move every row off a node online; it ends `drained`, ready for `node remove`."""
     try:
-        resp = _admin(proxy).DrainNode(admin_pb2.DrainNodeRequest(node_id=node_id), timeout=120)
+        resp = _admin(proxy, token).DrainNode(admin_pb2.DrainNodeRequest(node_id=node_id), timeout=120)
     except grpc.RpcError as exc:
         _fail(exc)
     if not as_json:
         console.print(f"[bold]{node_id}[/bold] is {STATE_NAMES.get(resp.node.state, '?')}, ring epoch {resp.ring_epoch}")
     moving = resp.node.state == admin_pb2.NODE_STATE_DRAINING
-    final = _follow(proxy, as_json) if (moving and wait) else None
+    final = _follow(proxy, as_json, token=token) if (moving and wait) else None
     if as_json:
         print(json.dumps({"node": node_id, "state": STATE_NAMES.get(resp.node.state, "?"),
                           "ring_epoch": resp.ring_epoch, "rebalance": final}))
@@ -134,13 +155,13 @@ def rebalance_dict(resp: admin_pb2.RebalanceStatusResponse) -> dict:
     }
 
 
-def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5) -> dict:
+def _follow(proxy: str | None, quiet: bool = False, poll_s: float = 0.5, token: str | None = None) -> dict:
     """Poll RebalanceStatus until the move ends; a live rich progress bar unless ``quiet``."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    stub = _admin(proxy)
+    stub = _admin(proxy, token)
 
     def status() -> admin_pb2.RebalanceStatusResponse:
         return stub.RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
@@ -172,20 +193,22 @@ def _follow(proxy: str, quiet: bool = False, poll_s: float = 0.5) -> dict:
 def node_remove(
     node_id: Annotated[str, typer.Argument(help="node id")],
     proxy: ProxyOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Remove a node that holds no data."""
     try:
-        resp = _admin(proxy).RemoveNode(admin_pb2.RemoveNodeRequest(node_id=node_id), timeout=60)
+        resp = _admin(proxy, token).RemoveNode(admin_pb2.RemoveNodeRequest(node_id=node_id), timeout=60)
     except grpc.RpcError as exc:
         _fail(exc)
     console.print(f"removed {node_id}, ring epoch {resp.ring_epoch}")
 
 
 @node_app.command("list")
-def node_list(proxy: ProxyOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def node_list(proxy: ProxyOpt = None, token: TokenOpt = None,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List registered nodes."""
     try:
-        resp = _admin(proxy).ListNodes(admin_pb2.ListNodesRequest(), timeout=30)
+        resp = _admin(proxy, token).ListNodes(admin_pb2.ListNodesRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
     nodes = [{"id": n.id, "address": n.address, "state": STATE_NAMES.get(n.state, "?"), "weight": n.weight}
@@ -222,10 +245,11 @@ def status_dict(resp: admin_pb2.ClusterStatusResponse) -> dict:
 
 
 @cluster_app.command("status")
-def cluster_status(proxy: ProxyOpt = None, as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
+def cluster_status(proxy: ProxyOpt = None, token: TokenOpt = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False) -> None:
     """Nodes (address, state, weight) and, per collection, rows on each node."""
     try:
-        resp = _admin(proxy).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
+        resp = _admin(proxy, token).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
     except grpc.RpcError as exc:
         _fail(exc)
     data = status_dict(resp)
@@ -255,15 +279,16 @@ def cluster_status(proxy: ProxyOpt = None, as_json: Annotated[bool, typer.Option
 @rebalance_app.command("status")
 def rebalance_status(
     proxy: ProxyOpt = None,
+    token: TokenOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="live progress bar until the move ends")] = False,
 ) -> None:
     """Progress of the running data move (rows moved / to move, rate, ETA, cursors)."""
     try:
-        resp = _admin(proxy).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
+        resp = _admin(proxy, token).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
         if watch and resp.active and not as_json:
-            _follow(proxy)
-            resp = _admin(proxy).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
+            _follow(proxy, token=token)
+            resp = _admin(proxy, token).RebalanceStatus(admin_pb2.RebalanceStatusRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
     data = rebalance_dict(resp)
@@ -295,10 +320,10 @@ def rebalance_status(
 
 
 @rebalance_app.command("resume")
-def rebalance_resume(proxy: ProxyOpt = None) -> None:
+def rebalance_resume(proxy: ProxyOpt = None, token: TokenOpt = None) -> None:
     """Start a migrator for the running move if none runs (e.g. after a crash)."""
     try:
-        resp = _admin(proxy).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
+        resp = _admin(proxy, token).ResumeRebalance(admin_pb2.ResumeRebalanceRequest(), timeout=30)
     except grpc.RpcError as exc:
         _fail(exc)
     console.print(resp.message + (f" (pid {resp.migrator_pid})" if resp.migrator_pid else ""))
@@ -306,20 +331,21 @@ def rebalance_resume(proxy: ProxyOpt = None) -> None:
 
 @rebalance_app.command("abort")
 def rebalance_abort(
-    proxy: ProxyOpt = "127.0.0.1:19530",
+    proxy: ProxyOpt = None,
+    token: TokenOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the reverse move to its end")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
 ) -> None:
     """Stop the running move and carry back what it had moved: the ring and the data return to
     the previous epoch (an aborted add leaves the node `drained`, an aborted drain `active`)."""
     try:
-        resp = _admin(proxy).AbortRebalance(admin_pb2.AbortRebalanceRequest(), timeout=120)
+        resp = _admin(proxy, token).AbortRebalance(admin_pb2.AbortRebalanceRequest(), timeout=120)
     except grpc.RpcError as exc:
         _fail(exc)
     if not as_json:
         console.print(f"aborted after {resp.aborted_rows_moved:,} row(s); {resp.kind} {resp.node_id} "
                       f"carries them back, target epoch {resp.target_epoch}")
-    final = _follow(proxy, as_json) if wait else None
+    final = _follow(proxy, as_json, token=token) if wait else None
     if as_json:
         print(json.dumps({"kind": resp.kind, "node": resp.node_id, "ring_epoch": resp.ring_epoch,
                           "target_epoch": resp.target_epoch, "aborted_rows_moved": resp.aborted_rows_moved,

@@ -3,7 +3,7 @@ and overridable by CLI flags. ``deploy/`` files refer to exactly these names."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,39 @@ class ProxySettings(BaseSettings):
     log_json: bool = Field(False, description="structured JSON logs instead of readable lines")
     tracing: bool = Field(False, description="OpenTelemetry spans of the search fan-out (needs opentelemetry-sdk)")
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector for spans, e.g. otel-collector:4317 (empty = stderr)")
+
+    # authentication, roles, TLS (see README "Security")
+    auth_enabled: bool = Field(True, description="require a token on every call (Milvus's RBAC); false = open proxy")
+    root_password: SecretStr = Field(SecretStr(""), description="password of root, set when root does not exist yet")
+    root_password_file: str = Field("", description="file holding root's password (a mounted secret)")
+    root_password_reset: bool = Field(False, description="overwrite root's stored password with the configured one at start (dev clusters)")
+    rate_limit_rps: float = Field(0.0, description="requests per second per user or API key (0 = no limit)")
+    rate_limit_burst: float = Field(0.0, description="burst above the rate (default: the rate, at least 1)")
+    audit_log: str = Field("", description="file of the JSON audit log (default: stderr)")
+    tls_cert: str = Field("", description="PEM server certificate: serve TLS on the gRPC port")
+    tls_key: str = Field("", description="PEM key of tls_cert")
+    tls_client_ca: str = Field("", description="PEM CA of client certificates: require mutual TLS")
+    node_token: SecretStr = Field(SecretStr(""), description="token (user:password) the proxy sends to Milvus nodes (empty = none)")
+    node_token_file: str = Field("", description="file holding node_token (a mounted secret; wins over node_token)")
+    node_tls_ca: str = Field("", description="PEM CA of the Milvus nodes' certificates: reach nodes over TLS")
+    node_tls_cert: str = Field("", description="PEM client certificate for nodes requiring mutual TLS")
+    node_tls_key: str = Field("", description="PEM key of node_tls_cert")
+
+    def root_password_value(self) -> str | None:
+        """root's configured password (the file wins), or None."""
+        if self.root_password_file:
+            from pathlib import Path
+
+            text = Path(self.root_password_file).read_text().strip()
+            return text or None
+        return self.root_password.get_secret_value() or None
+
+    def node_token_value(self) -> str:
+        if self.node_token_file:
+            from pathlib import Path
+
+            return Path(self.node_token_file).read_text().strip()
+        return self.node_token.get_secret_value()
 
     @property
     def address(self) -> str:

@@ -4,7 +4,8 @@ environment variable always wins; the profile only replaces the built-in default
 
 The file is ``$SHOPBYIMAGE_PROFILE`` or ``$XDG_STATE_HOME/shop-by-image/dev.json``
 (``~/.local/state/shop-by-image/dev.json``). ``dev up`` writes it when ready and removes it on exit;
-a profile whose ``dev up`` process is gone is ignored.
+a profile whose ``dev up`` process is gone is ignored. It holds the dev cluster's root credential
+(and TLS files), so it is written readable by its owner only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class DevProfile:
     web: str = ""  # the shopper's page, http://HOST:PORT
     prometheus: str = ""
     metrics: dict[str, str] = field(default_factory=dict)  # process name -> http://HOST:PORT/metrics
+    token: str = ""  # root credential of the dev cluster ("root:PASSWORD"); empty with --no-auth
+    tls_ca: str = ""  # CA file to verify the proxy with (dev up --tls/--mtls)
+    tls_cert: str = ""  # client certificate and key (dev up --mtls)
+    tls_key: str = ""
 
     @property
     def proxy_uri(self) -> str:
@@ -66,6 +71,8 @@ def write(profile: DevProfile) -> Path:
     p = path()
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
+    tmp.touch(mode=0o600)  # holds the dev cluster's root credential: owner only
+    tmp.chmod(0o600)
     tmp.write_text(json.dumps(asdict(profile), indent=2))
     tmp.replace(p)
     return p

@@ -101,9 +101,10 @@ class Unimplemented(ProxyError):
     legacy_code = _LEGACY.UnexpectedError
 
 
-class RpcUnimplemented(Unimplemented):
-    """A node answered gRPC UNIMPLEMENTED (it lacks the RPC): the caller gets that gRPC status too,
-    as from the node itself."""
+class NodeUnimplemented(Unimplemented):
+    """A node answered gRPC UNIMPLEMENTED (it lacks the RPC): the proxy answers the same gRPC status,
+    as one node would. A request feature the proxy itself does not implement is a plain
+    :class:`Unimplemented`, answered as a Milvus status naming the feature."""
 
 
 class NodeError(ProxyError):

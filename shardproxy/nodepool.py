@@ -14,7 +14,8 @@ import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from shardproxy import deadline, logs, metrics, tracing
-from shardproxy.errors import DeadlineExceeded, NodeError, RpcUnimplemented, Unavailable, is_ok
+from shardproxy.auth.nodecreds import node_channel
+from shardproxy.errors import DeadlineExceeded, NodeError, NodeUnimplemented, Unavailable, is_ok
 from shardproxy.latency import LatencyTracker
 from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord
 
@@ -39,9 +40,9 @@ class NodeClient:
         self.latency = latency
         self.timeout_s = timeout_s
         self.write_concurrency = write_concurrency
-        self.channel = grpc.aio.insecure_channel(
+        self.channel = node_channel(
             record.address,
-            options=[
+            [
                 ("grpc.max_send_message_length", _MAX_MSG),
                 ("grpc.max_receive_message_length", _MAX_MSG),
                 # reconnect fast when a node comes back (default backoff grows to 120 s: a restarted
@@ -89,7 +90,7 @@ class NodeClient:
                 ) from exc
             metrics.NODE_ERRORS.labels(node=self.id, method=method).inc()
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the node is up; it lacks this RPC
-                raise RpcUnimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
+                raise NodeUnimplemented(exc.details() or f"{method} is not implemented by node {self.id}") from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 metrics.NODE_TIMEOUTS.labels(node=self.id, method=method).inc()
             raise Unavailable(

@@ -25,8 +25,8 @@ from shardproxy.coverage import COMPLETE, Coverage
 from shardproxy.errors import (
     TRAILER_GRPC_STATUS,
     NodeError,
+    NodeUnimplemented,
     ProxyError,
-    RpcUnimplemented,
     grpc_code_of,
     to_milvus_status,
 )
@@ -72,7 +72,7 @@ def rpc(response: Callable[..., Any] | None) -> Callable[[Handler], Handler]:
                 else:
                     log.exception("%s failed unexpectedly", method)
                 context.set_trailing_metadata(((TRAILER_GRPC_STATUS, code), (logs.REQUEST_ID_HEADER, rid)))
-                if isinstance(exc, RpcUnimplemented):
+                if isinstance(exc, NodeUnimplemented):
                     # what a node (or Milvus) answers for an RPC it lacks: a real gRPC status
                     await context.abort(grpc.StatusCode.UNIMPLEMENTED, exc.message)
                 status = to_milvus_status(exc)

@@ -17,6 +17,7 @@ from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 from shardproxy import metrics, tracing
 from shardproxy.admin import AdminServicer
+from shardproxy.auth.setup import ProxyAuth
 from shardproxy.background import Background
 from shardproxy.cluster import Cluster
 from shardproxy.config import ProxySettings
@@ -31,10 +32,12 @@ SERVICES_GROUP = "shardproxy.services"
 @dataclass(frozen=True)
 class ServiceContext:
     """What a plug-in service is given: ``self_uri`` reaches this proxy's Milvus data plane,
-    ``redis_url`` is the cluster's metadata store (a plug-in may keep its own keys there)."""
+    ``redis_url`` is the cluster's metadata store (a plug-in may keep its own keys there), ``token``
+    authenticates calls to ``self_uri`` (the proxy's in-process credential)."""
 
     self_uri: str
     redis_url: str
+    token: str = ""  # a credential for self_uri ("user:password" or an API key); empty with auth off
 
 
 class ServiceHook(Protocol):
@@ -65,8 +68,10 @@ class ProxyServer:
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         self.cluster = Cluster(settings)
+        self.auth = ProxyAuth(settings)
         grpc_limit = max(4 * settings.max_request_bytes, 256 * 1024 * 1024)
         self.server = grpc.aio.server(
+            interceptors=self.auth.interceptors,
             options=[
                 ("grpc.max_receive_message_length", grpc_limit),
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
@@ -93,15 +98,17 @@ class ProxyServer:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
-        self.port = self.server.add_insecure_port(settings.address)
+        self.port = self.auth.bind(self.server)
         if self.port == 0:
             raise OSError(f"cannot bind {settings.address}")
         if settings.image_search:  # setting name kept: turns the plug-in services on/off
             services += add_plugin_services(
-                self.server, ServiceContext(f"http://127.0.0.1:{self.port}", settings.redis_url))
+                self.server,
+                ServiceContext(self.auth.internal_uri(self.port), settings.redis_url, self.auth.internal_token()))
         reflection.enable_server_reflection(services, self.server)
 
     async def start(self) -> None:
+        await self.auth.start()
         await self.cluster.start()
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -111,8 +118,9 @@ class ProxyServer:
         tracing.setup(self.settings.tracing, "shardproxy", self.settings.proxy_id or self.settings.address,
                       self.settings.otlp_endpoint)
         log.info(
-            "shardproxy ready on %s:%d (ring epoch %d, %d node(s))",
+            "shardproxy ready on %s:%d (ring epoch %d, %d node(s), auth %s, tls %s)",
             self.settings.host, self.port, self.cluster.epoch, len(self.cluster.nodes),
+            "on" if self.settings.auth_enabled else "OFF", "on" if self.auth.tls else "off",
         )
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -120,6 +128,7 @@ class ProxyServer:
         await self.background.stop()
         await self.server.stop(grace)
         await self.cluster.close()
+        await self.auth.close()
         tracing.shutdown()
 
 

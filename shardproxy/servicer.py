@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
+from shardproxy.auth.rbac_handlers import RbacHandlers
 from shardproxy.handlers.aliases import AliasHandlers
 from shardproxy.handlers.alter import AlterHandlers
 from shardproxy.handlers.connection import ConnectionHandlers
@@ -37,7 +38,7 @@ from shardproxy.rpc import install_unimplemented
 
 MIXINS: tuple[type, ...] = (
     ConnectionHandlers, DdlHandlers, WriteHandlers, ReadHandlers, SearchExtHandlers,
-    DatabaseHandlers, PartitionHandlers, AliasHandlers, AlterHandlers,
+    DatabaseHandlers, PartitionHandlers, AliasHandlers, AlterHandlers, RbacHandlers,
 )
 
 

@@ -86,7 +86,11 @@ def direct_client(direct_node: procs.ManagedProcess):  # type: ignore[no-untyped
 def node_clients(cluster: DevCluster):  # type: ignore[no-untyped-def]
     from pymilvus import MilvusClient
 
-    return {p.name: MilvusClient(uri=f"http://{p.address}") for p in cluster.milvus}
+    # A fresh connection per client: pymilvus pings idle channels every 10 s, which a milvus-lite
+    # node answers with GOAWAY too_many_pings after a few strikes; a channel (or the process-wide
+    # subchannel it shares) that a test left open would fail the next client's connect.
+    return {p.name: MilvusClient(uri=f"http://{p.address}", dedicated=True,
+                                 grpc_options={"grpc.use_local_subchannel_pool": 1}) for p in cluster.milvus}
 
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")

@@ -12,12 +12,12 @@ from pymilvus import db as milvus_db
 from pymilvus import AsyncMilvusClient, Collection, MilvusClient, CollectionSchema, DataType, FieldSchema, Partition, connections, utility
 
 
-def _async_program(uri: str, db: str) -> dict:
+def _async_program(uri: str, db: str, token: str = "") -> dict:
     async def go() -> dict:
-        admin = AsyncMilvusClient(uri=uri)
+        admin = AsyncMilvusClient(uri=uri, token=token)
         if db not in await admin.list_databases():
             await admin.create_database(db)
-        client = AsyncMilvusClient(uri=uri, db_name=db)
+        client = AsyncMilvusClient(uri=uri, token=token, db_name=db)
         if await client.has_collection("async_c"):
             await client.drop_collection("async_c")
         schema = MilvusClient.create_schema()
@@ -48,7 +48,7 @@ def _async_program(uri: str, db: str) -> dict:
 
 
 def test_async_client_same(dev_cluster, direct_node) -> None:  # type: ignore[no-untyped-def]
-    proxied = _async_program(dev_cluster.connect_kwargs()["uri"], "async_db")
+    proxied = _async_program(dev_cluster.connect_kwargs()["uri"], "async_db", dev_cluster.token)
     direct = _async_program(f"http://{direct_node.address}", "async_db")
     assert proxied == direct
     assert proxied["count"] == 30 and proxied["alias"] == "async_c"

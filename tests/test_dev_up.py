@@ -51,6 +51,9 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     port = procs.free_port()
     proc, ready = start(tmp_path / "dev", port)
     assert re.search(rf"proxy at 127\.0\.0\.1:{port}", ready)
+    # auth is on: the ready line carries root's generated password and the pymilvus line
+    token = re.search(r"token (root:\S+?)[ ,]", ready).group(1)  # type: ignore[union-attr]
+    assert f'token="{token}"' in ready
     kids = children_of(proc.pid)
     assert len(kids) >= 5  # redis, 2 milvus nodes, proxy, the page
     # the dev profile: both CLIs find this cluster without flags; every process serves /metrics
@@ -63,11 +66,14 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     from embed.config import EmbedSettings
 
     assert EmbedSettings().redis_url == prof.redis_url and EmbedSettings().proxy == prof.proxy_uri
+    assert prof.token == token and EmbedSettings().token == token  # the CLIs authenticate by default
     with urllib.request.urlopen(prof.metrics["proxy"], timeout=10) as resp:
         assert b"shardproxy_rpcs_total" in resp.read()
     with urllib.request.urlopen(prof.web, timeout=30) as resp:
         assert b"Shop by image" in resp.read()
-    client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    with pytest.raises(Exception):  # noqa: B017 - pymilvus wraps UNAUTHENTICATED at connect
+        MilvusClient(uri=f"http://127.0.0.1:{port}")
+    client = MilvusClient(uri=f"http://127.0.0.1:{port}", token=token)
     make_collection(client, "kept", 8, index="FLAT")
     rows = make_rows(500, 8, seed=5)
     client.insert("kept", rows)
@@ -80,9 +86,10 @@ def test_dev_up_ready_sigterm_and_restart(tmp_path: Path) -> None:
     alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]]
     assert alive == [], "children survived SIGTERM"
 
-    proc, _ = start(tmp_path / "dev", port)
+    proc, ready = start(tmp_path / "dev", port, "--root-password", "chosen-pw-1")
     try:
-        client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        assert "token root:chosen-pw-1" in ready
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:chosen-pw-1")
         # nodes come back released; the proxy loads them again
         hits = eventually(lambda: client.search("kept", [rows[42]["vector"]], limit=1))
         assert hits[0][0]["id"] == 42

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,7 +54,8 @@ def test_dev_up_with_real_milvus_nodes(tmp_path: Path) -> None:
         for kid in children_of(proc.pid):
             cmdlines.append(Path(f"/proc/{kid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
         assert sum("milvus-server" in c for c in cmdlines) == 2, cmdlines
-        client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+        token = re.search(r"token (root:\S+?)[ ,]", ready).group(1)  # type: ignore[union-attr]  # auth is on
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token=token)
         make_collection(client, "real", 8, index="FLAT")
         rows = make_rows(500, 8, seed=5)
         client.insert("real", rows)

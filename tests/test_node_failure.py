@@ -23,7 +23,7 @@ def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevClust
 
 
 def test_dead_node_fails_search_with_unavailable_then_recovers(small_cluster: DevCluster) -> None:
-    client = MilvusClient(uri=small_cluster.proxy_uri)
+    client = small_cluster.client()
     make_collection(client, "fail", 8, index="FLAT")
     rows = make_rows(300, 8, seed=1)
     client.insert("fail", rows)
@@ -53,7 +53,7 @@ def test_dead_node_fails_search_with_unavailable_then_recovers(small_cluster: De
 def test_node_that_forgot_its_load_state_is_resynced_on_first_read(small_cluster: DevCluster) -> None:
     """Release the collection behind the proxy's back on one node: the next search notices
     "not loaded", re-syncs that node from the Redis record, and answers completely."""
-    client = MilvusClient(uri=small_cluster.proxy_uri)
+    client = small_cluster.client()
     make_collection(client, "forgot", 8, index="FLAT")
     rows = make_rows(100, 8, seed=3)
     client.insert("forgot", rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -198,7 +199,7 @@ def test_ddl_reaches_every_node(dev_cluster, proxy_client: MilvusClient) -> None
 
 
 def _raw_stub(dev_cluster) -> milvus_pb2_grpc.MilvusServiceStub:  # type: ignore[no-untyped-def]
-    return milvus_pb2_grpc.MilvusServiceStub(grpc.insecure_channel(dev_cluster.proxy_address))
+    return milvus_pb2_grpc.MilvusServiceStub(dev_cluster.channel())
 
 
 class TestBadInput:
@@ -281,7 +282,7 @@ class TestBadInput:
 
 
 def test_health_and_reflection(dev_cluster) -> None:  # type: ignore[no-untyped-def]
-    ch = grpc.insecure_channel(dev_cluster.proxy_address)
+    ch = grpc.insecure_channel(dev_cluster.proxy_address)  # open: no token needed (probes, grpcurl)
     resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -307,7 +308,7 @@ def test_cluster_status_cli_json(dev_cluster, proxy_client: MilvusClient) -> Non
     proxy_client.insert("status_cli", make_rows(60, 4))
     out = subprocess.run(
         [sys.executable, "-m", "shardproxy", "cluster", "status", "--json", "--proxy", dev_cluster.proxy_address],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **dev_cluster.client_env()},
     )
     data = json.loads(out.stdout)
     assert [n["id"] for n in data["nodes"]] == ["node-0", "node-1", "node-2"]
@@ -325,7 +326,7 @@ def test_proxy_restart_keeps_everything(dev_cluster, proxy_client: MilvusClient)
     q = np.array([rows[10]["vector"]], dtype=np.float32)
     before = proxy_client.search(name, q.tolist(), limit=5)
     dev_cluster.restart_proxy()
-    client = MilvusClient(uri=dev_cluster.proxy_uri)
+    client = dev_cluster.client()
     after = client.search(name, q.tolist(), limit=5)
     assert [h["id"] for h in after[0]] == [h["id"] for h in before[0]]
     assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] == 400

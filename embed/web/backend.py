@@ -48,14 +48,30 @@ class Backend:
 
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=GRPC_OPTIONS)
+            access = self.settings.access()
+            if access.tls:
+                from shardproxy.auth.tls import channel_credentials
+
+                creds = channel_credentials(access.ca, access.cert, access.key)
+                self._channel = grpc.aio.secure_channel(self.target, creds, options=GRPC_OPTIONS)
+            else:
+                self._channel = grpc.aio.insecure_channel(self.target, options=GRPC_OPTIONS)
         return self._channel
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """The proxy's credential on every gRPC call (none with auth off)."""
+        token = self.settings.access().token
+        if not token:
+            return ()
+        from shardproxy.auth.passwords import encode_token
+
+        return (("authorization", encode_token(token)),)
 
     @property
     def client(self) -> MilvusClient:
         with self._lock:
             if self._client is None:
-                self._client = connect(self.settings.proxy)
+                self._client = connect(self.settings.proxy, self.settings.access())
             return self._client
 
     async def close(self) -> None:
@@ -72,7 +88,7 @@ class Backend:
         t0 = time.perf_counter()
         resp = await stub.SearchByImage(
             pb.SearchByImageRequest(image=image, collection=collection, filter=filter, top_k=top_k),
-            timeout=self.search_timeout_s,
+            timeout=self.search_timeout_s, metadata=self._metadata(),
         )
         t1 = time.perf_counter()
         ids = sorted({m.image_id for o in resp.objects for m in o.matches})
@@ -165,7 +181,7 @@ class Backend:
 
     async def cluster(self) -> dict[str, Any]:
         stub = admin_pb2_grpc.ShardAdminStub(self.channel())
-        resp = await stub.ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=30)
+        resp = await stub.ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=30, metadata=self._metadata())
         states = {v: k for k, v in admin_pb2.NodeState.items()}
         return {
             "ring_epoch": resp.ring_epoch,

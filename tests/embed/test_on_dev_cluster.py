@@ -11,9 +11,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import grpc
-from pymilvus import MilvusClient
-
 from devkit.devcluster import DevCluster
 from shopbyimage.v1 import image_search_pb2 as pb
 from shopbyimage.v1 import image_search_pb2_grpc as pb_grpc
@@ -30,7 +27,7 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
            "EMBED_STREAM": f"devc:{uuid.uuid4().hex[:6]}", "EMBED_BATCH_SIZE": "8",
            "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", "EMBED_DET_SCENES": "24", "EMBED_DET_STEPS": "40",
            "EMBED_DET_TEXTURES": "",
-           "OMP_WAIT_POLICY": "PASSIVE"}
+           "OMP_WAIT_POLICY": "PASSIVE", **dev_cluster.client_env()}
     worker = subprocess.Popen(embed_cmd("worker"), env=env, cwd=ROOT, stdout=open(tmp_path / "worker.log", "wb"),
                               stderr=subprocess.STDOUT)
     try:
@@ -40,13 +37,13 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
         stop(worker)
     assert r.returncode == 0, r.stderr
 
-    client = MilvusClient(uri=dev_cluster.proxy_uri)
+    client = dev_cluster.client()
     assert client.query("shop_sharded", filter="", output_fields=["count(*)"])[0]["count(*)"] == 18
     per_node = [c.get_collection_stats("shop_sharded")["row_count"] for c in node_clients(dev_cluster).values()]
     assert sum(per_node) == 18 and sum(1 for n in per_node if n) >= 2  # spread over the shards
     client.close()
 
-    stub = pb_grpc.ImageSearchStub(grpc.insecure_channel(dev_cluster.proxy_address))
+    stub = pb_grpc.ImageSearchStub(dev_cluster.channel())
     for i, pid in enumerate([2, 9, 15]):
         scene, _ = paste_into_scene(product_image(pid), seed=300 + i, size=(640, 480), scale=0.45, angle=8)
         resp = stub.SearchByImage(pb.SearchByImageRequest(image=jpeg(scene, 70), collection="shop_sharded", top_k=3),
@@ -55,7 +52,8 @@ def test_import_and_search_by_image_through_the_proxy(dev_cluster: DevCluster, e
         assert f"P{pid:03d}" in rank1, (pid, rank1)
 
     status = subprocess.run([sys.executable, "-m", "shardproxy", "cluster", "status", "--json", "--proxy",
-                             dev_cluster.proxy_address], capture_output=True, text=True, timeout=60, check=True)
+                             dev_cluster.proxy_address], capture_output=True, text=True, timeout=60, check=True,
+                            env={**env, **dev_cluster.client_env()})
     coll = next(c for c in json.loads(status.stdout)["collections"] if c["name"] == "shop_sharded")
     model_id = coll["properties"]["shopbyimage.model_id"]  # a generic collection property to the proxy
     assert model_id == resp.model_id and model_id.startswith("efficientnet-lite0-256-")

@@ -11,7 +11,6 @@ import grpc
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
 from devkit.devcluster import DevCluster
@@ -51,7 +50,7 @@ def traffic(ops_cluster: tuple[DevCluster, int]):  # type: ignore[no-untyped-def
     """Scrape, send inserts and searches, scrape again."""
     cluster, port = ops_cluster
     before = scrape(port)
-    client = MilvusClient(uri=cluster.proxy_uri)
+    client = cluster.client()
     client.create_collection("ops_metrics", dimension=DIM, metric_type="L2", auto_id=False)
     rng = np.random.default_rng(7)
     vecs = rng.random((ROWS, DIM), dtype=np.float32)
@@ -132,7 +131,7 @@ def test_node_down_shows(traffic, ops_cluster) -> None:  # type: ignore[no-untyp
     assert up[victim.name] == 0.0
     assert up[cluster.milvus[0].name] == 1.0
     before = scrape(port)
-    client = MilvusClient(uri=cluster.proxy_uri)
+    client = cluster.client()
     with pytest.raises(Exception):  # noqa: B017 - the proxy answers with an error status
         client.search("ops_metrics", data=[[0.1] * DIM], limit=3)
     rows = [{"id": 10_000 + i, "vector": [0.5] * DIM} for i in range(100)]
@@ -157,7 +156,7 @@ def test_request_id_round_trip_and_logged(ops_cluster) -> None:  # type: ignore[
     """A caller's x-request-id comes back in the trailing metadata, a fresh one is made when absent,
     and JSON log lines written while serving carry it."""
     cluster, _ = ops_cluster
-    with grpc.insecure_channel(cluster.proxy_address) as ch:
+    with cluster.channel() as ch:
         stub = milvus_pb2_grpc.MilvusServiceStub(ch)
         _, call = stub.DescribeCollection.with_call(
             milvus_pb2.DescribeCollectionRequest(collection_name="no_such_collection"),

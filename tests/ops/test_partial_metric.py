@@ -31,7 +31,7 @@ def test_partial_reads_are_counted(tmp_path: Path) -> None:
         client.close()
         assert partial_total(url) == 0
         cluster.milvus[1].kill()
-        stub = milvus_pb2_grpc.MilvusServiceStub(grpc.insecure_channel(cluster.proxy_address))
+        stub = milvus_pb2_grpc.MilvusServiceStub(cluster.channel())
         req = milvus_pb2.QueryRequest(collection_name="half", expr="id >= 0", output_fields=["id"],
                                       query_params=[common_pb2.KeyValuePair(key="limit", value="1000")])
 

@@ -3,14 +3,16 @@ Every read answers from exactly one version, and after the switch only from the 
 Usage: python alias_switch.py URI"""
 
 import json
+import os
 import sys
 import threading
 import time
 
 from pymilvus import MilvusClient
 
+TOKEN = os.environ.get("MILVUS_TOKEN", "")  # user:password when the server requires auth
 uri = sys.argv[1]
-admin = MilvusClient(uri=uri)
+admin = MilvusClient(uri=uri, token=TOKEN)
 for name in ("prog_catalog_v1", "prog_catalog_v2"):
     if admin.has_collection(name):
         admin.drop_collection(name)
@@ -29,7 +31,7 @@ after_switch: list[set] = []
 
 
 def reader() -> None:
-    client = MilvusClient(uri=uri)
+    client = MilvusClient(uri=uri, token=TOKEN)
     while not stop.is_set():
         try:
             rows = client.query("prog_catalog", filter="id < 10", output_fields=["version"])

@@ -2,12 +2,14 @@
 Usage: python db_per_tenant.py URI"""
 
 import json
+import os
 import sys
 
 from pymilvus import MilvusClient
 
+TOKEN = os.environ.get("MILVUS_TOKEN", "")  # user:password when the server requires auth
 uri = sys.argv[1].rstrip("/")
-admin = MilvusClient(uri=uri)
+admin = MilvusClient(uri=uri, token=TOKEN)
 tenants = {"prog_tenant_a": 10, "prog_tenant_b": 25}
 for db in tenants:
     if db in admin.list_databases():
@@ -19,7 +21,7 @@ for db in tenants:
     admin.create_database(db)
 out: dict = {}
 for db, n in tenants.items():
-    client = MilvusClient(uri=f"{uri}/{db}")  # the tenant's database in the URI
+    client = MilvusClient(uri=f"{uri}/{db}", token=TOKEN)  # the tenant's database in the URI
     client.create_collection("orders", dimension=3)
     client.insert("orders", [{"id": i, "vector": [float(i), 0.0, 1.0], "tenant": db} for i in range(n)])
     out[db] = {

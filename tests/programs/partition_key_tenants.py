@@ -2,12 +2,14 @@
 Usage: python partition_key_tenants.py URI"""
 
 import json
+import os
 import random
 import sys
 
 from pymilvus import DataType, MilvusClient
 
-client = MilvusClient(uri=sys.argv[1])
+TOKEN = os.environ.get("MILVUS_TOKEN", "")  # user:password when the server requires auth
+client = MilvusClient(uri=sys.argv[1], token=TOKEN)
 if client.has_collection("prog_docs"):
     client.drop_collection("prog_docs")
 schema = MilvusClient.create_schema(auto_id=False)

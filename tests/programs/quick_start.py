@@ -1,12 +1,14 @@
 """Milvus quick start, as the pymilvus docs write it. Usage: python quick_start.py URI"""
 
 import json
+import os
 import random
 import sys
 
 from pymilvus import MilvusClient
 
-client = MilvusClient(uri=sys.argv[1])
+TOKEN = os.environ.get("MILVUS_TOKEN", "")  # user:password when the server requires auth
+client = MilvusClient(uri=sys.argv[1], token=TOKEN)
 if client.has_collection("prog_quick"):
     client.drop_collection("prog_quick")
 client.create_collection(collection_name="prog_quick", dimension=5)

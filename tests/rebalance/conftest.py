@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
@@ -60,12 +59,14 @@ def make_cluster(tmp_path: Path) -> Iterator:
         c.stop()
 
 
-def admin(address: str) -> admin_pb2_grpc.ShardAdminStub:
-    return admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(address))
+def admin(cluster: DevCluster, address: str | None = None) -> admin_pb2_grpc.ShardAdminStub:
+    """Admin stub of the cluster's proxy (or of another proxy ``address``), with root's token."""
+    return cluster.admin(address)
 
 
-def create_collection(uri: str) -> MilvusClient:
-    client = MilvusClient(uri=uri)
+def create_collection(conn: dict) -> MilvusClient:
+    """``conn``: pymilvus keyword arguments (``cluster.connect_kwargs()``)."""
+    client = MilvusClient(**conn)
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
@@ -138,7 +139,7 @@ class Load:
     """One client inserting new rows and one searching for existing vectors, in threads,
     through the proxy, while the topology changes."""
 
-    uri: str
+    conn: dict  # pymilvus keyword arguments (cluster.connect_kwargs())
     existing: np.ndarray
     next_id: int = 1_000_000
     batch: int = 100
@@ -151,7 +152,7 @@ class Load:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def _insert(self) -> None:
-        client = MilvusClient(uri=self.uri)
+        client = MilvusClient(**self.conn)
         while not self.stop.is_set():
             ids = np.arange(self.next_id, self.next_id + self.batch, dtype=np.int64)
             self.next_id += self.batch
@@ -164,7 +165,7 @@ class Load:
             time.sleep(0.05)
 
     def _search(self) -> None:
-        client = MilvusClient(uri=self.uri)
+        client = MilvusClient(**self.conn)
         rng = np.random.default_rng(7)
         while not self.stop.is_set():
             pks = rng.choice(self.existing, size=5, replace=False)

@@ -94,7 +94,8 @@ def test_abort_moves_back_and_a_finished_add_is_undone_by_a_drain(cluster) -> No
         during = np.arange(50_001, 50_101, dtype=np.int64)
         client.insert(COLLECTION, rows(during))  # written during the move: to the joining node too
         out = subprocess.run([PY, "-m", "shardproxy", "rebalance", "abort", "--no-wait", "--json",
-                              "--proxy", c.proxy_address], capture_output=True, text=True, timeout=120, env=child_env())
+                              "--proxy", c.proxy_address], capture_output=True, text=True, timeout=120,
+                             env={**child_env(), **c.client_env()})
         assert out.returncode == 0, out.stderr
         ab = json.loads(out.stdout)
         assert ab["kind"] == "abort-add" and ab["aborted_rows_moved"] >= 20

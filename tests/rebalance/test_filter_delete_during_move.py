@@ -17,9 +17,9 @@ from .conftest import COLLECTION, admin, create_collection, fill, node_pks, use_
 def test_filter_deletes_during_a_move_stay_deleted(make_cluster) -> None:
     cluster = make_cluster(nodes=2, spare=1)
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     ids = fill(client, 9000)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
 
     resp = stub.AddNode(admin_pb2.AddNodeRequest(address=cluster.spare_nodes[0].address), timeout=120)
     assert resp.moving

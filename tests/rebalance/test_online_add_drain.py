@@ -53,13 +53,13 @@ def proxy_count(client) -> int:
 def test_add_fourth_node_under_load(make_cluster, loads):
     cluster = make_cluster(nodes=3, spare=1)
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     ids = fill(client, N_ROWS)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     before = {n: len(node_pks(m.address)) for n, m in zip(["node-0", "node-1", "node-2"], cluster.milvus)}
     assert sum(before.values()) == N_ROWS
 
-    load = Load(cluster.proxy_uri, ids).start()
+    load = Load(cluster.connect_kwargs(), ids).start()
     loads.append(load)
     time.sleep(1.0)
     spare = cluster.spare_nodes[0]
@@ -94,13 +94,13 @@ def test_drain_with_migrator_killed_and_resumed(make_cluster, loads):
     # the manual resume path: without the proxies' migrator watchdog (tested in test_abort_and_watchdog.py)
     cluster = make_cluster(nodes=3, proxy_env={"SHARDPROXY_MIGRATOR_WATCHDOG": "false"})
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     ids = fill(client, N_ROWS)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     victim = "node-1"
     on_victim = len(node_pks(cluster.milvus[1].address))
 
-    load = Load(cluster.proxy_uri, ids).start()
+    load = Load(cluster.connect_kwargs(), ids).start()
     loads.append(load)
     time.sleep(1.0)
     resp = stub.DrainNode(admin_pb2.DrainNodeRequest(node_id=victim), timeout=120)

@@ -23,9 +23,9 @@ def test_add_and_drain_on_real_milvus(make_cluster, loads):
     pytest.importorskip("milvus", reason="PyPI's milvus package is installed by `make test-slow`")
     cluster = make_cluster(nodes=2, spare=1, engine="milvus")
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     ids = fill(client, N_ROWS)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     # real Milvus counts and scans what is visible under its consistency level: wait for it
     def all_visible() -> None:
         total = sum(len(node_pks(m.address)) for m in cluster.milvus[:2])
@@ -33,7 +33,7 @@ def test_add_and_drain_on_real_milvus(make_cluster, loads):
 
     eventually(all_visible, timeout=120)
 
-    load = Load(cluster.proxy_uri, ids).start()
+    load = Load(cluster.connect_kwargs(), ids).start()
     loads.append(load)
     time.sleep(1.0)
     spare = cluster.spare_nodes[0]

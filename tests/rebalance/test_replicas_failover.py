@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import grpc
 import numpy as np
 import pytest
 from pymilvus import MilvusClient
@@ -41,9 +40,9 @@ def get_ids(client: MilvusClient, ids: list[int]) -> set[int]:
 def test_r2_kill_node_under_load_then_catch_up(make_cluster, loads):
     cluster = make_cluster(nodes=3, replicas=2)
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     ids = fill(client, 6000)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     ring = Ring([RingNode(f"node-{i}") for i in range(3)])
 
     # every key lives on exactly its two replicas
@@ -55,7 +54,7 @@ def test_r2_kill_node_under_load_then_catch_up(make_cluster, loads):
     # counts and searches are not double-counted
     assert client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"] == len(ids)
 
-    load = Load(cluster.proxy_uri, ids).start()
+    load = Load(cluster.connect_kwargs(), ids).start()
     loads.append(load)
     time.sleep(2.0)
     cluster.milvus[1].kill()
@@ -86,13 +85,13 @@ def test_r2_kill_node_under_load_then_catch_up(make_cluster, loads):
 def test_partial_result_policy(make_cluster):
     cluster = make_cluster(nodes=3, replicas=1)
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     fill(client, 600)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     cluster.milvus[2].kill()
     wait_state(stub, "node-2", admin_pb2.NODE_STATE_DOWN, timeout=30)
 
-    milvus = milvus_pb2_grpc.MilvusServiceStub(grpc.insecure_channel(cluster.proxy_address))
+    milvus = milvus_pb2_grpc.MilvusServiceStub(cluster.channel())
     req = milvus_pb2.QueryRequest(
         collection_name=COLLECTION, expr="id > 0", output_fields=["id"],
         query_params=[common_pb2.KeyValuePair(key="limit", value="1000")],
@@ -113,9 +112,9 @@ def test_partial_result_policy(make_cluster):
 def test_r2_add_node_keeps_two_copies_on_the_new_replica_sets(make_cluster):
     cluster = make_cluster(nodes=3, spare=1, replicas=2)
     use_redis(cluster.redis_url)
-    client = create_collection(cluster.proxy_uri)
+    client = create_collection(cluster.connect_kwargs())
     ids = fill(client, 4000, batch=2000)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     resp = stub.AddNode(admin_pb2.AddNodeRequest(address=cluster.spare_nodes[0].address, id="node-3"), timeout=120)
     assert resp.moving
     deadline = time.monotonic() + 240

@@ -17,10 +17,10 @@ def test_node_added_through_one_proxy_is_used_by_the_other(make_cluster):
     cluster = make_cluster(nodes=2, spare=1, proxies=2)
     use_redis(cluster.redis_url)
     a, b = cluster.all_proxies
-    create_collection(f"http://{a.address}")
-    client_a = MilvusClient(uri=f"http://{a.address}")
+    create_collection(cluster.connect_kwargs())
+    client_a = cluster.client()
     ids = fill(client_a, 3000, batch=1500)
-    stub_a, stub_b = admin(a.address), admin(b.address)
+    stub_a, stub_b = admin(cluster, a.address), admin(cluster, b.address)
 
     # the spare is listed, outside the ring
     status = stub_b.ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=60)
@@ -40,7 +40,7 @@ def test_node_added_through_one_proxy_is_used_by_the_other(make_cluster):
     assert nodes_b[new_id].state == admin_pb2.NODE_STATE_ACTIVE
 
     # ... and routes writes to the new node: rows the ring gives it land there, through B
-    client_b = MilvusClient(uri=f"http://{b.address}")
+    client_b = MilvusClient(**{**cluster.connect_kwargs(), "uri": f"http://{b.address}"})
     new_ids = np.arange(50_000, 52_000, dtype=np.int64)
     client_b.insert(COLLECTION, rows(new_ids))
     ring = Ring([RingNode(n) for n in nodes_b])
@@ -59,6 +59,6 @@ def test_node_added_through_one_proxy_is_used_by_the_other(make_cluster):
 
     cluster.more_proxies[0] = procs.start_proxy(cluster.redis_url, b.port, cluster.host,
                                                 log_path=cluster.data_dir / "proxy-1b.log", extra_env=cluster._env())
-    client_b2 = MilvusClient(uri=f"http://{b.address}")
+    client_b2 = MilvusClient(**{**cluster.connect_kwargs(), "uri": f"http://{b.address}"})
     res = client_b2.search(COLLECTION, data=vectors(probe).tolist(), limit=1, anns_field="vec")
     assert [h[0]["id"] for h in res] == probe.tolist()

@@ -10,7 +10,7 @@ import pytest
 from pymilvus.grpc_gen import milvus_pb2
 
 from shardproxy.coverage import Coverage
-from shardproxy.errors import TRAILER_GRPC_STATUS, Unavailable, status_ok
+from shardproxy.errors import TRAILER_GRPC_STATUS, NodeUnimplemented, Unavailable, Unimplemented, status_ok
 from shardproxy.logs import REQUEST_ID_HEADER
 from shardproxy.rpc import Reply, implemented_rpcs, rpc
 from shardproxy.servicer import MilvusProxyServicer
@@ -49,6 +49,14 @@ class Handlers:
     async def Flush(self, request: Any, context: Any) -> Any:
         return status_ok()
 
+    @rpc(milvus_pb2.SearchResults)
+    async def HybridSearch(self, request: Any, context: Any) -> Any:
+        raise Unimplemented("HybridSearch with group_by_field is not implemented by shardproxy")
+
+    @rpc(None)
+    async def DropIndex(self, request: Any, context: Any) -> Any:
+        raise NodeUnimplemented("DropIndex is not implemented by node node-0")
+
 
 def test_reply_coverage_becomes_trailers() -> None:
     ctx = FakeContext(((REQUEST_ID_HEADER, "rid-1"),))
@@ -78,3 +86,13 @@ def test_servicer_composes_the_mixins_and_answers_unimplemented_for_the_rest() -
         asyncio.run(MilvusProxyServicer.CreateResourceGroup(None, None, ctx))  # type: ignore[arg-type]
     assert ctx.aborted == (grpc.StatusCode.UNIMPLEMENTED,
                            "shardproxy does not implement the Milvus RPC CreateResourceGroup")
+
+
+def test_unimplemented_feature_is_a_milvus_status_a_node_lacking_the_rpc_a_grpc_status() -> None:
+    ctx = FakeContext()
+    resp = asyncio.run(Handlers().HybridSearch(None, ctx))
+    assert ctx.aborted is None and resp.status.code == 10 and "group_by_field" in resp.status.reason
+    ctx = FakeContext()
+    with pytest.raises(RuntimeError):
+        asyncio.run(Handlers().DropIndex(None, ctx))
+    assert ctx.aborted == (grpc.StatusCode.UNIMPLEMENTED, "DropIndex is not implemented by node node-0")

@@ -39,7 +39,7 @@ def page_env(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) 
            "EMBED_CACHE_DIR": str(tmp / "importer-cache"),  # not the proxy's: models travel through Redis
            "EMBED_REDIS_URL": dev_cluster.redis_url, "EMBED_PROXY": dev_cluster.proxy_uri,
            "EMBED_STREAM": f"page:{uuid.uuid4().hex[:6]}", "EMBED_BATCH_SIZE": "8",
-           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30"}
+           "EMBED_TRAIN_VIEWS": "2", "EMBED_TRAIN_STEPS": "30", **dev_cluster.client_env()}
     worker = subprocess.Popen(embed_cmd("worker"), env=env, cwd=ROOT, stdout=open(tmp / "worker.log", "wb"),
                               stderr=subprocess.STDOUT)
     try:
@@ -49,7 +49,8 @@ def page_env(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) 
         stop(worker)
     assert r.returncode == 0, r.stderr
     web = procs.start_web(dev_cluster.proxy_uri, dev_cluster.redis_url, None, "127.0.0.1", tmp / "web.log",
-                          extra_env={"EMBED_STREAM": env["EMBED_STREAM"], "EMBED_CACHE_DIR": str(tmp / "web-cache")})
+                          extra_env={"EMBED_STREAM": env["EMBED_STREAM"], "EMBED_CACHE_DIR": str(tmp / "web-cache"),
+                                     **dev_cluster.client_env()})
     web_env = dict(env)
     try:
         yield PageEnv(f"http://{web.address}", dev_cluster.proxy_address, COLLECTION, web_env)
