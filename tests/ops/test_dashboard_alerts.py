@@ -22,7 +22,11 @@ OUR_PREFIXES = ("shardproxy_", "embed_", "shopbyimage_")
 # every label our metrics may carry: bounded sets only (method and status names, node ids and states,
 # pipeline stages, model identity). Never a collection name, an id, a URL or any other user value.
 BOUNDED_LABELS = {"method", "code", "node", "state", "source", "target", "stage", "outcome",
-                  "model_id", "embedder", "dim", "detector"}
+                  "model_id", "embedder", "dim", "detector",
+                  # fixed enumerations: verify finding kinds, auth results/reasons/privileges, audit actions
+                  "kind", "result", "reason", "privilege", "action",
+                  # rate-limit metrics per configured user (the user table, never a request-derived value)
+                  "user"}
 
 
 def exported() -> set[str]:
