@@ -136,7 +136,7 @@ def run(rows: int, dim: int, phase_s: float) -> dict:
             vecs = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
             for s in range(0, rows, 2000):
                 client.insert(NAME, [{"id": s + i, "vec": v} for i, v in enumerate(vecs[s : s + 2000].tolist())])
-            stub = admin_pb2_grpc.ShardAdminStub(grpc.insecure_channel(cluster.proxy_address))
+            stub = cluster.admin()
             next_id = 10_000_000
             phases: dict[str, dict] = {}
 

@@ -114,7 +114,7 @@ def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
     port = procs.free_port()
     cluster = make_cluster(nodes=3, replicas=2, proxy_env={"SHARDPROXY_METRICS_PORT": str(port)})
     use_redis(cluster.redis_url)
-    create_collection(cluster.proxy_uri).close()
+    create_collection(cluster.connect_kwargs()).close()
     client = cluster.client()
     ids = fill(client, 3000)
     stub = admin(cluster.proxy_address)
@@ -165,7 +165,7 @@ def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
 def test_r2_kill_node_inserts_keep_being_acknowledged(make_cluster, loads):
     cluster = make_cluster(nodes=3, replicas=2)
     use_redis(cluster.redis_url)
-    create_collection(cluster.proxy_uri).close()
+    create_collection(cluster.connect_kwargs()).close()
     client = cluster.client()
     ids = fill(client, 2000)
     stub = admin(cluster.proxy_address)
@@ -215,7 +215,7 @@ def test_r2_kill_node_inserts_keep_being_acknowledged(make_cluster, loads):
 def test_r1_hung_node_reads_fail_fast_or_partial(make_cluster):
     cluster = make_cluster(nodes=3, replicas=1)
     use_redis(cluster.redis_url)
-    create_collection(cluster.proxy_uri).close()
+    create_collection(cluster.connect_kwargs()).close()
     client = cluster.client()
     ids = fill(client, 600)
     probe = vectors(ids[:1]).tolist()
