@@ -117,7 +117,7 @@ def test_r2_sigstop_node_under_search_and_insert_load(make_cluster, loads):
     create_collection(cluster.connect_kwargs()).close()
     client = cluster.client()
     ids = fill(client, 3000)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
 
     load = FaultLoad(cluster, ids).start()
     loads.append(load)
@@ -168,7 +168,7 @@ def test_r2_kill_node_inserts_keep_being_acknowledged(make_cluster, loads):
     create_collection(cluster.connect_kwargs()).close()
     client = cluster.client()
     ids = fill(client, 2000)
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
 
     load = FaultLoad(cluster, ids, searchers=1).start()
     loads.append(load)

@@ -44,7 +44,7 @@ def _on_node(address: str, partition: str) -> set[int]:
 
 def test_r2_handoff_keeps_database_and_partition(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(nodes=3, replicas=2, name="cat")
-    stub = admin(cluster.proxy_address)
+    stub = admin(cluster)
     client = cluster.client()
     client.create_database(DB)
     client.using_database(DB)
