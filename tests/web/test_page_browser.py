@@ -58,10 +58,6 @@ def page(browser: object, page_env: PageEnv) -> Iterator[object]:
         ctx.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "after the catalog-trained detector was merged its boxes are tight around the visible product "
-    "(IoU 0.29 with the pasted canvas in the first full run); the box criterion was changed to "
-    "'lies on the canvas' but not yet rerun in a full suite (issue 13 stays open)"))
 def test_upload_scene_boxes_matches_and_focus(page: object, page_env: PageEnv, tmp_path: Path,
                                               artifacts_dir: Path) -> None:
     pid = 9
