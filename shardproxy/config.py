@@ -24,6 +24,10 @@ class ProxySettings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024 * 1024, description="largest request the proxy accepts")
     max_top_k: int = Field(16384, description="largest limit (and offset+limit) of a search or query")
     max_nq: int = Field(16384, description="most query vectors in one search")
+    order_by_max_rows: int = Field(
+        100_000, description="a query with order_by reads every row matching its filter from each node (milvus-lite "
+        "nodes do not sort): more than this many on one node is refused (narrow the filter)",
+    )
     id_block_size: int = Field(10000, description="auto_id values a proxy reserves from Redis at a time")
     ring_check_interval_s: float = Field(1.0, description="how often the proxy checks the ring epoch")
     default_replicas: int = Field(1, description="replication factor R of new collections (property shardproxy.replicas overrides)")

@@ -169,6 +169,10 @@ class CollectionRecord:
     def field_names(self) -> list[str]:
         return [f.name for f in self.schema.fields]
 
+    @property
+    def field_types(self) -> dict[str, int]:
+        return {f.name: f.data_type for f in self.schema.fields}
+
     def field(self, name: str) -> schema_pb2.FieldSchema | None:
         return next((f for f in self.schema.fields if f.name == name), None)
 

@@ -94,3 +94,36 @@ async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[Ke
     )
     resp = await client.call("Query", req)
     return list(resp.fields_data)
+
+
+async def scan_rows(client: NodeClient, rec: CollectionRecord, request: milvus_pb2.QueryRequest,
+                    fields: Sequence[str], batch: int, cap: int) -> list[schema_pb2.FieldData]:
+    """The rows of one node matching ``request`` (its filter, template values, partitions and
+    consistency), primary key plus ``fields``, in pk order, ``batch`` at a time; stops after
+    ``cap + 1`` rows (the caller refuses a scan that is over its bound)."""
+    pieces: list[list[schema_pb2.FieldData]] = []
+    last: Key | None = None
+    total = 0
+    while True:
+        req = milvus_pb2.QueryRequest()
+        req.CopyFrom(request)
+        cond = after_expr(rec.pk_name, last, rec.pk_is_str)
+        req.expr = f"({request.expr}) and {cond}" if request.expr.strip() else cond
+        del req.output_fields[:]
+        req.output_fields.extend([rec.pk_name, *(f for f in fields if f != rec.pk_name)])
+        del req.query_params[:]
+        req.query_params.extend(kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"))
+        resp = await client.call("Query", req)
+        cols = list(resp.fields_data)
+        pk_col = next((fd for fd in cols if fd.field_name == rec.pk_name), None)
+        pks = fielddata.column_values(pk_col) if pk_col is not None else []
+        if pks:
+            pieces.append(cols)
+            total += len(pks)
+        if len(pks) < batch or total > cap:
+            break
+        last = max(pks)
+    if not pieces:
+        return []
+    return [fielddata.concat([next(fd for fd in p if fd.field_name == c.field_name and fd.is_dynamic == c.is_dynamic)
+                              for p in pieces]) for c in pieces[0]]

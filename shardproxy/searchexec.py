@@ -11,6 +11,7 @@ policy). Everything else here is pure (:mod:`shardproxy.merge`, :mod:`shardproxy
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from shardproxy import fielddata, groupby, merge, metrics
+from shardproxy import fielddata, groupby, merge, metrics, orderby
 from shardproxy import rerank as rr
 from shardproxy import searchplan as sp
 from shardproxy.errors import InvalidArgument, Unimplemented
@@ -232,6 +233,46 @@ async def hybrid_search(request: milvus_pb2.HybridSearchRequest, plans: Sequence
         per_sub.append(_merged(results, first, nq, plan.metric, plan.limit))
     return _reranked(ranker, per_sub, [p.metric for p in plans], nq, offset, limit, round_decimal,
                      results, request.output_fields, drop)
+
+
+# ---------------------------------------------------------------- order_by
+async def ordered_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan, nodes: Sequence[str],
+                         gather: Gather) -> schema_pb2.SearchResultData:
+    """The exact first ``offset + limit`` hits (or groups), stably re-sorted by the order keys,
+    then ``offset`` / ``limit`` (see :mod:`shardproxy.orderby`)."""
+    keys = list(plan.order_by)
+    extra = [f for f in orderby.request_fields(keys) if f not in request.output_fields]
+    req = milvus_pb2.SearchRequest()
+    req.CopyFrom(request)
+    req.output_fields.extend(extra)
+    window = plan.offset + plan.limit
+    wide = dataclasses.replace(plan, offset=0, limit=window)
+    if plan.group_by:
+        out = await grouped_search(req, wide, nodes, gather)
+    else:
+        answers = await gather({n: sp.node_request(req, wide, window) for n in nodes})
+        out = merge.merge_search_results([r.results for r in answers.values()], plan.nq, plan.metric, 0, window,
+                                         list(req.output_fields))
+    t_merge = time.perf_counter()
+    cols = orderby.key_columns(out.fields_data, keys) if len(out.scores) else [[] for _ in keys]
+    groups = orderby.column_with_nulls(out.group_by_field_value) if out.HasField("group_by_field_value") else None
+    per_query, start = [], 0
+    for k in list(out.topks):
+        rows = list(range(start, start + k))
+        start += k
+        if plan.group_by and groups is not None:
+            runs: list[list[int]] = []
+            for r in rows:
+                if runs and groups[runs[-1][-1]] == groups[r]:
+                    runs[-1].append(r)
+                else:
+                    runs.append([r])
+            per_query.append([r for g in orderby.group_order(runs, cols, keys, plan.offset, plan.limit) for r in g])
+        else:
+            per_query.append(orderby.search_order(rows, cols, keys, plan.offset, plan.limit))
+    res = orderby.reorder_result(out, per_query, extra, plan.limit)
+    metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
+    return res
 
 
 # ---------------------------------------------------------------- search iterator v2

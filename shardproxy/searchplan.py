@@ -16,7 +16,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from shardproxy import validation
+from shardproxy import orderby, validation
 from shardproxy.errors import InvalidArgument, Unimplemented
 from shardproxy.metastore import CollectionRecord
 from shardproxy.params import int_param, kv, set_kv
@@ -31,13 +31,14 @@ SEARCH_UNIMPLEMENTED = {
 }
 HYBRID_UNIMPLEMENTED = {"function_chains": "hybrid search function chains (function_chains)"}
 # search_params keys with cross-shard meaning the proxy does not reproduce
-PARAM_UNIMPLEMENTED = {"order_by_fields": "order_by on search", "group_score": "group_score"}
-QUERY_PARAM_UNIMPLEMENTED = {"order_by_fields": "order_by on query"}
+PARAM_UNIMPLEMENTED = {"group_score": "group_score"}
+QUERY_PARAM_UNIMPLEMENTED = {"group_by_fields": "query with group_by_fields (aggregation)"}
 RANK_PARAM_UNIMPLEMENTED = {
     "group_by_field": "hybrid search with group_by_field",
     "group_size": "hybrid search with group_size",
     "strict_group_size": "hybrid search with strict_group_size",
     "rank_group_scorer": "hybrid search with rank_group_scorer",
+    "order_by_fields": "hybrid search with order_by_fields",
 }
 TRUE_VALUES = ("true", "1", "t", "yes")
 
@@ -69,6 +70,7 @@ class SearchPlan:
     group_by: str
     group_size: int
     params: dict[str, str]
+    order_by: tuple[orderby.OrderKey, ...] = ()
 
 
 def plan_search(rec: CollectionRecord, request: milvus_pb2.SearchRequest, max_top_k: int, max_nq: int,
@@ -101,8 +103,13 @@ def plan_search(rec: CollectionRecord, request: milvus_pb2.SearchRequest, max_to
     group_size = int_param(params, "group_size", 1)
     if group_by and group_size < 1:
         raise InvalidArgument(f"group_size must be at least 1, got {group_size}")
+    order = orderby.parse(params.get("order_by_fields"), rec.field_types, rec.dynamic)
+    if order and flag(params, "iterator"):
+        raise InvalidArgument("order_by is not supported when using search iterator")
+    if order and len(request.function_score.functions):
+        raise InvalidArgument("order_by and function_score cannot be used together")
     return SearchPlan(limit, offset, nq, anns_field, metric, int_param(params, "round_decimal", -1),
-                      group_by, group_size, params)
+                      group_by, group_size, params, tuple(order))
 
 
 def node_request(request: milvus_pb2.SearchRequest, plan: SearchPlan, topk: int, *,

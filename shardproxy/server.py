@@ -69,6 +69,7 @@ class ProxyServer:
         self.settings = settings
         self.cluster = Cluster(settings)
         self.auth = ProxyAuth(settings)
+        self.auth.interceptor.resolve_alias = self.cluster.catalog.resolve  # grants follow aliases
         grpc_limit = max(4 * settings.max_request_bytes, 256 * 1024 * 1024)
         self.server = grpc.aio.server(
             interceptors=self.auth.interceptors,

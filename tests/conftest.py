@@ -47,6 +47,7 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory, embed_cache_dir: Path)
         # the proxy's own model cache: the models it searches with come from the cluster's model
         # store (Redis), as on a real cluster where importer and proxies share no disk
         proxy_env={"SHARDPROXY_MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "SHARDPROXY_LOG_LEVEL": "INFO",
+                   "SHARDPROXY_ORDER_BY_MAX_ROWS": "200",  # tests/test_congruence_orderby.py
                    "EMBED_CACHE_DIR": str(tmp_path_factory.mktemp("proxy-model-cache"))},
     )
     cluster.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ import grpc
 
 from shardproxy.auth import audit, metrics
 from shardproxy.auth.privileges import decide, denial_message, is_own_request
-from shardproxy.auth.rpc_table import ADMIN_SERVICE, is_open, required_check, split_method
+from shardproxy.auth.rpc_table import ADMIN_SERVICE, ANY, Check, is_open, required_check, split_method
 from shardproxy.auth.limits import peer_host
 from shardproxy.auth.service import AuthFailed, AuthService, Identity
 
@@ -50,9 +51,33 @@ def _outcome(resp: Any) -> tuple[str, str]:
     return "error", status.reason
 
 
+AliasResolver = Callable[[str, str], Awaitable[str]]
+
+
+async def resolve_aliases(check: Check, resolve: AliasResolver | None) -> Check:
+    """A collection named through an alias is checked as the collection the alias points at, so a
+    grant on the collection covers calls made through its aliases (as Milvus's privilege
+    interceptor resolves aliases); ``*`` and empty names are left alone. A name that cannot be
+    resolved (catalog unreachable) is checked as written."""
+    if resolve is None or check.object_type != "Collection":
+        return check
+    names = []
+    for name in check.object_names:
+        if name in (ANY, ""):
+            names.append(name)
+            continue
+        try:
+            names.append(await resolve(check.db, name))
+        except Exception:  # noqa: BLE001 - the check then falls back to the name as written
+            log.warning("could not resolve %s/%s for a privilege check", check.db, name, exc_info=True)
+            names.append(name)
+    return dataclasses.replace(check, object_names=tuple(names))
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, resolve_alias: AliasResolver | None = None) -> None:
         self.service = service
+        self.resolve_alias = resolve_alias  # set by the server once its catalog cache exists
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
                                 details: grpc.HandlerCallDetails) -> Any:
@@ -105,6 +130,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         check = required_check(full, request, _meta(context, "dbname") or "")
         if check is None:
             return ident
+        check = await resolve_aliases(check, self.resolve_alias)
         cat = svc.catalog
         roles = cat.roles_of(ident.user)
         if is_own_request(split_method(full)[1], request, roles) or decide(ident.user, roles, check, cat.grants,

@@ -23,7 +23,8 @@ class ProxyAuth:
         self.redis = aioredis.from_url(settings.redis_url)
         self.service = AuthService(self.redis, enabled=settings.auth_enabled, rate=settings.rate_limit_rps,
                                    burst=settings.rate_limit_burst)
-        self.interceptors = [AuthInterceptor(self.service)]
+        self.interceptor = AuthInterceptor(self.service)
+        self.interceptors = [self.interceptor]
         self.internal_port = 0
         audit.setup(settings.audit_log)
         nodecreds.configure(nodecreds.NodeAccess(settings.node_token_value(), settings.node_tls_ca,

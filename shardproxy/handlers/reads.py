@@ -14,11 +14,11 @@ from typing import Any
 
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from shardproxy import fielddata, merge, metrics, searchplan, tracing, validation
+from shardproxy import fielddata, merge, metrics, orderby, searchplan, tracing, validation
 from shardproxy.countorder import count_phases
 from shardproxy.errors import InvalidArgument, status_ok
 from shardproxy.freshness import prefer_target_copies
-from shardproxy.handlers.search_ext import SearchExtHandlers
+from shardproxy.handlers.ordered import OrderedReadHandlers
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
 from shardproxy.nodequery import pk_expr, scan_all_pks
@@ -30,9 +30,12 @@ log = logging.getLogger(__name__)
 COUNT_SCAN_BATCH = 16384
 
 
-class ReadHandlers(SearchExtHandlers):
+class ReadHandlers(OrderedReadHandlers):
     @rpc(milvus_pb2.QueryResults)
     async def Query(self, request: milvus_pb2.QueryRequest, context: Any) -> Any:
+        return await self._query(request, context)
+
+    async def _query(self, request: milvus_pb2.QueryRequest, context: Any) -> Reply:
         rec = await self._collection(request)
         await self._check_partitions(rec, list(request.partition_names))
         self._check_size(request)
@@ -43,6 +46,7 @@ class ReadHandlers(SearchExtHandlers):
             validation.validate_filter(request.expr, rec.field_names, rec.dynamic)
         params = kv(request.query_params)
         searchplan.check_params(params, searchplan.QUERY_PARAM_UNIMPLEMENTED, "Query")
+        order = orderby.parse(params.get("order_by_fields"), rec.field_types, rec.dynamic)
         has_limit = "limit" in params and params["limit"] != ""
         limit = int_param(params, "limit", 0)
         offset = int_param(params, "offset", 0)
@@ -54,6 +58,14 @@ class ReadHandlers(SearchExtHandlers):
             raise InvalidArgument("a query needs a filter expression or a limit")
         allow = self._allow_partial(context)
         placement = self.cluster.placement(rec)
+        if order:
+            if "count(*)" in output_fields:
+                raise InvalidArgument("ORDER BY on count(*) needs GROUP BY, which shardproxy does not implement")
+            if not has_limit:
+                raise InvalidArgument("ORDER BY requires explicit limit")
+            if searchplan.flag(params, "iterator"):
+                raise InvalidArgument("ORDER BY with iterator is not supported")
+            return await self._ordered_query(rec, request, order, offset, limit, context)
 
         if "count(*)" in output_fields:
             if len(output_fields) > 1:

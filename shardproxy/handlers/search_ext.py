@@ -68,7 +68,7 @@ class SearchExtHandlers(HandlerBase):
     @staticmethod
     def _is_variant(request: milvus_pb2.SearchRequest, plan: searchplan.SearchPlan) -> bool:
         """A search that needs more than one plain merge (or iterator state)."""
-        return bool(plan.group_by) or len(request.function_score.functions) > 0 \
+        return bool(plan.group_by) or bool(plan.order_by) or len(request.function_score.functions) > 0 \
             or searchplan.flag(plan.params, "search_iter_v2") or "collection_id" in plan.params
 
     async def _search_variant(self, rec: CollectionRecord, request: milvus_pb2.SearchRequest,
@@ -77,7 +77,9 @@ class SearchExtHandlers(HandlerBase):
         gather = self._gather(rec, context)
         has_ranker = len(request.function_score.functions) > 0
         t0 = time.perf_counter()
-        if plan.group_by:
+        if plan.order_by:
+            merged = await searchexec.ordered_search(request, plan, nodes, gather)
+        elif plan.group_by:
             if has_ranker:
                 raise Unimplemented("Search with group_by_field and a rerank function is not implemented by shardproxy")
             merged = await searchexec.grouped_search(request, plan, nodes, gather)
@@ -131,6 +133,8 @@ class SearchExtHandlers(HandlerBase):
         for sub, plan in zip(request.requests, plans):
             if plan.group_by:
                 raise Unimplemented("HybridSearch with group_by_field is not implemented by shardproxy")
+            if plan.order_by:
+                raise Unimplemented("order_by_fields inside a hybrid sub-request is not implemented by shardproxy")
             if sub.HasField("function_score"):
                 raise Unimplemented("a rerank function inside a hybrid sub-request is not implemented by shardproxy")
         nodes = self.cluster.placement(rec).scatter_set()

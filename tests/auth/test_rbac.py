@@ -60,6 +60,27 @@ def test_reader_reads_but_cannot_write_or_drop(auth_cluster: DevCluster, setup: 
     reader.close()
 
 
+def test_grant_on_a_collection_covers_its_alias(auth_cluster: DevCluster, setup: dict) -> None:
+    """Milvus checks a call made through an alias against the collection the alias points at."""
+    root, rows = setup["root"], setup["rows"]
+    if "goods_live" in root.list_aliases("goods")["aliases"]:
+        root.drop_alias("goods_live")
+    root.create_alias("goods", "goods_live")
+    reader = auth_cluster.client(token=f"reader:{PW['reader']}")
+    try:
+        hits = eventually(lambda: reader.search("goods_live", [rows[7]["vector"]], limit=1))
+        assert hits[0][0]["id"] == 7
+        assert [r["id"] for r in reader.query("goods_live", filter="id in [3]", output_fields=["id"])] == [3]
+        denied(lambda: reader.insert("goods_live", make_rows(1, 8, start=9001)), "Insert", "reader")
+        # switched to a collection the reader has no grant on: refused through the same alias
+        root.alter_alias("other", "goods_live")
+        eventually(lambda: denied(lambda: reader.search("goods_live", [rows[7]["vector"]], limit=1), "Search", "reader"),
+                   errors=(Exception, pytest.fail.Exception))
+    finally:
+        reader.close()
+        root.drop_alias("goods_live")
+
+
 def test_user_without_roles_has_only_public(auth_cluster: DevCluster, setup: dict) -> None:
     nobody = auth_cluster.client(token=f"nobody:{PW['nobody']}")
     assert "goods" in nobody.list_collections()  # no privilege needed, as on Milvus
