@@ -111,7 +111,8 @@ def test_query_order_by_json_path_and_pk_ties(clients) -> None:  # type: ignore[
     want = _ref_sort(sorted(every, key=lambda r: r["id"]), [("age", False), ("ok", True)], _row_value)[:15]
     assert [r["id"] for r in got] == [r["id"] for r in want]
     assert [r.get("age") for r in got] == [r.get("age") for r in want]
-    assert [r["id"] for r in got[:5]] == [0, 4, 8, 12, 16]  # missing key: nulls first, ties by primary key
+    # missing key (every 4th id): nulls first; then ok=false before true; then ties by primary key
+    assert [r["id"] for r in got[:5]] == [4, 8, 16, 20, 28]
 
 
 def test_query_order_by_refusals(clients) -> None:  # type: ignore[no-untyped-def]

@@ -213,8 +213,8 @@ def test_query_iterator_every_row_once_same_order(clients) -> None:  # type: ign
 
 # ---------------------------------------------------------------- refused the same clear way
 @pytest.mark.parametrize("call, name", [
-    (lambda c: c.search(NAME, _q(1), anns_field="v1", limit=3, order_by_fields=[{"field": "price", "order": "desc"}]), "order_by"),
-    (lambda c: c.query(NAME, filter="id < 10", limit=3, order_by_fields=[{"field": "price", "order": "desc"}]), "order_by"),
+    (lambda c: c.query(NAME, filter="id < 10", limit=3, group_by_fields=["brand"], output_fields=["count(*)"]),
+     "group_by_fields"),
     (lambda c: c.search(NAME, ids=[1, 2], anns_field="v1", limit=3), "primary keys"),
     (lambda c: c.hybrid_search(NAME, _reqs(_q(1), 5, 5), RRFRanker(), limit=3, group_by_field="product"), "group_by_field"),
 ])
