@@ -269,6 +269,7 @@ def reorder_result(out: schema_pb2.SearchResultData, per_query: Sequence[Sequenc
                            if fd.field_name not in drop and not (fd.is_dynamic and _only_dropped(out, drop)))
     if out.HasField("group_by_field_value"):
         res.group_by_field_value.CopyFrom(fielddata.take(out.group_by_field_value, flat))
+    res.group_by_field_values.extend(fielddata.take(fd, flat) for fd in out.group_by_field_values)
     return res
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,32 +64,40 @@ def _group_column(result: schema_pb2.SearchResultData, field: str) -> schema_pb2
     return col
 
 
-def _ghits(result: schema_pb2.SearchResultData, shard: int, field: str) -> list[list[groupby.GHit]]:
-    values = fielddata.column_values(_group_column(result, field)) if len(result.scores) else []
+def _ghits(result: schema_pb2.SearchResultData, shard: int, fields: Sequence[str]) -> list[list[groupby.GHit]]:
+    """One shard's hits per query with their group: the field's value (a tuple of the values when
+    grouping by several fields); a null value is a group of its own, as on Milvus."""
+    if len(result.scores):
+        cols = [orderby.column_with_nulls(_group_column(result, f)) for f in fields]
+        values = cols[0] if len(cols) == 1 else list(zip(*cols))
+    else:
+        values = []
     return [[groupby.GHit(h.pk, h.score, _hashable(values[h.row]), shard, h.row) for h in hits]
             for hits in merge.hits_of(result, shard)]
 
 
 def _hashable(v: Any) -> Any:
-    return v if not isinstance(v, list) else tuple(v)
+    if isinstance(v, tuple):
+        return tuple(_hashable(x) for x in v)
+    return v if not isinstance(v, (list, dict)) else json.dumps(v, sort_keys=True)
 
 
 async def grouped_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan, nodes: Sequence[str],
                          gather: Gather) -> schema_pb2.SearchResultData:
     """Plain searches for a widening window of nearest hits, grouped once in the proxy until the
-    page is certain (see :mod:`shardproxy.groupby`)."""
-    field, size = plan.group_by, plan.group_size
+    page is certain (see :mod:`shardproxy.groupby`). Several fields group by their value tuple."""
+    fields, size = plan.group_fields or (plan.group_by,), plan.group_size
     strict = sp.flag(plan.params, "strict_group_size")
-    drop = [field] if request.output_fields and field not in request.output_fields else []
+    drop = [f for f in fields if f not in request.output_fields] if request.output_fields else []
     window: int | None = min(groupby.initial_window(plan.offset, plan.limit, size), MAX_TOPK)
     while True:
         sub = sp.node_request(request, plan, window, extra_output=drop)
-        for key in ("group_by_field", "group_size", "strict_group_size"):
+        for key in ("group_by_field", "group_by_fields", "group_size", "strict_group_size"):
             set_kv(sub.search_params, key, None)
         answers = await gather({n: sub for n in nodes})
         results = [r.results for r in answers.values()]
         t_merge = time.perf_counter()
-        per_shard = [_ghits(r, i, field) for i, r in enumerate(results)]
+        per_shard = [_ghits(r, i, fields) for i, r in enumerate(results)]
         pages, done = [], True
         for q in range(plan.nq):
             lists = [s[q] if q < len(s) else [] for s in per_shard]
@@ -114,8 +123,11 @@ async def grouped_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
     out = _result(plan.nq, plan.limit, pks, scores, topks, _is_str(results), results, rows, request.output_fields, drop)
     with_rows = [r for r in results if len(r.scores)]  # rows number the concatenation of these
     if with_rows:
-        out.group_by_field_value.CopyFrom(
-            fielddata.take(fielddata.concat([_group_column(r, field) for r in with_rows]), rows))
+        cols = [fielddata.take(fielddata.concat([_group_column(r, f) for r in with_rows]), rows) for f in fields]
+        if len(fields) == 1:
+            out.group_by_field_value.CopyFrom(cols[0])
+        else:
+            out.group_by_field_values.extend(cols)
     return out
 
 
@@ -255,7 +267,8 @@ async def ordered_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
                                          list(req.output_fields))
     t_merge = time.perf_counter()
     cols = orderby.key_columns(out.fields_data, keys) if len(out.scores) else [[] for _ in keys]
-    groups = orderby.column_with_nulls(out.group_by_field_value) if out.HasField("group_by_field_value") else None
+    gcols = list(out.group_by_field_values) or ([out.group_by_field_value] if out.HasField("group_by_field_value") else [])
+    groups = list(zip(*(orderby.column_with_nulls(c) for c in gcols))) if gcols else None
     per_query, start = [], 0
     for k in list(out.topks):
         rows = list(range(start, start + k))

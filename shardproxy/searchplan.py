@@ -71,6 +71,27 @@ class SearchPlan:
     group_size: int
     params: dict[str, str]
     order_by: tuple[orderby.OrderKey, ...] = ()
+    group_fields: tuple[str, ...] = ()  # group_by split into its fields
+
+
+def _group_fields(params: dict[str, str], rec: CollectionRecord) -> tuple[str, ...]:
+    """``group_by_field`` (one field; pymilvus's ``group_by_field=``) wins over ``group_by_fields``
+    (``group_by_fields=[...]``, sent comma-joined), as in Milvus's ``parseGroupByInfo``."""
+    single = (params.get("group_by_field") or "").strip()
+    if single:
+        if single not in rec.field_names:  # several fields in one string: milvus-lite says
+            raise InvalidArgument(f"group_by_field {single!r} not found in schema")
+        names: tuple[str, ...] = (single,)
+    else:
+        names = tuple(f.strip() for f in (params.get("group_by_fields") or "").split(",") if f.strip())
+        for name in names:
+            if name not in rec.field_names:
+                raise InvalidArgument(f"groupBy field not found in schema: field not found[field={name}]")
+    for name in names:
+        if name in rec.vector_fields:
+            raise InvalidArgument(f"group by field {name} has unsupported data type "
+                                  f"{schema_pb2.DataType.Name(rec.field_types[name])}")
+    return names
 
 
 def plan_search(rec: CollectionRecord, request: milvus_pb2.SearchRequest, max_top_k: int, max_nq: int,
@@ -97,9 +118,8 @@ def plan_search(rec: CollectionRecord, request: milvus_pb2.SearchRequest, max_to
     validation.validate_output_fields(request.output_fields, rec.field_names, rec.dynamic)
     metric = (params.get("metric_type") or "").strip('"').upper() or rec.metric(anns_field) \
         or default_metric(rec.vector_fields[anns_field].data_type)
-    group_by = params.get("group_by_field") or ""
-    if group_by and group_by not in rec.field_names:  # several fields arrive as one string; milvus-lite says:
-        raise InvalidArgument(f"group_by_field {group_by!r} not found in schema")
+    group_fields = _group_fields(params, rec)
+    group_by = ",".join(group_fields)
     group_size = int_param(params, "group_size", 1)
     if group_by and group_size < 1:
         raise InvalidArgument(f"group_size must be at least 1, got {group_size}")
@@ -109,7 +129,7 @@ def plan_search(rec: CollectionRecord, request: milvus_pb2.SearchRequest, max_to
     if order and len(request.function_score.functions):
         raise InvalidArgument("order_by and function_score cannot be used together")
     return SearchPlan(limit, offset, nq, anns_field, metric, int_param(params, "round_decimal", -1),
-                      group_by, group_size, params, tuple(order))
+                      group_by, group_size, params, tuple(order), group_fields)
 
 
 def node_request(request: milvus_pb2.SearchRequest, plan: SearchPlan, topk: int, *,

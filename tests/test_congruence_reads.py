@@ -124,10 +124,11 @@ def _exact_groups(direct: MilvusClient, q, field: str, limit: int, offset: int, 
                   flt: str = "", anns: str = "v1") -> list:  # type: ignore[no-untyped-def]
     """The exact grouping answer from the reference node's own exhaustive ranking."""
     out = []
-    for hits in direct.search(NAME, q, anns_field=anns, limit=N, filter=flt, output_fields=[field]):
+    fields = field.split(",")
+    for hits in direct.search(NAME, q, anns_field=anns, limit=N, filter=flt, output_fields=fields):
         groups: dict = {}
         for h in hits:
-            kept = groups.setdefault(h["entity"][field], [])
+            kept = groups.setdefault(tuple(h["entity"][f] for f in fields), [])
             if len(kept) < size:
                 kept.append((h["id"], round(float(h["distance"]), 4)))
         gs = [g for g in groups.values() if not strict or len(g) == size]
@@ -165,6 +166,23 @@ def test_group_by_exact(clients, limit, offset, size, strict, field, seed) -> No
     b = clients[1].search(NAME, q, anns_field="v1", **kw)
     if _ids(b) == exact:
         assert norm(a) == norm(b)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(limit=st.integers(1, 6), offset=st.integers(0, 3), size=st.integers(1, 3), strict=st.booleans(),
+       fields=st.sampled_from([["brand", "price"], ["price", "product"], ["brand"]]), seed=st.integers(0, 1000))
+def test_group_by_several_fields_exact(clients, limit, offset, size, strict, fields, seed) -> None:  # type: ignore[no-untyped-def]
+    """group_by_fields=[...]: groups are the value tuples, exact over all rows (several fields
+    group by their tuple as in Milvus; group_by_field wins when both are given)."""
+    q = _q(seed, nq=2)
+    kw = dict(limit=limit, offset=offset, group_by_fields=fields, group_size=size, output_fields=["product"])
+    if strict:
+        kw["strict_group_size"] = True
+    a = clients[0].search(NAME, q, anns_field="v1", **kw)
+    assert _ids(a) == _exact_groups(clients[1], q, ",".join(fields), limit, offset, size, strict)
+    assert all(set(h["entity"]) == {"product"} for hits in a for h in hits)
+    both = clients[0].search(NAME, q, anns_field="v1", limit=limit, group_by_field="product", group_by_fields=fields)
+    assert _ids(both) == _exact_groups(clients[1], q, "product", limit, 0, 1, False)
 
 
 def test_group_spread_over_all_nodes_same(clients, dev_cluster) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ caller; these handlers validate, change the catalog in Redis and answer the way 
 from __future__ import annotations
 
 import functools
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,9 +20,9 @@ from shardproxy.auth.privileges import (
     is_known_privilege, v2_grant_target,
 )
 from shardproxy.auth.service import AuthService, Identity
-from shardproxy.errors import MILVUS_CODE_PARAMETER_INVALID, status_ok
+from shardproxy.errors import MILVUS_CODE_PARAMETER_INVALID, ProxyError, status_ok
+from shardproxy.rpc import rpc
 
-log = logging.getLogger(__name__)
 _E = common_pb2.ErrorCode
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -32,36 +31,53 @@ NO_ROLE = "not found the role, maybe the role isn't existed or internal system e
 NO_USER = "not found the user, maybe the user isn't existed or internal system error"
 
 
-class RbacError(Exception):
+class RbacError(ProxyError):
+    """A refused RBAC call: Milvus's message, its legacy error code and its merr code (mapped to a
+    status by :func:`shardproxy.errors.to_milvus_status`, like every other failure)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
     def __init__(self, message: str, legacy: int, code: int = MILVUS_CODE_RBAC) -> None:
         super().__init__(message)
-        self.message, self.legacy, self.code = message, legacy, code
+        self.legacy_code, self.milvus_code = legacy, code
 
 
-def _status(exc: RbacError) -> common_pb2.Status:
-    return common_pb2.Status(error_code=exc.legacy, code=exc.code, reason=exc.message)
+Change = Callable[[Any, AuthService, Identity, Any, int], Awaitable[None]]
+Read = Callable[[Any, AuthService, Identity, Any], Awaitable[Any]]
 
 
-def rbac_rpc(response: Any, legacy: int) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    """Errors become a Milvus status (``response`` None: the RPC returns a bare Status)."""
+def _caller() -> tuple[AuthService, Identity]:
+    svc, ident = current()
+    return svc, ident or Identity(ROOT_USER, ROOT_USER)
 
-    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+
+def catalog_change(legacy: int) -> Callable[[Change], Callable[..., Awaitable[Any]]]:
+    """An RBAC RPC that changes the catalog: the handler validates and writes to Redis (raising
+    :class:`RbacError` with ``legacy`` to refuse); then every proxy's view is reloaded and the
+    answer is a bare success Status. Errors become statuses in :func:`shardproxy.rpc.rpc`."""
+
+    def deco(fn: Change) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
-        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            svc, ident = current()
-            try:
-                return await fn(self, svc, ident or Identity(ROOT_USER, ROOT_USER), request)
-            except RbacError as exc:
-                status = _status(exc)
-            except Exception as exc:  # noqa: BLE001 - every failure is a status; the server keeps serving
-                log.exception("%s failed", fn.__name__)
-                status = common_pb2.Status(error_code=legacy, code=MILVUS_CODE_RBAC,
-                                           reason=f"internal error in shardproxy: {type(exc).__name__}: {exc}")
-            if status.error_code == 0:
-                status.error_code = legacy
-            return status if response is None else response(status=status)
+        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            svc, ident = _caller()
+            await fn(self, svc, ident, request, legacy)
+            await svc.reload()
+    
+        return rpc(None)(handler)
 
-        return wrapper
+    return deco
+
+
+def catalog_read(response: Callable[..., Any]) -> Callable[[Read], Callable[..., Awaitable[Any]]]:
+    """An RBAC RPC that only reads the catalog and answers ``response``."""
+
+    def deco(fn: Read) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            svc, ident = _caller()
+            return await fn(self, svc, ident, request)
+
+        return rpc(response)(handler)
 
     return deco
 
@@ -88,9 +104,8 @@ class RbacHandlers:
     """Mixin: ``class MilvusProxyServicer(RbacHandlers, ...)``."""
 
     # ------------------------------------------------------------------ credentials
-    @rbac_rpc(None, _E.CreateCredentialFailure)
-    async def CreateCredential(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.CreateCredentialFailure
+    @catalog_change(_E.CreateCredentialFailure)
+    async def CreateCredential(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         _check_name("username", req.username, legacy)
         password = _b64(req.password, legacy)
         _check_password(password, legacy)
@@ -98,12 +113,9 @@ class RbacHandlers:
             raise RbacError(f"user already exists:{req.username}", legacy)
         if not await svc.store.create_user(req.username, passwords.hash_password(password)):
             raise RbacError(f"user already exists:{req.username}", legacy)
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(None, _E.UpdateCredentialFailure)
-    async def UpdateCredential(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.UpdateCredentialFailure
+    @catalog_change(_E.UpdateCredentialFailure)
+    async def UpdateCredential(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         _check_name("username", req.username, legacy)
         new = _b64(req.newPassword, legacy)
         _check_password(new, legacy)
@@ -114,37 +126,28 @@ class RbacHandlers:
             if not svc.check_password(req.username, old):
                 raise RbacError(f"old password not correct for {req.username}", legacy)
         await svc.store.set_password(req.username, passwords.hash_password(new))
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(None, _E.DeleteCredentialFailure)
-    async def DeleteCredential(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.DeleteCredentialFailure
+    @catalog_change(_E.DeleteCredentialFailure)
+    async def DeleteCredential(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         if req.username == ROOT_USER:
             raise _invalid("root user cannot be deleted", legacy)
         _check_name("username", req.username, legacy)
         await svc.store.delete_user(req.username)
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(milvus_pb2.ListCredUsersResponse, _E.ListCredUsersFailure)
+    @catalog_read(milvus_pb2.ListCredUsersResponse)
     async def ListCredUsers(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
         return milvus_pb2.ListCredUsersResponse(status=status_ok(), usernames=sorted(svc.catalog.users))
 
     # ------------------------------------------------------------------ roles
-    @rbac_rpc(None, _E.CreateRoleFailure)
-    async def CreateRole(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.CreateRoleFailure
+    @catalog_change(_E.CreateRoleFailure)
+    async def CreateRole(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         name = req.entity.name
         _check_name("role", name, legacy)
         if name in svc.catalog.roles or not await svc.store.create_role(name):
             raise RbacError(f'role [name:"{name}"] already exists', legacy)
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(None, _E.DropRoleFailure)
-    async def DropRole(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.DropRoleFailure
+    @catalog_change(_E.DropRoleFailure)
+    async def DropRole(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         name = req.role_name
         if name in BUILTIN_ROLES:
             raise _invalid(f"the role[{name}] is a default role, which can't be dropped", legacy)
@@ -156,12 +159,9 @@ class RbacHandlers:
             raise RbacError("fail to drop the role that it has privileges. Use REVOKE API to revoke privileges",
                             legacy)
         await svc.store.drop_role(name, [u for u, roles in cat.user_roles.items() if name in roles])
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(None, _E.OperateUserRoleFailure)
-    async def OperateUserRole(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.OperateUserRoleFailure
+    @catalog_change(_E.OperateUserRoleFailure)
+    async def OperateUserRole(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         _check_name("username", req.username, legacy)
         _check_name("role", req.role_name, legacy)
         cat = svc.catalog
@@ -171,12 +171,10 @@ class RbacHandlers:
             raise RbacError(NO_USER, legacy)
         add = req.type == milvus_pb2.OperateUserRoleType.AddUserToRole
         if req.role_name == PUBLIC_ROLE:
-            return status_ok()  # every user has public
+            return  # every user has public
         await svc.store.set_user_role(req.username, req.role_name, add)
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(milvus_pb2.SelectRoleResponse, _E.SelectRoleFailure)
+    @catalog_read(milvus_pb2.SelectRoleResponse)
     async def SelectRole(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
         cat = svc.catalog
         if req.role.name:
@@ -191,7 +189,7 @@ class RbacHandlers:
             for n in names]
         return milvus_pb2.SelectRoleResponse(status=status_ok(), results=results)
 
-    @rbac_rpc(milvus_pb2.SelectUserResponse, _E.SelectUserFailure)
+    @catalog_read(milvus_pb2.SelectUserResponse)
     async def SelectUser(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
         cat = svc.catalog
         if req.user.name:
@@ -208,9 +206,8 @@ class RbacHandlers:
         return milvus_pb2.SelectUserResponse(status=status_ok(), results=results)
 
     # ------------------------------------------------------------------ grants
-    @rbac_rpc(None, _E.OperatePrivilegeFailure)
-    async def OperatePrivilege(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.OperatePrivilegeFailure
+    @catalog_change(_E.OperatePrivilegeFailure)
+    async def OperatePrivilege(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         e = req.entity
         role, obj, priv = e.role.name, e.object.name, e.grantor.privilege.name
         _check_name("role", role, legacy)
@@ -221,11 +218,9 @@ class RbacHandlers:
             raise _invalid("the object name in the grant entity is empty", legacy)
         grant = Grant(role, obj, e.object_name, e.db_name or "default", priv, ident.user)
         await self._operate(svc, grant, req.type == milvus_pb2.OperatePrivilegeType.Grant, legacy)
-        return status_ok()
 
-    @rbac_rpc(None, _E.OperatePrivilegeFailure)
-    async def OperatePrivilegeV2(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.OperatePrivilegeFailure
+    @catalog_change(_E.OperatePrivilegeFailure)
+    async def OperatePrivilegeV2(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         role, priv = req.role.name, req.grantor.privilege.name
         _check_name("role", role, legacy)
         if not req.collection_name:
@@ -233,7 +228,6 @@ class RbacHandlers:
         obj, name, db = v2_grant_target(priv, req.db_name or "default", req.collection_name, svc.catalog.groups)
         grant = Grant(role, obj, name, db, priv, ident.user)
         await self._operate(svc, grant, req.type == milvus_pb2.OperatePrivilegeType.Grant, legacy)
-        return status_ok()
 
     async def _operate(self, svc: AuthService, grant: Grant, add: bool, legacy: int) -> None:
         cat = svc.catalog
@@ -244,9 +238,8 @@ class RbacHandlers:
         if not is_known_privilege(grant.privilege, cat.groups):
             raise _invalid(f"not found the privilege name[{grant.privilege}]", legacy)
         await svc.store.set_grant(grant, add)
-        await svc.reload()
 
-    @rbac_rpc(milvus_pb2.SelectGrantResponse, _E.SelectGrantFailure)
+    @catalog_read(milvus_pb2.SelectGrantResponse)
     async def SelectGrant(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
         e = req.entity
         cat = svc.catalog
@@ -270,9 +263,8 @@ class RbacHandlers:
         return milvus_pb2.SelectGrantResponse(status=status_ok(), entities=out)
 
     # ------------------------------------------------------------------ privilege groups
-    @rbac_rpc(None, _E.CreatePrivilegeGroupFailure)
-    async def CreatePrivilegeGroup(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.CreatePrivilegeGroupFailure
+    @catalog_change(_E.CreatePrivilegeGroupFailure)
+    async def CreatePrivilegeGroup(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         name = req.group_name
         if not name or not _GROUP_NAME.match(name):
             raise _invalid(f"invalid privilege group name {name!r}", legacy)
@@ -281,12 +273,9 @@ class RbacHandlers:
                            f"groups in system", legacy)
         if name in svc.catalog.groups or not await svc.store.create_group(name):
             raise RbacError(f"privilege group [{name}] already exists", legacy)
-        await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(None, _E.DropPrivilegeGroupFailure)
-    async def DropPrivilegeGroup(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.DropPrivilegeGroupFailure
+    @catalog_change(_E.DropPrivilegeGroupFailure)
+    async def DropPrivilegeGroup(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         name = req.group_name
         if name in BUILTIN_GROUPS:
             raise _invalid(f"privilege group [{name}] is a built-in group, which can't be dropped", legacy)
@@ -296,10 +285,8 @@ class RbacHandlers:
                             legacy)
         if name in svc.catalog.groups:
             await svc.store.drop_group(name)
-            await svc.reload()
-        return status_ok()
 
-    @rbac_rpc(milvus_pb2.ListPrivilegeGroupsResponse, _E.ListPrivilegeGroupsFailure)
+    @catalog_read(milvus_pb2.ListPrivilegeGroupsResponse)
     async def ListPrivilegeGroups(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
         groups = {**BUILTIN_GROUPS, **svc.catalog.groups}
         infos = [milvus_pb2.PrivilegeGroupInfo(group_name=n, privileges=[milvus_pb2.PrivilegeEntity(name=p)
@@ -307,9 +294,8 @@ class RbacHandlers:
                  for n, privs in groups.items()]
         return milvus_pb2.ListPrivilegeGroupsResponse(status=status_ok(), privilege_groups=infos)
 
-    @rbac_rpc(None, _E.OperatePrivilegeGroupFailure)
-    async def OperatePrivilegeGroup(self, svc: AuthService, ident: Identity, req: Any) -> Any:  # noqa: N802
-        legacy = _E.OperatePrivilegeGroupFailure
+    @catalog_change(_E.OperatePrivilegeGroupFailure)
+    async def OperatePrivilegeGroup(self, svc: AuthService, ident: Identity, req: Any, legacy: int) -> None:  # noqa: N802
         name = req.group_name
         if name in BUILTIN_GROUPS:
             raise _invalid(f"privilege group [{name}] is a built-in group, which can't be changed", legacy)
@@ -323,8 +309,6 @@ class RbacHandlers:
         add = req.type == milvus_pb2.OperatePrivilegeGroupType.AddPrivilegesToGroup
         new = current_privs | privs if add else current_privs - privs
         await svc.store.set_group(name, frozenset(new))
-        await svc.reload()
-        return status_ok()
 
 
 def _b64(value: str, legacy: int) -> str:
