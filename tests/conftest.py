@@ -84,6 +84,22 @@ def direct_client(direct_node: procs.ManagedProcess):  # type: ignore[no-untyped
     client.close()
 
 
+@pytest.fixture(scope="session")
+def real_direct_client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real Milvus standalone (PyPI's ``milvus`` package, via :func:`devkit.procs.start_milvus_standalone`),
+    the reference of the slow congruence tests (tests/test_congruence_real_*.py); started once per session."""
+    pytest.importorskip("milvus", reason="PyPI's milvus package is installed by `make test-slow`")
+    from pymilvus import MilvusClient
+
+    node = procs.start_milvus_standalone(tmp_path_factory.mktemp("real-milvus") / "data", name="real-direct")
+    client = MilvusClient(uri=f"http://{node.address}")
+    try:
+        yield client
+    finally:
+        client.close()
+        node.stop(timeout=30)
+
+
 def node_clients(cluster: DevCluster):  # type: ignore[no-untyped-def]
     from pymilvus import MilvusClient
 

@@ -4,11 +4,8 @@ real Milvus, not only like milvus-lite. Slow: `make test-slow` installs the pack
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from devkit import procs
 from tests.test_congruence import (  # noqa: F401 - collected again here, against real Milvus
     pair,
     test_count_and_stats_same,
@@ -24,14 +21,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def direct_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    pytest.importorskip("milvus", reason="PyPI's milvus package is installed by `make test-slow`")
-    from pymilvus import MilvusClient
-
-    node = procs.start_milvus_standalone(tmp_path_factory.mktemp("real-milvus") / "data")
-    client = MilvusClient(uri=f"http://{node.address}")
-    try:
-        yield client
-    finally:
-        client.close()
-        node.stop(timeout=30)
+def direct_client(real_direct_client):  # type: ignore[no-untyped-def]
+    """The reference: the session's real Milvus standalone (tests/conftest.py)."""
+    return real_direct_client

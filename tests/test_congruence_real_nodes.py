@@ -6,11 +6,9 @@ Milvus standalone holding the same data. Slow: four standalones (~0.3 GiB and ~4
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from devkit import procs
 from devkit.devcluster import DevCluster
 from tests.test_congruence import (  # noqa: F401 - collected again here, on real Milvus nodes
     pair,
@@ -46,14 +44,7 @@ def proxy_client(real_cluster: DevCluster) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def direct_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    pytest.importorskip("milvus", reason="PyPI's milvus package is installed by `make test-slow`")
-    from pymilvus import MilvusClient
-
-    node = procs.start_milvus_standalone(Path(tmp_path_factory.mktemp("real-direct")) / "data")
-    client = MilvusClient(uri=f"http://{node.address}")
-    try:
-        yield client
-    finally:
-        client.close()
-        node.stop(timeout=30)
+def direct_client(real_direct_client):  # type: ignore[no-untyped-def]
+    """The reference: the session's real Milvus standalone (tests/conftest.py), shared with
+    tests/test_congruence_real_milvus.py."""
+    return real_direct_client

@@ -25,9 +25,13 @@ def test_fields_the_proxy_does_not_reduce_are_refused_by_name() -> None:
     r.search_aggregation.SetInParent()
     with pytest.raises(Unimplemented, match="search_aggregation"):
         searchplan.check_fields(r, searchplan.SEARCH_UNIMPLEMENTED, "Search")
-    with pytest.raises(Unimplemented, match="order_by"):
-        searchplan.check_params({"order_by_fields": "price:desc"}, searchplan.PARAM_UNIMPLEMENTED, "Search")
-    searchplan.check_params({"order_by_fields": ""}, searchplan.PARAM_UNIMPLEMENTED, "Search")  # empty: nothing asked
+    with pytest.raises(Unimplemented, match="group_score"):
+        searchplan.check_params({"group_score": "max"}, searchplan.PARAM_UNIMPLEMENTED, "Search")
+    searchplan.check_params({"group_score": ""}, searchplan.PARAM_UNIMPLEMENTED, "Search")  # empty: nothing asked
+    with pytest.raises(Unimplemented, match="group_by_fields"):
+        searchplan.check_params({"group_by_fields": "a,b"}, searchplan.QUERY_PARAM_UNIMPLEMENTED, "Query")
+    with pytest.raises(Unimplemented, match="order_by_fields"):
+        searchplan.check_params({"order_by_fields": "a"}, searchplan.RANK_PARAM_UNIMPLEMENTED, "HybridSearch")
 
 
 def test_restrict_to_groups_and_one_query() -> None:
