@@ -253,18 +253,24 @@ async def ordered_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
     """The exact first ``offset + limit`` hits (or groups), stably re-sorted by the order keys,
     then ``offset`` / ``limit`` (see :mod:`shardproxy.orderby`)."""
     keys = list(plan.order_by)
-    extra = [f for f in orderby.request_fields(keys) if f not in request.output_fields]
-    req = milvus_pb2.SearchRequest()
-    req.CopyFrom(request)
-    req.output_fields.extend(extra)
     window = plan.offset + plan.limit
     wide = dataclasses.replace(plan, offset=0, limit=window)
-    if plan.group_by:
-        out = await grouped_search(req, wide, nodes, gather)
-    else:
-        answers = await gather({n: sp.node_request(req, wide, window) for n in nodes})
-        out = merge.merge_search_results([r.results for r in answers.values()], plan.nq, plan.metric, 0, window,
-                                         list(req.output_fields))
+    # with no output fields a node answers with all of them (milvus-lite) or none (Milvus): ask
+    # for the order keys only when needed, and drop the ones the caller did not ask for
+    extra = [f for f in orderby.request_fields(keys) if f not in request.output_fields] if request.output_fields else []
+    while True:
+        req = milvus_pb2.SearchRequest()
+        req.CopyFrom(request)
+        req.output_fields.extend(extra)
+        if plan.group_by:
+            out = await grouped_search(req, wide, nodes, gather)
+        else:
+            answers = await gather({n: sp.node_request(req, wide, window) for n in nodes})
+            out = merge.merge_search_results([r.results for r in answers.values()], plan.nq, plan.metric, 0, window,
+                                             list(req.output_fields))
+        if extra or not len(out.scores) or _has_key_columns(out, keys):
+            break
+        extra = orderby.request_fields(keys)
     t_merge = time.perf_counter()
     cols = orderby.key_columns(out.fields_data, keys) if len(out.scores) else [[] for _ in keys]
     gcols = list(out.group_by_field_values) or ([out.group_by_field_value] if out.HasField("group_by_field_value") else [])
@@ -286,6 +292,14 @@ async def ordered_search(request: milvus_pb2.SearchRequest, plan: sp.SearchPlan,
     res = orderby.reorder_result(out, per_query, extra, plan.limit)
     metrics.MERGE_SECONDS.observe(time.perf_counter() - t_merge)
     return res
+
+
+def _has_key_columns(out: schema_pb2.SearchResultData, keys: Sequence[orderby.OrderKey]) -> bool:
+    try:
+        orderby.key_columns(out.fields_data, keys)
+    except InvalidArgument:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- search iterator v2

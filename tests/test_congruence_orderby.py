@@ -188,3 +188,15 @@ def test_search_order_by_refusals(clients) -> None:  # type: ignore[no-untyped-d
         proxy.search(NAME, _q(1), limit=3, order_by_fields=[{"field": "v"}])
     with pytest.raises(MilvusException, match="order_by is not supported when using search iterator"):
         proxy.search(NAME, _q(1), limit=3, order_by_fields="price", iterator="True")
+
+
+def test_search_order_by_without_output_fields(clients) -> None:  # type: ignore[no-untyped-def]
+    """No output fields: the same fields a node returns for such a search, ordered by the keys."""
+    proxy, direct = clients
+    q = _q(21)
+    got = proxy.search(NAME, q, limit=7, order_by_fields="brand:desc,rank")
+    window = direct.search(NAME, q, limit=7, output_fields=["brand", "rank"])[0]
+    want = _ref_sort(list(window), [("brand", False), ("rank", True)], _hit_value)
+    assert [h["id"] for h in got[0]] == [h["id"] for h in want]
+    plain = direct.search(NAME, q, limit=7)[0]
+    assert [sorted(h["entity"]) for h in got[0]] == [sorted(plain[0]["entity"])] * len(got[0])

@@ -62,7 +62,8 @@ def catalog_change(legacy: int) -> Callable[[Change], Callable[..., Awaitable[An
             svc, ident = _caller()
             await fn(self, svc, ident, request, legacy)
             await svc.reload()
-    
+            return status_ok()
+
         return rpc(None)(handler)
 
     return deco

@@ -66,8 +66,11 @@ class OrderedReadHandlers(SearchExtHandlers):
         sub = milvus_pb2.QueryRequest()
         sub.CopyFrom(request)
         sub.db_name, sub.collection_name = rec.db, rec.name  # resolved once: an alias switch cannot split the answer
-        sub.expr = pk_expr(rec.pk_name, page, rec.pk_is_str) if page else f"({request.expr}) and false" if request.expr \
-            else "false"
+        if page:
+            sub.expr = pk_expr(rec.pk_name, page, rec.pk_is_str)
+            sub.ClearField("expr_template_values")
+        else:  # nothing matched: the same empty answer (columns and all) a node gives
+            sub.expr = f"({request.expr}) and false" if request.expr else "false"
         for key in ("order_by_fields", "offset"):
             set_kv(sub.query_params, key, None)
         set_kv(sub.query_params, "limit", str(max(len(page), 1)))
