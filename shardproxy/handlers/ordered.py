@@ -30,12 +30,26 @@ from shardproxy.rpc import Reply
 SCAN_BATCH = 4096
 
 
+def _column(shard: list[schema_pb2.FieldData], like: schema_pb2.FieldData) -> schema_pb2.FieldData:
+    got = next((fd for fd in shard if fd.field_name == like.field_name and fd.is_dynamic == like.is_dynamic), None)
+    if got is not None:
+        return got
+    if like.is_dynamic:  # no row of this node has dynamic keys: every key is missing (null)
+        empty = schema_pb2.FieldData(type=like.type, field_name=like.field_name, is_dynamic=True)
+        empty.scalars.json_data.data.extend([b"{}"] * fielddata.num_rows(shard[0]))
+        return empty
+    raise InvalidArgument(f"a node's answer lacks the column {like.field_name!r}")
+
+
 def _concat_shards(shards: list[list[schema_pb2.FieldData]]) -> list[schema_pb2.FieldData]:
     shards = [s for s in shards if s and fielddata.num_rows(s[0])]
     if not shards:
         return []
-    return [fielddata.concat([next(fd for fd in s if fd.field_name == c.field_name and fd.is_dynamic == c.is_dynamic)
-                              for s in shards]) for c in shards[0]]
+    kinds: dict[tuple[str, bool], schema_pb2.FieldData] = {}
+    for s in shards:
+        for fd in s:
+            kinds.setdefault((fd.field_name, fd.is_dynamic), fd)
+    return [fielddata.concat([_column(s, c) for s in shards]) for c in kinds.values()]
 
 
 class OrderedReadHandlers(SearchExtHandlers):

@@ -127,3 +127,20 @@ def test_reorder_result_drops_key_only_columns() -> None:
     assert [round(s, 3) for s in res.scores] == [0.3, 0.1, 0.4]
     assert list(res.output_fields) == ["brand"] and [fd.field_name for fd in res.fields_data] == ["brand"]
     assert list(res.fields_data[0].scalars.string_data.data) == ["c", "a", "d"]
+
+
+def test_concat_shards_fills_a_missing_dynamic_column() -> None:
+    from shardproxy.handlers.ordered import _concat_shards
+
+    def pk(vals: list[int]) -> schema_pb2.FieldData:
+        fd = schema_pb2.FieldData(type=DT.Int64, field_name="id")
+        fd.scalars.long_data.data.extend(vals)
+        return fd
+
+    meta = schema_pb2.FieldData(type=DT.JSON, field_name="$meta", is_dynamic=True)
+    meta.scalars.json_data.data.extend([b'{"age": 1}'])
+    cols = _concat_shards([[pk([5, 6])], [pk([1]), meta], []])
+    keys = orderby.parse("age", {"id": DT.Int64}, True)
+    assert orderby.key_columns(cols, keys) == [[None, None, 1]]
+    # nulls first, ties by primary key: 5, 6 (no age), then 1 (age 1)
+    assert orderby.query_order([5, 6, 1], orderby.key_columns(cols, keys), keys, 0, 3) == [0, 1, 2]
