@@ -224,6 +224,22 @@ def _pk_key(pk: int | str) -> tuple[int, int | str]:
     return (0, pk) if isinstance(pk, int) else (1, pk)
 
 
+def sort_rows(rows: Sequence[int], cols: Sequence[Sequence[Any]], keys: Sequence[OrderKey]) -> list[int]:
+    """``rows`` stably sorted by the keys (:func:`compare` order). One stable pass per key, last
+    key first; a pass over values of one kind (numbers, strings, bools: every scalar field) sorts
+    with a plain key in C, a pass over mixed JSON kinds with :func:`compare`."""
+    order = list(rows)
+    for col, k in reversed(list(zip(cols, keys))):
+        nulls = [i for i in order if col[i] is None]
+        rest = [i for i in order if col[i] is not None]
+        if len({_kind(col[i]) for i in rest}) <= 1 and not any(_kind(col[i]) == "raw" for i in rest[:1]):
+            rest.sort(key=lambda i: col[i], reverse=not k.ascending)  # reverse keeps equal keys in order
+        else:
+            rest.sort(key=functools.cmp_to_key(lambda i, j: compare(col[i], col[j], k.ascending)))
+        order = nulls + rest
+    return order
+
+
 def query_order(pks: Sequence[int | str], cols: Sequence[Sequence[Any]], keys: Sequence[OrderKey],
                 offset: int, limit: int) -> list[int]:
     """Rows (indices) of a query page: ordered by the keys, ties by primary key, each primary key
@@ -232,25 +248,22 @@ def query_order(pks: Sequence[int | str], cols: Sequence[Sequence[Any]], keys: S
     for i, pk in enumerate(pks):
         first.setdefault(pk, i)
     rows = sorted(first.values(), key=lambda i: _pk_key(pks[i]))  # the tie-break order
-    rows.sort(key=functools.cmp_to_key(row_comparator(cols, keys)))  # stable
-    return rows[offset:offset + limit]
+    return sort_rows(rows, cols, keys)[offset:offset + limit]
 
 
 def search_order(rows: Sequence[int], cols: Sequence[Sequence[Any]], keys: Sequence[OrderKey],
                  offset: int, limit: int) -> list[int]:
     """One query's hits (global row indices, in distance order) stably sorted by the keys, then
     ``offset`` / ``limit``."""
-    cmp = row_comparator(cols, keys)
-    ordered = sorted(rows, key=functools.cmp_to_key(cmp))
-    return ordered[offset:offset + limit]
+    return sort_rows(rows, cols, keys)[offset:offset + limit]
 
 
 def group_order(groups: Sequence[Sequence[int]], cols: Sequence[Sequence[Any]], keys: Sequence[OrderKey],
                 offset: int, limit: int) -> list[list[int]]:
     """Groups of hits sorted (stably) by their first hit's keys, then ``offset`` / ``limit`` groups."""
-    cmp = row_comparator(cols, keys)
-    ordered = sorted([list(g) for g in groups if g], key=functools.cmp_to_key(lambda a, b: cmp(a[0], b[0])))
-    return ordered[offset:offset + limit]
+    kept = [list(g) for g in groups if g]
+    by_first = {g[0]: g for g in kept}
+    return [by_first[r] for r in sort_rows([g[0] for g in kept], cols, keys)][offset:offset + limit]
 
 
 def reorder_result(out: schema_pb2.SearchResultData, per_query: Sequence[Sequence[int]], drop: Sequence[str],

@@ -144,3 +144,22 @@ def test_concat_shards_fills_a_missing_dynamic_column() -> None:
     assert orderby.key_columns(cols, keys) == [[None, None, 1]]
     # nulls first, ties by primary key: 5, 6 (no age), then 1 (age 1)
     assert orderby.query_order([5, 6, 1], orderby.key_columns(cols, keys), keys, 0, 3) == [0, 1, 2]
+
+
+mixed = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.floats(-2, 2, allow_nan=False),
+                  st.sampled_from(["a", "b", "1"]), st.lists(st.integers(0, 1), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.lists(mixed, max_size=25), b=st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=25, max_size=25),
+       asc=st.tuples(st.booleans(), st.booleans()))
+def test_sort_rows_fast_passes_equal_the_comparator(a, b, asc) -> None:  # type: ignore[no-untyped-def]
+    """The per-key stable passes give the order of the one lexicographic comparator, JSON values of
+    mixed kinds included."""
+    import functools
+
+    b = b[:len(a)]
+    keys = [orderby.OrderKey("a", "", ("a",), asc[0], "a"), orderby.OrderKey("b", "b", (), asc[1], "b")]
+    rows = list(range(len(a)))
+    want = sorted(rows, key=functools.cmp_to_key(orderby.row_comparator([a, b], keys)))
+    assert orderby.sort_rows(rows, [a, b], keys) == want
