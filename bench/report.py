@@ -40,8 +40,10 @@ def vs(a: float, b: float, ratio: float, digits: int = 0, bold: bool = False) ->
     return f"{n(a, digits)} / {n(b, digits)} = {f'**{r}**' if bold else r}"
 
 
-def pred_vs_meas(pm: dict[str, float], digits: int = 0) -> str:
-    """'predicted / measured = ratio' from ``{"predicted": .., "measured": ..}``."""
+def pred_vs_meas(pm: dict[str, float] | None, digits: int = 0) -> str:
+    """'predicted / measured = ratio' from ``{"predicted": .., "measured": ..}`` ('–' for None)."""
+    if not pm:
+        return "–"
     return vs(pm["predicted"], pm["measured"], pm["predicted"] / pm["measured"], digits)
 
 
@@ -216,7 +218,8 @@ def capacity_section(results: Path) -> list[str]:
                           p.nodes, f"{p.nodes_for_memory} / {p.nodes_for_qps if p.nodes_for_qps else 'unreachable'}",
                           n(p.memory_per_node_gib, 1), n(p.qps_capacity), n(p.p99_ms), p.proxies, p.workers, n(p.import_hours, 1),
                           "; ".join(p.notes)])
-    out += ["Predicted vs measured (one node; predicted / measured = ratio):", ""]
+    out += ["Predicted vs measured (predicted / measured = ratio) for the direct node holding every row and for the "
+            "3 nodes behind the proxy (predicted as 3 nodes of rows/3 each: RSS summed, node CPU per query summed):", ""]
     out += table(["engine", "index", "rows", "kind", "RSS MiB", "node CPU ms/query (nq=100)", "p50 ms (nq=1)"], rows)
     out += ["Predictions: R=2, target 100 QPS and p99 ≤ 200 ms, nodes of 64 GiB (70% usable) and 16 cores at 60% "
             "CPU, import within 24 h, one vector per image (256-d). The search exponent b is the fitted growth of "

@@ -67,16 +67,23 @@ def test_import_bounded_by_insert_rate() -> None:
     assert p.import_hours > 1.0
 
 
+def small_extra(n: int) -> int:
+    """Buffers that dominate RSS at small sizes (as measured below ~30k rows): gone at scale."""
+    return 100 * 2**20 if n < 10_000 else 0
+
+
 def write_results(d: Path, sizes: list[int], cpu: bool = True) -> None:
     runs = []
     for n in sizes:
         for engine in ("milvus-lite",):
             runs.append({
                 "engine": engine, "index": "HNSW", "rows": n,
-                "direct": {"rss_bytes": 300 * 2**20 + 1200 * n, "batch_qps_nq100": 2 / (1e-6 * n**0.5),
+                "direct": {"rss_bytes": 300 * 2**20 + 1200 * n + small_extra(n), "batch_qps_nq100": 2 / (1e-6 * n**0.5),
                            "node_cpu_ms_per_query_nq100": 1e-3 * n**0.5 if cpu else None,
                            "search_p50_ms": 1000 * 2e-5 * n**0.25, "search_p99_ms": 1.0},
-                "proxy": {"search_p50_ms": 2.0, "search_p99_ms": 5.0, "insert_rows_per_s": 9000.0},
+                "proxy": {"search_p50_ms": 2.0, "search_p99_ms": 5.0, "insert_rows_per_s": 9000.0,
+                          "rss_bytes": 3 * 300 * 2**20 + 1200 * n + small_extra(n),
+                          "node_cpu_ms_per_query_nq100": 3 * 1e-3 * (n / 3) ** 0.5 if cpu else None},
             })
     (d / "proxy_vs_direct.json").write_text(json.dumps(
         {"machine": {"cpus": 2}, "setup": {"dim": 256, "nodes_behind_proxy": 3}, "runs": runs}))
@@ -89,14 +96,34 @@ def test_constants_from_results_and_held_out_check(tmp_path: Path) -> None:
     c = cap.constants_from_results(tmp_path, "milvus-lite", "HNSW")
     assert c.memory.slope == pytest.approx(1200) and c.search_cpu_s.b == pytest.approx(0.5)
     assert c.tail == pytest.approx(2.5) and c.qps_per_proxy == 150.0 and c.images_per_s_per_worker == 12.0
-    rows = cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW")
+    checks = cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW")
+    rows = [r for r in checks if r["nodes"] == 1]
     assert [r["kind"] for r in rows] == ["fitted", "fitted", "held out"]
     last = rows[-1]
     assert last["rss_mib"]["predicted"] == pytest.approx(last["rss_mib"]["measured"])
     assert last["node_cpu_ms_per_query"]["predicted"] == pytest.approx(last["node_cpu_ms_per_query"]["measured"])
+    # the 3 nodes behind the proxy, predicted as 3 nodes of rows/3: same model, other per-node sizes
+    cluster = [r for r in checks if r["nodes"] == 3]
+    assert [r["kind"] for r in cluster] == ["3 nodes x 3,333 rows", "3 nodes x 10,000 rows", "3 nodes x 30,000 rows"]
+    for r in cluster[1:]:
+        assert r["rss_mib"]["predicted"] == pytest.approx(r["rss_mib"]["measured"])
+        assert r["node_cpu_ms_per_query"]["predicted"] == pytest.approx(r["node_cpu_ms_per_query"]["measured"], rel=0.05)
+    assert r["search_p50_ms"] is None
     # without recorded node CPU the model falls back to cores / QPS (same curve here)
     write_results(tmp_path, [10_000, 30_000, 90_000], cpu=False)
     assert cap.constants_from_results(tmp_path).search_cpu_s.b == pytest.approx(0.5)
+
+
+def test_memory_is_fitted_on_the_largest_sizes_only(tmp_path: Path) -> None:
+    # 3k rows carry 100 MiB of buffers: a fit through them would overstate bytes/vector; the two
+    # largest sizes give the true slope, and the small size shows up as predicted < measured
+    write_results(tmp_path, [3_000, 30_000, 90_000])
+    c = cap.constants_from_results(tmp_path, "milvus-lite", "HNSW")
+    assert c.memory.slope == pytest.approx(1200) and c.memory.base == pytest.approx(300 * 2**20)
+    small = next(r for r in cap.check_against_measurements(tmp_path) if r["rows"] == 3_000 and r["nodes"] == 1)
+    assert small["rss_mib"]["measured"] - small["rss_mib"]["predicted"] == pytest.approx(100)
+    with pytest.raises(cap.NotMeasured, match="two or more sizes"):
+        cap.memory_fit([{"rows": 5, "direct": {"rss_bytes": 1}}] * 2)
 
 
 def test_missing_measurements_name_the_benchmark(tmp_path: Path) -> None:
