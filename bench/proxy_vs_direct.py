@@ -16,6 +16,7 @@ Writes bench/results/proxy_vs_direct.{json,png}.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -134,7 +135,16 @@ def main() -> None:
     ap.add_argument("--recall-queries", type=int, default=50)
     ap.add_argument("--throughput-rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="measure nothing: merge the runs of these proxy_vs_direct.json files (separate invocations, "
+                         "e.g. one per engine) into OUT/proxy_vs_direct.json and plot them")
     args = ap.parse_args()
+    if args.merge:
+        merged = merge_invocations([json.loads(p.read_text()) for p in args.merge])
+        common.write("proxy_vs_direct", merged, args.out)
+        plot(merged, args.out / "proxy_vs_direct.png")
+        print(f"merged {len(merged['runs'])} runs from {len(args.merge)} invocations into {args.out / 'proxy_vs_direct.json'}")
+        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     per_engine = {"milvus-lite": sizes, "milvus": sorted(int(s) for s in args.milvus_sizes.split(",")) if args.milvus_sizes else sizes}
     if max(per_engine["milvus"]) > sizes[-1] or min(per_engine["milvus"]) < sizes[0]:
@@ -145,7 +155,7 @@ def main() -> None:
     pick = rng.choice(sizes[0], 400, replace=False)
     queries = (vecs[pick] + 0.1 * rng.standard_normal((400, args.dim))).astype(np.float32)
     results: dict = {
-        "machine": common.machine(), "load_before": common.load(),
+        "argv": " ".join(["bench/proxy_vs_direct.py", *sys.argv[1:]]), "machine": common.machine(), "load_before": common.load(),
         "setup": {"sizes": per_engine, "dim": args.dim, "batch": args.batch, "nodes_behind_proxy": 3, "metric": "L2",
                   "k": 10, "latency_queries": args.latency_queries, "indexes": args.indexes.split(","),
                   "params": {"HNSW": "M=16 efConstruction=100 ef=64", "IVF_FLAT": "nlist=256 nprobe=16", "FLAT": "-"},
@@ -170,6 +180,25 @@ def main() -> None:
     if results["runs"]:
         plot(results, args.out / "proxy_vs_direct.png")
     print(f"wrote {args.out / 'proxy_vs_direct.json'} and .png")
+
+
+def merge_invocations(docs: list[dict]) -> dict:
+    """One result from several invocations: every run tagged with its invocation number, each
+    invocation listed with its command and load, the setups' sizes per engine combined, and the
+    load span over all of them. The first document gives machine and setup."""
+    merged = {k: v for k, v in docs[0].items() if k not in ("runs", "skipped", "invocations")}
+    merged["setup"] = dict(docs[0]["setup"]) | {"sizes": {}}
+    merged |= {"runs": [], "skipped": [], "invocations": []}
+    for i, d in enumerate(docs, 1):
+        merged["invocations"].append({"n": i, "argv": d.get("argv", "?"), "load_before": d.get("load_before"),
+                                      "load_after": d.get("load_after")})
+        merged["runs"] += [r | {"invocation": i} for r in d["runs"]]
+        merged["skipped"] += [f"invocation {i}: {s}" for s in d.get("skipped", [])]
+        for engine in {r["engine"] for r in d["runs"]}:
+            merged["setup"]["sizes"][engine] = sorted({r["rows"] for r in merged["runs"] if r["engine"] == engine})
+    merged["load_before"] = docs[0].get("load_before")
+    merged["load_after"] = docs[-1].get("load_after")
+    return merged
 
 
 def plot(results: dict, path: Path) -> None:

@@ -40,3 +40,22 @@ def test_report_cells() -> None:
     assert report.pred_vs_meas({"predicted": 30.0, "measured": 20.0}) == "30 / 20 = 1.50"
     assert report.load_span({"load_before": {"loadavg": [1.0, 0, 0]}, "load_after": {"loadavg": [3.25, 0, 0]}}) == "1.0→3.2"
     assert report.load_span({}) == "?→?"
+
+
+def test_merge_invocations_tags_runs_and_keeps_each_load() -> None:
+    from bench.proxy_vs_direct import merge_invocations
+
+    def doc(engine: str, sizes: list[int], load: float) -> dict:
+        rec = {"loadavg": [load, 0, 0]}
+        return {"argv": f"bench/proxy_vs_direct.py --engines {engine}", "machine": {"cpus": 2},
+                "setup": {"dim": 256, "sizes": {engine: sizes}}, "load_before": rec, "load_after": rec,
+                "runs": [{"engine": engine, "index": "HNSW", "rows": n} for n in sizes], "skipped": ["x"] if load > 5 else []}
+
+    m = merge_invocations([doc("milvus-lite", [30_000, 100_000], 3.0), doc("milvus", [20_000, 50_000], 9.0)])
+    assert [(r["engine"], r["rows"], r["invocation"]) for r in m["runs"]] == [
+        ("milvus-lite", 30_000, 1), ("milvus-lite", 100_000, 1), ("milvus", 20_000, 2), ("milvus", 50_000, 2)]
+    assert m["setup"]["sizes"] == {"milvus-lite": [30_000, 100_000], "milvus": [20_000, 50_000]}
+    assert [i["argv"] for i in m["invocations"]] == ["bench/proxy_vs_direct.py --engines milvus-lite",
+                                                     "bench/proxy_vs_direct.py --engines milvus"]
+    assert m["load_before"]["loadavg"][0] == 3.0 and m["load_after"]["loadavg"][0] == 9.0
+    assert m["skipped"] == ["invocation 2: x"] and m["machine"] == {"cpus": 2}
