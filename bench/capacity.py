@@ -6,7 +6,8 @@ model refuse with an error naming the benchmark to run.
 Model (pure functions, plain data):
 
 * **memory**: a node holding n vectors uses ``base + n * bytes_per_vector`` (fitted per engine and
-  index type from node RSS after load + index build at the two largest measured sizes); nodes
+  index type from node RSS after load + index build at the two largest measured sizes, the direct
+  node and the 3 nodes behind the proxy together: ``rss = base * nodes + slope * rows``); nodes
   ``M_mem = ceil(N * R * bytes_per_vector / (node_memory * usable_fraction - base))``;
 * **search**: the proxy fans every search out to every node, so every node serves the full QPS over
   its own ``n = N * R / M`` rows. CPU seconds per query on one node follow ``c(n) = a * n**b``
@@ -141,13 +142,23 @@ def node_qps(c: Constants, t: Target, n: float) -> float:
     return t.node_cores * t.utilisation / c.search_cpu_s(max(n, 1.0))
 
 
+def bytes_per_vector(c: Constants) -> float:
+    """The fitted memory per vector, never below the raw float32 vector (4 * dim bytes) that FLAT,
+    HNSW and IVF_FLAT all keep in memory."""
+    return max(c.memory.slope, 4.0 * c.dim)
+
+
 def plan(c: Constants, t: Target, max_nodes: int = 100_000) -> Plan:
     vectors = t.images * t.vectors_per_image
     notes: list[str] = []
     room = t.node_memory_gib * GIB * t.usable_memory - max(c.memory.base, 0.0)
-    if room <= 0 or c.memory.slope <= 0:
+    per_vector = bytes_per_vector(c)
+    if per_vector > c.memory.slope:
+        notes.append(f"fitted {c.memory.slope:,.0f} bytes/vector is below the raw float32 vector ({per_vector:,.0f} bytes): "
+                     "RSS noise at the measured sizes exceeds the vectors' memory, so the raw size is used")
+    if room <= 0:
         raise ValueError("a node of this size cannot hold any vectors under the measured memory model")
-    m_mem = max(1, math.ceil(vectors * t.replicas / (room / c.memory.slope)))
+    m_mem = max(1, math.ceil(vectors * t.replicas / (room / per_vector)))
     m_mem = max(m_mem, t.replicas)
     m_qps: int | None = None
     m = m_mem
@@ -175,7 +186,7 @@ def plan(c: Constants, t: Target, max_nodes: int = 100_000) -> Plan:
         notes.append("import is bounded by insert throughput of the nodes, not by the workers")
     return Plan(
         nodes=nodes, nodes_for_memory=m_mem, nodes_for_qps=m_qps, vectors_per_node=n,
-        memory_per_node_gib=c.memory(n) / GIB, search_cpu_ms_per_query_per_node=c.search_cpu_s(n) * 1000,
+        memory_per_node_gib=(max(c.memory.base, 0.0) + per_vector * n) / GIB, search_cpu_ms_per_query_per_node=c.search_cpu_s(n) * 1000,
         qps_capacity=node_qps(c, t, n), p99_ms=p99, p99_ok=p99 <= t.p99_ms,
         proxies=proxies, workers=workers, import_hours=t.images / ingest / 3600, notes=notes,
     )
@@ -201,16 +212,36 @@ def node_cpu_s(run: dict, cores: int) -> float:
 MEMORY_FIT_SIZES = 2
 
 
+def fit_base_and_slope(points: Sequence[tuple[float, float, float]]) -> Linear:
+    """Least squares for ``rss = base * nodes + slope * rows`` over ``(nodes, rows, rss)`` points:
+    one node's fixed memory and the memory per vector, from single nodes and clusters alike."""
+    saa = sum(k * k for k, _, _ in points)
+    sab = sum(k * n for k, n, _ in points)
+    sbb = sum(n * n for _, n, _ in points)
+    say = sum(k * y for k, _, y in points)
+    sby = sum(n * y for _, n, y in points)
+    det = saa * sbb - sab * sab
+    if abs(det) < 1e-9 * max(saa * sbb, 1.0):
+        raise NotMeasured("memory per vector needs proxy_vs_direct at two or more sizes")
+    return Linear((say * sbb - sab * sby) / det, (saa * sby - sab * say) / det)
+
+
 def memory_fit(runs: Sequence[dict]) -> Linear:
-    """Node RSS vs vectors on the node, fitted over the ``MEMORY_FIT_SIZES`` largest measured sizes
-    only: at small sizes insert buffers, segment overhead and allocator slack dominate RSS, so a fit
-    there overstates bytes per vector (it did by up to ~8x at <= 27k rows). The direct node holds
-    every row; its RSS is taken after load and index build."""
+    """Node RSS = base + n * bytes_per_vector, fitted over the ``MEMORY_FIT_SIZES`` largest measured
+    sizes only (at small sizes insert buffers, segment overhead and allocator slack dominate RSS, so
+    a fit there overstated bytes per vector by up to ~8x at <= 27k rows), using both the direct node
+    (1 node, all rows) and the nodes behind the proxy (their summed RSS: ``nodes`` bases, all rows),
+    after load and index build."""
     sizes = sorted({int(r["rows"]) for r in runs})[-MEMORY_FIT_SIZES:]
     if len(sizes) < 2:
         raise NotMeasured("memory per vector needs proxy_vs_direct at two or more sizes")
-    big = [r for r in runs if int(r["rows"]) in sizes]
-    return fit_linear([float(r["rows"]) for r in big], [float(r["direct"]["rss_bytes"]) for r in big])
+    pts: list[tuple[float, float, float]] = []
+    for r in runs:
+        if int(r["rows"]) in sizes:
+            pts.append((1.0, float(r["rows"]), float(r["direct"]["rss_bytes"])))
+            if r["proxy"].get("rss_bytes"):
+                pts.append((float(r.get("nodes_behind_proxy", 3)), float(r["rows"]), float(r["proxy"]["rss_bytes"])))
+    return fit_base_and_slope(pts)
 
 
 def constants_from_results(results: Path = RESULTS, engine: str = "milvus-lite", index: str = "HNSW",

@@ -44,6 +44,15 @@ def test_memory_bound_plan() -> None:
     assert p.workers == math.ceil(30e6 / (10 * 3600 * 24)) and p.proxies == 1
 
 
+def test_bytes_per_vector_never_below_the_raw_vector() -> None:
+    t = cap.Target(images=30_000_000, replicas=2, qps=1.0, node_memory_gib=64, usable_memory=0.5)
+    noisy = cap.plan(consts(slope=-300.0), t)  # RSS noise bigger than the vectors: a negative fitted slope
+    raw = cap.plan(consts(slope=1024.0), t)
+    assert noisy.nodes_for_memory == raw.nodes_for_memory
+    assert any("below the raw float32 vector (1,024 bytes)" in n for n in noisy.notes)
+    assert not any("below the raw" in n for n in raw.notes)
+
+
 def test_qps_bound_plan_adds_nodes_and_proxies() -> None:
     c = consts()
     low = cap.plan(c, cap.Target(images=10_000_000, qps=1.0))
@@ -134,3 +143,13 @@ def test_missing_measurements_name_the_benchmark(tmp_path: Path) -> None:
         cap.constants_from_results(tmp_path)
     with pytest.raises(cap.NotMeasured, match="IVF_FLAT"):
         cap.constants_from_results(tmp_path, index="IVF_FLAT")
+
+
+def test_base_and_slope_from_single_nodes_and_clusters() -> None:
+    base, slope = 250 * 2**20, 3000
+    pts = [(k, n, k * base + slope * n) for n in (20_000, 50_000) for k in (1, 3)]
+    fit = cap.fit_base_and_slope(pts)
+    assert fit.base == pytest.approx(base) and fit.slope == pytest.approx(slope)
+    # one node count only and one size: base and slope cannot be told apart
+    with pytest.raises(cap.NotMeasured):
+        cap.fit_base_and_slope([(1, 20_000, 1.0), (1, 20_000, 2.0)])
