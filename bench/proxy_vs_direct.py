@@ -74,8 +74,11 @@ def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queri
 
 
 def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[int], args: argparse.Namespace,
-               tmp: Path, runs: list[dict], save: Callable[[], object] = lambda: None) -> list[dict]:
-    """Measure one engine; every finished (index, size) is appended to ``runs`` at once."""
+               tmp: Path, runs: list[dict], save: Callable[[], object] = lambda: None,
+               skipped: list[str] | None = None) -> list[dict]:
+    """Measure one engine; every finished (index, size) is appended to ``runs`` at once, every
+    (index, size) left out is said in ``skipped``."""
+    skipped = skipped if skipped is not None else []
     cluster = DevCluster(data_dir=tmp / f"cluster-{engine}", nodes=3, engine=engine, proxy_env=common.BENCH_PROXY_ENV).start()
     direct = common.start_node(engine, tmp / f"direct-{engine}" / "data", "direct")
     try:
@@ -89,6 +92,10 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
                 common.create_collection(c, name, args.dim, index)
             done = 0
             for rows in sizes:
+                if engine == "milvus-lite" and index == "FLAT" and rows > args.lite_flat_max_rows:
+                    skipped.append(f"milvus-lite FLAT {rows:,}: above --lite-flat-max-rows {args.lite_flat_max_rows:,} "
+                                   "(its direct node grew to 13.6 GiB serving nq=100 at 100k rows and was OOM-killed)")
+                    continue
                 load0 = common.load()
                 part = vecs[:rows]
                 ins: dict = {}
@@ -134,6 +141,8 @@ def main() -> None:
     ap.add_argument("--latency-queries", type=int, default=100)
     ap.add_argument("--recall-queries", type=int, default=50)
     ap.add_argument("--throughput-rounds", type=int, default=5)
+    ap.add_argument("--lite-flat-max-rows", type=int, default=50_000,
+                    help="largest size measured with FLAT on milvus-lite (its brute force needs ~GiBs per nq=100 batch)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="measure nothing: merge the runs of these proxy_vs_direct.json files (separate invocations, "
@@ -171,7 +180,7 @@ def main() -> None:
                 continue
             try:
                 run_engine(engine, vecs, queries, per_engine[engine], args, Path(tmp), results["runs"],
-                           lambda: common.write("proxy_vs_direct", results, args.out))
+                           lambda: common.write("proxy_vs_direct", results, args.out), results["skipped"])
             except Exception as exc:  # noqa: BLE001 - the other engine's numbers still count; the error is reported
                 results["skipped"].append(f"{engine}: failed: {exc!r}"[:500])
                 print(f"{engine} failed: {exc!r}", flush=True)
