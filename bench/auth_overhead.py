@@ -17,29 +17,22 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import MilvusClient
 
-from devkit.devcluster import DevCluster
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
+
+from bench import common  # noqa: E402
+from devkit.devcluster import DevCluster  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 VARIANTS = ("off", "auth", "auth+tls")
-
-
-def create(client: MilvusClient, name: str, dim: int) -> None:
-    if client.has_collection(name):
-        client.drop_collection(name)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    idx = client.prepare_index_params()
-    # FLAT: the nodes stay responsive (a 2-core machine building HNSW starves the health checks)
-    idx.add_index("vector", index_type="FLAT", metric_type="L2", params={})
-    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
 
 
 def start_proxies(cluster: DevCluster) -> dict[str, dict]:
@@ -79,10 +72,6 @@ def rotated(n: int) -> tuple[str, ...]:
     return VARIANTS[k:] + VARIANTS[:k]
 
 
-def pct(xs: list[float], p: float) -> float:
-    return float(np.percentile(np.array(xs) * 1000, p))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000, help="rows inserted through each proxy")
@@ -104,7 +93,8 @@ def main() -> None:
             clients = {v: MilvusClient(**conns[v], dedicated=True) for v in VARIANTS}
             names = {v: f"bench_auth_{i}" for i, v in enumerate(VARIANTS)}
             for v in VARIANTS:
-                create(clients[v], names[v], args.dim)
+                # FLAT: the nodes stay responsive (a 2-core machine building HNSW starves the health checks)
+                common.create_collection(clients[v], names[v], args.dim, "FLAT", consistency_level="Strong")
             insert_s = dict.fromkeys(VARIANTS, 0.0)
             errors: list[str] = []
             for n, start in enumerate(range(0, args.rows, args.batch)):  # batches alternate between the proxies
@@ -118,18 +108,14 @@ def main() -> None:
             for v in VARIANTS:  # warm up (caches: token verification, connections)
                 for q in queries[:20]:
                     retrying(lambda: clients[v].search(names[v], [q.tolist()], limit=10), errors)
-            lat: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            for n, q in enumerate(queries):
-                for v in rotated(n):  # who goes first changes every round
-                    t0 = time.perf_counter()
-                    retrying(lambda: clients[v].search(names[v], [q.tolist()], limit=10), errors)
-                    lat[v].append(time.perf_counter() - t0)
+            calls = {v: (lambda q, v=v: retrying(lambda: clients[v].search(names[v], [q.tolist()], limit=10), errors))
+                     for v in VARIANTS}
+            lat = common.interleaved_latency(calls, queries, rotate=True)  # who goes first changes every round
             for c in clients.values():
                 c.close()
         finally:
             cluster.stop()
-    res = {v: {"insert_rows_per_s": args.rows / insert_s[v], "search_p50_ms": pct(lat[v], 50),
-               "search_p99_ms": pct(lat[v], 99), "search_mean_ms": float(np.mean(lat[v]) * 1000)} for v in VARIANTS}
+    res = {v: {"insert_rows_per_s": args.rows / insert_s[v]} | common.latency_summary(lat[v]) for v in VARIANTS}
     results = {
         "setup": {"rows_per_proxy": args.rows, "dim": args.dim, "batch": args.batch, "queries": args.queries,
                   "nodes": 2, "index": "FLAT", "server": "milvus-lite 3.2.2", "retried_calls": len(errors),
@@ -144,18 +130,13 @@ def main() -> None:
         },
     }
     print(json.dumps(results, indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "auth_overhead.json").write_text(json.dumps(results, indent=2))
+    common.write("auth_overhead", results, args.out)
     plot(results, args.out / "auth_overhead.png")
     print(f"wrote {args.out / 'auth_overhead.json'} and .png")
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.plt()
     metrics = [("insert_rows_per_s", "insert rows/s"), ("search_p50_ms", "search p50 ms (nq=1, k=10)"),
                ("search_p99_ms", "search p99 ms")]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))

@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,100 @@ def engine_available(engine: str) -> bool:
     return (Path(sys.executable).parent / "milvus-server").exists()
 
 
+INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 100}, "IVF_FLAT": {"nlist": 256}}
+SEARCH_PARAMS = {"HNSW": {"params": {"ef": 64}}, "IVF_FLAT": {"params": {"nprobe": 16}}}
+
+
+def search_params(index: str) -> dict:
+    return SEARCH_PARAMS.get(index, {"params": {}})
+
+
+def create_collection(client: Any, name: str, dim: int, index: str = "FLAT", field: str = "vector",
+                      **kwargs: Any) -> None:
+    """(Re)create ``name``: INT64 pk ``id``, FLOAT_VECTOR ``field`` with an L2 ``index`` (the
+    benchmarks' parameters, ``INDEX_PARAMS``); ``kwargs`` go to ``create_collection``."""
+    from pymilvus import DataType, MilvusClient
+
+    if client.has_collection(name):
+        client.drop_collection(name)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field(field, DataType.FLOAT_VECTOR, dim=dim)
+    idx = client.prepare_index_params()
+    idx.add_index(field, index_type=index, metric_type="L2", params=INDEX_PARAMS.get(index, {}))
+    client.create_collection(name, schema=schema, index_params=idx, **kwargs)
+
+
+def load_flat_collection(client: Any, name: str, rows: int, dim: int, batch: int = 5000, field: str = "vec",
+                         seed: int = 0) -> np.ndarray:
+    """Create ``name`` (INT64 pk ``id``, FLOAT_VECTOR ``field``, FLAT index, L2) and insert ``rows``
+    standard-normal vectors with ids ``0..rows-1`` in batches; returns the vectors."""
+    create_collection(client, name, dim, "FLAT", field=field)
+    vecs = np.random.default_rng(seed).standard_normal((rows, dim), dtype=np.float32)
+    for s in range(0, rows, batch):
+        client.insert(name, [{"id": s + i, field: v} for i, v in enumerate(vecs[s : s + batch].tolist())])
+    return vecs
+
+
+def insert_all(client: Any, name: str, vecs: np.ndarray, batch: int, label: str, first: int = 0,
+               field: str = "vector") -> float:
+    """Insert ``vecs[first:]`` (ids = row numbers) and flush; seconds taken."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    for start in tqdm(range(first, len(vecs), batch), desc=f"insert {label}", leave=False):
+        chunk = vecs[start : start + batch]
+        client.insert(name, [{"id": start + i, field: v} for i, v in enumerate(chunk.tolist())])
+    client.flush(name)
+    return time.perf_counter() - t0
+
+
+def load_indexed(client: Any, name: str, vecs: np.ndarray, index: str, engine: str, node_uris: Sequence[str],
+                 leaders: Sequence[int], label: str, batch: int = 5000) -> float:
+    """Create ``name`` with ``index``, insert every row of ``vecs`` and wait until the nodes built
+    the index; seconds taken."""
+    t0 = time.perf_counter()
+    create_collection(client, name, vecs.shape[1], index)
+    insert_all(client, name, vecs, batch, label)
+    await_index(engine, node_uris, leaders, name)
+    return time.perf_counter() - t0
+
+
+def exact_top10(vecs: np.ndarray, queries: np.ndarray) -> list[set[int]]:
+    """Ids (row numbers) of each query's 10 nearest rows by L2: numpy brute force."""
+    out = []
+    for q in queries:
+        d = ((vecs - q) ** 2).sum(axis=1)
+        out.append(set(np.argpartition(d, 10)[:10].tolist()))
+    return out
+
+
+def recall_at_10(client: Any, name: str, queries: np.ndarray, truth: list[set[int]], index: str) -> float:
+    res = client.search(name, queries.tolist(), limit=10, search_params=search_params(index))
+    return sum(len(t & {h["id"] for h in r}) for t, r in zip(truth, res)) / (10 * len(queries))
+
+
+def interleaved_latency(calls: dict[str, Callable[[Any], object]], queries: Iterable[Any],
+                        rotate: bool = False) -> dict[str, list[float]]:
+    """Seconds per call of every target for every query, the targets interleaved query by query
+    (so machine load hits them alike); with ``rotate`` who goes first changes every query."""
+    labels = list(calls)
+    out: dict[str, list[float]] = {k: [] for k in labels}
+    for n, q in enumerate(queries):
+        k = n % len(labels) if rotate else 0
+        for label in labels[k:] + labels[:k]:
+            t0 = time.perf_counter()
+            calls[label](q)
+            out[label].append(time.perf_counter() - t0)
+    return out
+
+
+def latency_summary(xs: Sequence[float]) -> dict[str, float]:
+    """p50, p99 and mean in ms of latencies given in seconds."""
+    return {"search_p50_ms": pct(xs, 50), "search_p99_ms": pct(xs, 99),
+            "search_mean_ms": float(np.mean(xs) * 1000) if len(xs) else float("nan")}
+
+
 def pct(xs: Sequence[float], p: float) -> float:
     """Percentile in ms of latencies given in seconds."""
     return float(np.percentile(np.asarray(xs) * 1000, p)) if len(xs) else float("nan")
@@ -149,6 +243,14 @@ def write(name: str, data: dict[str, Any], out: Path = RESULTS) -> Path:
     path = out / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=float))
     return path
+
+
+def save_figure(fig: Any, path: Path, title: str, res: dict[str, Any]) -> None:
+    """Title a benchmark's figure with the load before -> after the run and write it as PNG."""
+    fig.suptitle(f"{title}, load {res['load_before']['loadavg'][0]:.1f}->{res['load_after']['loadavg'][0]:.1f}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def plt():  # type: ignore[no-untyped-def]

@@ -25,7 +25,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 from pymilvus import MilvusClient  # noqa: E402
 
 from bench import common  # noqa: E402
-from bench.proxy_vs_direct import create, insert_all, search_params  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
 
 NAME = "bench_concurrency"
@@ -34,7 +33,7 @@ NAME = "bench_concurrency"
 def run_point(uris: list[dict], clients: int, seconds: float, queries: np.ndarray, index: str,
               proxy_pids: list[int]) -> dict:
     """``clients`` threads searching for ``seconds``; thread i talks to ``uris[i % len(uris)]``."""
-    sp = search_params(index)
+    sp = common.search_params(index)
     # dedicated=True: each client its own gRPC channel, like separate client processes (pymilvus 3
     # otherwise shares one channel per URI between all MilvusClient objects)
     conns = [MilvusClient(**uris[i % len(uris)], dedicated=True) for i in range(clients)]
@@ -104,8 +103,8 @@ def main() -> None:
                           "2 proxies": [cluster.proxy.pid, cluster.more_proxies[0].pid]}
             for label, uri in (("direct", targets["direct"][0]), ("proxy", targets["1 proxy"][0])):
                 c = MilvusClient(**uri)
-                create(c, NAME, args.dim, args.index)
-                insert_all(c, NAME, vecs, 5000, label)
+                common.create_collection(c, NAME, args.dim, args.index)
+                common.insert_all(c, NAME, vecs, 5000, label)
                 c.close()
             common.await_index(args.engine, [f"http://{direct.address}"] + [f"http://{m.address}" for m in cluster.milvus],
                                [direct.pid] + [m.pid for m in cluster.milvus], NAME)
@@ -139,10 +138,7 @@ def main() -> None:
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(yl)
         ax.legend()
-    fig.suptitle(f"{args.rows:,} rows, {args.index}, {args.engine}, 3 nodes, load "
-                 f"{res['load_before']['loadavg'][0]:.1f}->{res['load_after']['loadavg'][0]:.1f}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(args.out / "concurrency.png", dpi=110)
+    common.save_figure(fig, args.out / "concurrency.png", f"{args.rows:,} rows, {args.index}, {args.engine}, 3 nodes", res)
     print(f"wrote {args.out / 'concurrency.json'}")
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -28,18 +28,22 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from pymilvus import DataType
-from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
-from devkit import procs
-from devkit.devcluster import DevCluster
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
+
+from shopbyimage.v1 import admin_pb2, admin_pb2_grpc  # noqa: E402
+
+from bench import common  # noqa: E402
+from devkit import procs  # noqa: E402
+from devkit.devcluster import DevCluster  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 NAME = "bench_failover"
 
 
 def pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)) * 1000, 2) if values else float("nan")
+    return round(common.pct(values, q), 2)
 
 
 class Load:
@@ -127,15 +131,7 @@ def run(rows: int, dim: int, phase_s: float) -> dict:
                                         "SHARDPROXY_IMAGE_SEARCH": "false"}).start()  # no model stack to load
         try:
             client = cluster.client()
-            schema = client.create_schema(auto_id=False)
-            schema.add_field("id", DataType.INT64, is_primary=True)
-            schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
-            idx = client.prepare_index_params()
-            idx.add_index("vec", index_type="FLAT", metric_type="L2")
-            client.create_collection(NAME, schema=schema, index_params=idx)
-            vecs = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
-            for s in range(0, rows, 2000):
-                client.insert(NAME, [{"id": s + i, "vec": v} for i, v in enumerate(vecs[s : s + 2000].tolist())])
+            vecs = common.load_flat_collection(client, NAME, rows, dim, batch=2000)
             stub = cluster.admin()
             next_id = 10_000_000
             phases: dict[str, dict] = {}
@@ -212,12 +208,10 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--phase-s", type=float, default=15.0)
     args = ap.parse_args()
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "loadavg_before": [round(x, 2) for x in os.getloadavg()]},
+    result = {"machine": common.machine() | {"loadavg_before": [round(x, 2) for x in os.getloadavg()]},
               **run(args.rows, args.dim, args.phase_s)}
     result["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "failover.json").write_text(json.dumps(result, indent=2))
+    common.write("failover", result, OUT)
     plot(result, OUT / "failover.png")
     print(json.dumps(result, indent=2))
 

@@ -16,7 +16,7 @@ Writes bench/results/proxy_vs_direct.{json,png}.
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import sys
 import tempfile
 import time
@@ -24,69 +24,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import MilvusClient
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 from bench import common  # noqa: E402
-from bench.common import pct  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
 
 OUT = common.RESULTS
 
 
-def create(client: MilvusClient, name: str, dim: int, index: str) -> None:
-    if client.has_collection(name):
-        client.drop_collection(name)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    idx = client.prepare_index_params()
-    params = {"HNSW": {"M": 16, "efConstruction": 100}, "IVF_FLAT": {"nlist": 256}}.get(index, {})
-    idx.add_index("vector", index_type=index, metric_type="L2", params=params)
-    client.create_collection(name, schema=schema, index_params=idx)
-
-
-def search_params(index: str) -> dict:
-    return {"HNSW": {"params": {"ef": 64}}, "IVF_FLAT": {"params": {"nprobe": 16}}}.get(index, {"params": {}})
-
-
-def insert_all(client: MilvusClient, name: str, vecs: np.ndarray, batch: int, label: str, first: int = 0) -> float:
-    """Insert ``vecs[first:]`` (ids = row numbers) and flush; seconds taken."""
-    t0 = time.perf_counter()
-    for start in tqdm(range(first, len(vecs), batch), desc=f"insert {label}", leave=False):
-        chunk = vecs[start : start + batch]
-        client.insert(name, [{"id": start + i, "vector": v} for i, v in enumerate(chunk.tolist())])
-    client.flush(name)
-    return time.perf_counter() - t0
-
-
-def recall(client: MilvusClient, name: str, vecs: np.ndarray, queries: np.ndarray, index: str) -> float:
-    res = client.search(name, queries.tolist(), limit=10, search_params=search_params(index))
-    hits = 0
-    for q, r in zip(queries, res):
-        d = ((vecs - q) ** 2).sum(axis=1)
-        truth = set(np.argpartition(d, 10)[:10].tolist())
-        hits += len(truth & {h["id"] for h in r})
-    return hits / (10 * len(queries))
-
-
 def latency(clients: dict[str, MilvusClient], name: str, queries: np.ndarray, index: str) -> dict[str, list[float]]:
     """nq=1 k=10 latencies, the two targets interleaved query by query so load affects both alike."""
-    out: dict[str, list[float]] = {k: [] for k in clients}
-    sp = search_params(index)
-    for q in tqdm(queries, desc="latency", leave=False):
-        for label, c in clients.items():
-            t0 = time.perf_counter()
-            c.search(name, [q.tolist()], limit=10, search_params=sp)
-            out[label].append(time.perf_counter() - t0)
-    return out
+    sp = common.search_params(index)
+    calls = {label: (lambda q, c=c: c.search(name, [q.tolist()], limit=10, search_params=sp)) for label, c in clients.items()}
+    return common.interleaved_latency(calls, tqdm(queries, desc="latency", leave=False))
 
 
 def throughput(client: MilvusClient, name: str, queries: np.ndarray, index: str, rounds: int) -> float:
-    sp = search_params(index)
+    sp = common.search_params(index)
     t0 = time.perf_counter()
     for i in range(rounds):
         client.search(name, queries[i % 2 :: 2][:100].tolist() if len(queries) > 100 else queries.tolist(), limit=10, search_params=sp)
@@ -96,14 +54,13 @@ def throughput(client: MilvusClient, name: str, queries: np.ndarray, index: str,
 def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queries: np.ndarray, index: str,
             args: argparse.Namespace, leaders: dict[str, list[int]], proxy_pid: int) -> dict:
     r: dict = {label: {} for label in clients}
+    truth = common.exact_top10(vecs, queries[: args.recall_queries])
     for label, c in clients.items():  # warm up
         for q in queries[:10]:
-            c.search(name, [q.tolist()], limit=10, search_params=search_params(index))
+            c.search(name, [q.tolist()], limit=10, search_params=common.search_params(index))
     lat = latency(clients, name, queries[: args.latency_queries], index)
-    for label, c in clients.items():
-        r[label]["search_p50_ms"] = pct(lat[label], 50)
-        r[label]["search_p99_ms"] = pct(lat[label], 99)
-        r[label]["search_mean_ms"] = statistics.fmean(lat[label]) * 1000
+    for label in clients:
+        r[label] |= common.latency_summary(lat[label])
     for label, c in clients.items():
         # CPU the servers spent per query (robust to other load on a shared machine, unlike QPS)
         nodes0, proxy0 = sum(common.cpu_seconds(p) for p in leaders[label]), common.cpu_seconds(proxy_pid)
@@ -112,13 +69,16 @@ def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queri
         r[label]["node_cpu_ms_per_query_nq100"] = (sum(common.cpu_seconds(p) for p in leaders[label]) - nodes0) / done * 1000
         if label == "proxy":
             r[label]["proxy_cpu_ms_per_query_nq100"] = (common.cpu_seconds(proxy_pid) - proxy0) / done * 1000
-        r[label]["recall_at_10"] = recall(c, name, vecs, queries[: args.recall_queries], index)
+        r[label]["recall_at_10"] = common.recall_at_10(c, name, queries[: args.recall_queries], truth, index)
     return r
 
 
 def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[int], args: argparse.Namespace,
-               tmp: Path, runs: list[dict], save: Callable[[], object] = lambda: None) -> list[dict]:
-    """Measure one engine; every finished (index, size) is appended to ``runs`` at once."""
+               tmp: Path, runs: list[dict], save: Callable[[], object] = lambda: None,
+               skipped: list[str] | None = None) -> list[dict]:
+    """Measure one engine; every finished (index, size) is appended to ``runs`` at once, every
+    (index, size) left out is said in ``skipped``."""
+    skipped = skipped if skipped is not None else []
     cluster = DevCluster(data_dir=tmp / f"cluster-{engine}", nodes=3, engine=engine, proxy_env=common.BENCH_PROXY_ENV).start()
     direct = common.start_node(engine, tmp / f"direct-{engine}" / "data", "direct")
     try:
@@ -129,14 +89,18 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
             name = f"bench_{index.lower()}"
             base = {label: sum(common.rss_bytes(p) for p in leaders[label]) for label in clients}
             for c in clients.values():
-                create(c, name, args.dim, index)
+                common.create_collection(c, name, args.dim, index)
             done = 0
             for rows in sizes:
+                if engine == "milvus-lite" and index == "FLAT" and rows > args.lite_flat_max_rows:
+                    skipped.append(f"milvus-lite FLAT {rows:,}: above --lite-flat-max-rows {args.lite_flat_max_rows:,} "
+                                   "(its direct node grew to 13.6 GiB serving nq=100 at 100k rows and was OOM-killed)")
+                    continue
                 load0 = common.load()
                 part = vecs[:rows]
                 ins: dict = {}
                 for label, c in clients.items():
-                    secs = insert_all(c, name, part, args.batch, f"{engine} {label} {index} {rows}", first=done)
+                    secs = common.insert_all(c, name, part, args.batch, f"{engine} {label} {index} {rows}", first=done)
                     wait = common.await_index(engine, uris[label], leaders[label], name)
                     ins[label] = {"insert_rows_per_s": (rows - done) / secs, "insert_s": secs, "index_wait_s": wait,
                                   "rss_bytes": sum(common.rss_bytes(p) for p in leaders[label]),
@@ -177,8 +141,19 @@ def main() -> None:
     ap.add_argument("--latency-queries", type=int, default=100)
     ap.add_argument("--recall-queries", type=int, default=50)
     ap.add_argument("--throughput-rounds", type=int, default=5)
+    ap.add_argument("--lite-flat-max-rows", type=int, default=50_000,
+                    help="largest size measured with FLAT on milvus-lite (its brute force needs ~GiBs per nq=100 batch)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="measure nothing: merge the runs of these proxy_vs_direct.json files (separate invocations, "
+                         "e.g. one per engine) into OUT/proxy_vs_direct.json and plot them")
     args = ap.parse_args()
+    if args.merge:
+        merged = merge_invocations([json.loads(p.read_text()) for p in args.merge])
+        common.write("proxy_vs_direct", merged, args.out)
+        plot(merged, args.out / "proxy_vs_direct.png")
+        print(f"merged {len(merged['runs'])} runs from {len(args.merge)} invocations into {args.out / 'proxy_vs_direct.json'}")
+        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     per_engine = {"milvus-lite": sizes, "milvus": sorted(int(s) for s in args.milvus_sizes.split(",")) if args.milvus_sizes else sizes}
     if max(per_engine["milvus"]) > sizes[-1] or min(per_engine["milvus"]) < sizes[0]:
@@ -189,7 +164,7 @@ def main() -> None:
     pick = rng.choice(sizes[0], 400, replace=False)
     queries = (vecs[pick] + 0.1 * rng.standard_normal((400, args.dim))).astype(np.float32)
     results: dict = {
-        "machine": common.machine(), "load_before": common.load(),
+        "argv": " ".join(["bench/proxy_vs_direct.py", *sys.argv[1:]]), "machine": common.machine(), "load_before": common.load(),
         "setup": {"sizes": per_engine, "dim": args.dim, "batch": args.batch, "nodes_behind_proxy": 3, "metric": "L2",
                   "k": 10, "latency_queries": args.latency_queries, "indexes": args.indexes.split(","),
                   "params": {"HNSW": "M=16 efConstruction=100 ef=64", "IVF_FLAT": "nlist=256 nprobe=16", "FLAT": "-"},
@@ -205,7 +180,7 @@ def main() -> None:
                 continue
             try:
                 run_engine(engine, vecs, queries, per_engine[engine], args, Path(tmp), results["runs"],
-                           lambda: common.write("proxy_vs_direct", results, args.out))
+                           lambda: common.write("proxy_vs_direct", results, args.out), results["skipped"])
             except Exception as exc:  # noqa: BLE001 - the other engine's numbers still count; the error is reported
                 results["skipped"].append(f"{engine}: failed: {exc!r}"[:500])
                 print(f"{engine} failed: {exc!r}", flush=True)
@@ -214,6 +189,25 @@ def main() -> None:
     if results["runs"]:
         plot(results, args.out / "proxy_vs_direct.png")
     print(f"wrote {args.out / 'proxy_vs_direct.json'} and .png")
+
+
+def merge_invocations(docs: list[dict]) -> dict:
+    """One result from several invocations: every run tagged with its invocation number, each
+    invocation listed with its command and load, the setups' sizes per engine combined, and the
+    load span over all of them. The first document gives machine and setup."""
+    merged = {k: v for k, v in docs[0].items() if k not in ("runs", "skipped", "invocations")}
+    merged["setup"] = dict(docs[0]["setup"]) | {"sizes": {}}
+    merged |= {"runs": [], "skipped": [], "invocations": []}
+    for i, d in enumerate(docs, 1):
+        merged["invocations"].append({"n": i, "argv": d.get("argv", "?"), "load_before": d.get("load_before"),
+                                      "load_after": d.get("load_after")})
+        merged["runs"] += [r | {"invocation": i} for r in d["runs"]]
+        merged["skipped"] += [f"invocation {i}: {s}" for s in d.get("skipped", [])]
+        for engine in {r["engine"] for r in d["runs"]}:
+            merged["setup"]["sizes"][engine] = sorted({r["rows"] for r in merged["runs"] if r["engine"] == engine})
+    merged["load_before"] = docs[0].get("load_before")
+    merged["load_after"] = docs[-1].get("load_after")
+    return merged
 
 
 def plot(results: dict, path: Path) -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,15 +107,7 @@ def real_cluster(rows: int, dim: int, baseline_s: float, engine: str = "milvus-l
         cluster = DevCluster(data_dir=Path(tmp) / "c", nodes=3, spare=1, engine=engine).start()
         try:
             client = cluster.client()
-            schema = client.create_schema(auto_id=False)
-            schema.add_field("id", DataType.INT64, is_primary=True)
-            schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
-            idx = client.prepare_index_params()
-            idx.add_index("vec", index_type="FLAT", metric_type="L2")
-            client.create_collection(NAME, schema=schema, index_params=idx)
-            vecs = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
-            for s in range(0, rows, 5000):
-                client.insert(NAME, [{"id": s + i, "vec": v} for i, v in enumerate(vecs[s : s + 5000].tolist())])
+            vecs = common.load_flat_collection(client, NAME, rows, dim)
             stub = cluster.admin()
 
             # search latency with no move running

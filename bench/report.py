@@ -34,6 +34,24 @@ def n(x: float, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def vs(a: float, b: float, ratio: float, digits: int = 0, bold: bool = False) -> str:
+    """A table cell 'a / b = ratio' (the ratio in bold for headline figures)."""
+    r = f"{ratio:.2f}"
+    return f"{n(a, digits)} / {n(b, digits)} = {f'**{r}**' if bold else r}"
+
+
+def pred_vs_meas(pm: dict[str, float] | None, digits: int = 0) -> str:
+    """'predicted / measured = ratio' from ``{"predicted": .., "measured": ..}`` ('–' for None)."""
+    if not pm:
+        return "–"
+    return vs(pm["predicted"], pm["measured"], pm["predicted"] / pm["measured"], digits)
+
+
+def load_span(rec: dict) -> str:
+    """'1.2→3.4': the 1-minute load before and after a measured point."""
+    return f"{la(rec.get('load_before'))}→{la(rec.get('load_after'))}"
+
+
 def table(head: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -44,11 +62,24 @@ def not_run(name: str) -> list[str]:
     return [f"_not run yet: `python bench/run_all.py --only {name}`_", ""]
 
 
-def proxy_vs_direct(results: Path) -> list[str]:
-    d = _load(results, "proxy_vs_direct")
-    out = ["## Proxy vs direct", ""]
-    if not d:
-        return out + not_run("proxy_vs_direct")
+def section(name: str, title: str) -> Callable[[Callable[[dict], list[str]]], Section]:
+    """A report section from a function of one benchmark's JSON: the header, then its body, or a
+    'not run yet' line when the JSON is missing."""
+
+    def wrap(body: Callable[[dict], list[str]]) -> Section:
+        def render(results: Path) -> list[str]:
+            d = _load(results, name)
+            return [f"## {title}", "", *(body(d) if d else not_run(name))]
+
+        render.__name__ = body.__name__
+        return render
+
+    return wrap
+
+
+@section("proxy_vs_direct", "Proxy vs direct")
+def proxy_vs_direct(d: dict) -> list[str]:
+    out: list[str] = []
     s = d["setup"]
     out += [f"Proxy over {s['nodes_behind_proxy']} nodes vs one node holding everything, same run, same data, "
             f"dim {s['dim']}, L2, k=10; index parameters {s['params']}; {loads(d)}. "
@@ -62,24 +93,22 @@ def proxy_vs_direct(results: Path) -> list[str]:
     for r in d["runs"]:
         D, P, R = r["direct"], r["proxy"], r["ratios"]
         rows.append([r["engine"], r["index"], n(r["rows"]),
-                     f"{n(D['insert_rows_per_s'])} / {n(P['insert_rows_per_s'])} = **{R['insert_throughput_proxy_over_direct']:.2f}**",
-                     f"{n(D['search_p50_ms'], 1)} / {n(P['search_p50_ms'], 1)} = **{R['search_p50_proxy_over_direct']:.2f}**",
-                     f"{n(D['search_p99_ms'], 1)} / {n(P['search_p99_ms'], 1)} = {R['search_p99_proxy_over_direct']:.2f}",
-                     f"{n(D['batch_qps_nq100'])} / {n(P['batch_qps_nq100'])} = **{R['batch_search_throughput_proxy_over_direct']:.2f}**",
+                     vs(D["insert_rows_per_s"], P["insert_rows_per_s"], R["insert_throughput_proxy_over_direct"], bold=True),
+                     vs(D["search_p50_ms"], P["search_p50_ms"], R["search_p50_proxy_over_direct"], 1, bold=True),
+                     vs(D["search_p99_ms"], P["search_p99_ms"], R["search_p99_proxy_over_direct"], 1),
+                     vs(D["batch_qps_nq100"], P["batch_qps_nq100"], R["batch_search_throughput_proxy_over_direct"], bold=True),
                      f"{D['recall_at_10']:.3f} / {P['recall_at_10']:.3f}",
                      f"{n(D['index_wait_s'])} / {n(P['index_wait_s'])}",
                      f"{n(D['rss_bytes'] / 2**20)} / {n(P['rss_bytes'] / 2**20)}",
-                     f"{la(r['load_before'])}→{la(r['load_after'])}"])
+                     load_span(r)])
     out += table(["engine", "index", "rows", "insert rows/s direct / proxy = ratio", "p50 ms (nq=1)", "p99 ms",
                   "QPS at nq=100", "recall@10", "index wait s", "RSS MiB (1 node / 3 nodes)", "load"], rows)
     return out + ["![proxy vs direct](results/proxy_vs_direct.png)", ""]
 
 
-def merge_cpu(results: Path) -> list[str]:
-    d = _load(results, "merge_cpu")
-    out = ["## Merge CPU per query vs shards", ""]
-    if not d:
-        return out + not_run("merge_cpu")
+@section("merge_cpu", "Merge CPU per query vs shards")
+def merge_cpu(d: dict) -> list[str]:
+    out: list[str] = []
     out += [f"`merge.merge_search_results` on simulated shard lists (each shard its k best, one int64 output "
             f"field); baseline: the same call on ONE shard's list, same run; {loads(d)}.", ""]
     rows = [[p["nq"], p["k"], p["shards"], n(p["merge_us_per_query"], 1), n(p["one_shard_us_per_query"], 1),
@@ -88,43 +117,37 @@ def merge_cpu(results: Path) -> list[str]:
     return out + ["![merge cpu](results/merge_cpu.png)", ""]
 
 
-def shards(results: Path) -> list[str]:
-    d = _load(results, "shards")
-    out = ["## Latency and recall vs number of shards", ""]
-    if not d:
-        return out + not_run("shards")
+@section("shards", "Latency and recall vs number of shards")
+def shards(d: dict) -> list[str]:
+    out: list[str] = []
     s = d["setup"]
     out += [f"{n(s['rows'])} rows total, {s['index']}, {s['engine']}, nq=1 k=10, {s['queries']} queries; baseline: "
             f"one direct node with the same rows, interleaved query by query; recall vs exact search; {loads(d)}.", ""]
-    rows = [[p["shards"], f"{n(p['proxy_p50_ms'], 1)} / {n(p['direct_p50_ms'], 1)} = **{p['p50_ratio_to_direct']:.2f}**",
-             f"{n(p['proxy_p99_ms'], 1)} / {n(p['direct_p99_ms'], 1)} = {p['p99_ratio_to_direct']:.2f}",
-             f"{p['recall_at_10']:.3f} (direct {p['direct_recall_at_10']:.3f})", f"{la(p['load_before'])}→{la(p['load_after'])}"]
+    rows = [[p["shards"], vs(p["proxy_p50_ms"], p["direct_p50_ms"], p["p50_ratio_to_direct"], 1, bold=True),
+             vs(p["proxy_p99_ms"], p["direct_p99_ms"], p["p99_ratio_to_direct"], 1),
+             f"{p['recall_at_10']:.3f} (direct {p['direct_recall_at_10']:.3f})", load_span(p)]
             for p in d["points"]]
     out += table(["shards", "p50 ms proxy / direct = ratio", "p99 ms", "recall@10", "load"], rows)
     return out + ["![shards](results/shards.png)", ""]
 
 
-def concurrency(results: Path) -> list[str]:
-    d = _load(results, "concurrency")
-    out = ["## Concurrency", ""]
-    if not d:
-        return out + not_run("concurrency")
+@section("concurrency", "Concurrency")
+def concurrency(d: dict) -> list[str]:
+    out: list[str] = []
     s = d["setup"]
     out += [f"{n(s['rows'])} rows, {s['index']}, {s['engine']}, 3 nodes, nq=1 k=10, {s['seconds_per_point']} s per point; "
             f"baseline: the same client threads straight to one node with the same rows; {loads(d)}. "
             "(Anchor: the Mishards report that broke at 5 client threads.)", ""]
     rows = [[p["clients"], p["target"], n(p["qps"], 1), f"{p['qps_ratio_to_direct']:.2f}", n(p["p50_ms"], 1),
-             n(p["p99_ms"], 1), f"{p['p99_ratio_to_direct']:.2f}", p["errors"], f"{la(p['load_before'])}→{la(p['load_after'])}"]
+             n(p["p99_ms"], 1), f"{p['p99_ratio_to_direct']:.2f}", p["errors"], load_span(p)]
             for p in d["points"]]
     out += table(["clients", "target", "QPS", "QPS / direct", "p50 ms", "p99 ms", "p99 / direct", "errors", "load"], rows)
     return out + ["![concurrency](results/concurrency.png)", ""]
 
 
-def rebalance(results: Path) -> list[str]:
-    d = _load(results, "rebalance")
-    out = ["## Rebalance", ""]
-    if not d:
-        return out + not_run("rebalance")
+@section("rebalance", "Rebalance")
+def rebalance(d: dict) -> list[str]:
+    out: list[str] = []
     out += [f"Moved fraction from the ring (exact arc shares); {loads(d)}.", ""]
     out += table(["N", "ideal 1/N", "add moved", "ratio", "drain moved", "ratio"],
                  [[m["n"], f"{m['ideal']:.3f}", f"{m['add_moved']:.3f}", f"{m['add_ratio']:.2f}", f"{m['drain_moved']:.3f}",
@@ -144,11 +167,9 @@ def rebalance(results: Path) -> list[str]:
     return out + ["![rebalance](results/rebalance.png)", ""]
 
 
-def pipeline(results: Path) -> list[str]:
-    d = _load(results, "pipeline")
-    out = ["## Image pipeline", ""]
-    if not d:
-        return out + not_run("pipeline")
+@section("pipeline", "Image pipeline")
+def pipeline(d: dict) -> list[str]:
+    out: list[str] = []
     ls, le = d.get("load_average_at_start"), d.get("load_average_at_end")
     out += [f"{d['images']} catalog images, batch {d['batch_size']}, {d['torch_threads']} torch threads; baseline: raw model "
             f"forward at the same batch, same run; load {ls[0] if ls else '?':.1f} → {le[0] if le else '?':.1f} on "
@@ -183,12 +204,8 @@ def capacity_section(results: Path) -> list[str]:
             out += [f"- {engine} {index}: {exc}"]
             continue
         for ch in checks:
-            rows.append([engine, index, n(ch["rows"]), ch["kind"],
-                         f"{n(ch['rss_mib']['predicted'])} / {n(ch['rss_mib']['measured'])} = {ch['rss_mib']['predicted'] / ch['rss_mib']['measured']:.2f}",
-                         f"{n(ch['node_cpu_ms_per_query']['predicted'], 2)} / {n(ch['node_cpu_ms_per_query']['measured'], 2)} = "
-                         f"{ch['node_cpu_ms_per_query']['predicted'] / ch['node_cpu_ms_per_query']['measured']:.2f}",
-                         f"{n(ch['search_p50_ms']['predicted'], 1)} / {n(ch['search_p50_ms']['measured'], 1)} = "
-                         f"{ch['search_p50_ms']['predicted'] / ch['search_p50_ms']['measured']:.2f}"])
+            rows.append([engine, index, n(ch["rows"]), ch["kind"], pred_vs_meas(ch["rss_mib"]),
+                         pred_vs_meas(ch["node_cpu_ms_per_query"], 2), pred_vs_meas(ch["search_p50_ms"], 1)])
         for images in (30_000_000, 300_000_000):
             t = capacity.Target(images=images, index=index, replicas=2, qps=100, p99_ms=200, node_memory_gib=64, node_cores=16)
             try:
@@ -201,7 +218,8 @@ def capacity_section(results: Path) -> list[str]:
                           p.nodes, f"{p.nodes_for_memory} / {p.nodes_for_qps if p.nodes_for_qps else 'unreachable'}",
                           n(p.memory_per_node_gib, 1), n(p.qps_capacity), n(p.p99_ms), p.proxies, p.workers, n(p.import_hours, 1),
                           "; ".join(p.notes)])
-    out += ["Predicted vs measured (one node; predicted / measured = ratio):", ""]
+    out += ["Predicted vs measured (predicted / measured = ratio) for the direct node holding every row and for the "
+            "3 nodes behind the proxy (predicted as 3 nodes of rows/3 each: RSS summed, node CPU per query summed):", ""]
     out += table(["engine", "index", "rows", "kind", "RSS MiB", "node CPU ms/query (nq=100)", "p50 ms (nq=1)"], rows)
     out += ["Predictions: R=2, target 100 QPS and p99 ≤ 200 ms, nodes of 64 GiB (70% usable) and 16 cores at 60% "
             "CPU, import within 24 h, one vector per image (256-d). The search exponent b is the fitted growth of "
@@ -212,11 +230,9 @@ def capacity_section(results: Path) -> list[str]:
     return out
 
 
-def ring(results: Path) -> list[str]:
-    d = _load(results, "ring_sim")
-    out = ["## Ring simulation", ""]
-    if not d:
-        return out + not_run("ring_sim")
+@section("ring_sim", "Ring simulation")
+def ring(d: dict) -> list[str]:
+    out: list[str] = []
     ch = d["choice"]
     out += [f"uhashring ketama continuum, exact arc shares (no sampling noise); replicas R={d['points'][0]['replicas']}; "
             f"{loads(d)}. Chosen default vnodes: the smallest count with imbalance ≤ {ch['max_imbalance']} for every "
@@ -241,11 +257,15 @@ def ring(results: Path) -> list[str]:
                  [[x["nodes"], x["vnodes"], n(x["ring_points"]), n(x["ring_array_bytes"] / 1024), n(x["batch"]),
                    n(x["seconds_per_batch"] * 1000, 2), n(x["us_per_key"], 2), n(x["peak_bytes_per_batch"] / 1024)]
                   for x in d["lookup"]])
-    if d.get("real_ring_build"):
-        out += ["Building the proxy's real `Ring` (uhashring inserts every point with `insort`, quadratic in points); "
-                "the simulation uses the identical continuum built with numpy:", ""]
-        out += table(["nodes", "vnodes", "points", "build s"],
-                     [[b["nodes"], b["vnodes"], n(b["nodes"] * b["vnodes"] * 4), n(b["seconds"], 2)] for b in d["real_ring_build"]])
+    if d.get("ring_build"):
+        out += ["Building the proxy's `Ring` (the ketama continuum computed with numpy, linear in points; same "
+                "points and owners as uhashring, tests/unit/test_ring.py) against uhashring building the same ring "
+                "in the same run (`insort` per point, quadratic):", ""]
+        out += table(["nodes", "vnodes", "points", "Ring build s", "uhashring build s", "uhashring / Ring", "load 1m"],
+                     [[b["nodes"], b["vnodes"], n(b["nodes"] * b["vnodes"] * 4), n(b["seconds"], 3),
+                       "-" if b["uhashring_seconds"] is None else n(b["uhashring_seconds"], 2),
+                       "-" if b["uhashring_seconds"] is None else n(b["uhashring_seconds"] / b["seconds"], 0),
+                       n(b["load1"], 1)] for b in d["ring_build"]])
     return out + ["![ring](results/ring_sim.png)", ""]
 
 

@@ -2,7 +2,8 @@
 imbalance, moved fraction per add/remove vs ideal, replica placement and replica load, lookup time
 and memory per batch, for several vnode counts, unweighted and with mixed weights (every other node
 weight 2). Chooses the default vnode count: the smallest whose worst imbalance up to --choose-up-to nodes
-stays under --max-imbalance. Also times building the proxy's real ``Ring`` (uhashring). Writes bench/results/ring_sim.{json,png}.
+stays under --max-imbalance. Also times building the proxy's ``Ring`` (linear-time continuum) against uhashring building the same ring
+(quadratic; timed up to --uhashring-up-to nodes). Writes bench/results/ring_sim.{json,png}.
 
     .venv/bin/python bench/ring_sim.py [--nodes 3,8,16,32,64,128,256,512] [--vnodes 10,40,80,160,320]
 """
@@ -30,7 +31,8 @@ def main() -> None:
     ap.add_argument("--batches", default="1000,10000")
     ap.add_argument("--max-imbalance", type=float, default=1.10)
     ap.add_argument("--choose-up-to", type=int, default=128, help="nodes the vnode choice must serve")
-    ap.add_argument("--build-nodes", default="3,32,128", help="node counts at which to time building the real Ring")
+    ap.add_argument("--build-nodes", default="8,32,128,512", help="node counts at which to time building the Ring")
+    ap.add_argument("--uhashring-up-to", type=int, default=128, help="largest node count to time uhashring's own build at")
     ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args()
     nodes = [int(x) for x in args.nodes.split(",")]
@@ -54,11 +56,14 @@ def main() -> None:
             for b in (int(x) for x in args.batches.split(",")):
                 c = ringsim.lookup_cost(ring, b)
                 res["lookup"].append({"nodes": n, "vnodes": v} | asdict(c))
-    res["real_ring_build"] = []
+    res["ring_build"] = []
     for n in (int(x) for x in args.build_nodes.split(",") if x):
         secs = ringsim.build_seconds(n, DEFAULT_VNODES)
-        res["real_ring_build"].append({"nodes": n, "vnodes": DEFAULT_VNODES, "seconds": secs})
-        print(f"real Ring build (uhashring), {n} nodes x {DEFAULT_VNODES} vnodes: {secs:.2f}s", flush=True)
+        base = ringsim.uhashring_build_seconds(n, DEFAULT_VNODES) if n <= args.uhashring_up_to else None
+        res["ring_build"].append({"nodes": n, "vnodes": DEFAULT_VNODES, "seconds": secs, "uhashring_seconds": base,
+                                  "load1": common.load()["loadavg"][0]})
+        print(f"Ring build, {n} nodes x {DEFAULT_VNODES} vnodes: {secs:.3f}s (uhashring: "
+              f"{'-' if base is None else f'{base:.2f}s'})", flush=True)
     chosen = ringsim.choose_vnodes(pts, args.max_imbalance, args.choose_up_to)
     res["choice"] = {"max_imbalance": args.max_imbalance, "up_to_nodes": args.choose_up_to, "vnodes": chosen}
     res["load_after"] = common.load()

@@ -12,10 +12,10 @@ a node's expected share of the keys is the total length of the arcs that end at 
   ``iterate_nodes(distinct=True)`` gives), checked to be distinct, and each node's replica load
   (share of the space it holds a replica of) as max/mean;
 * lookup cost: wall time and bytes of ``Ring.owner_index`` for a batch of keys, and the memory of
-  the ring's arrays; and the time to build the proxy's real ``Ring``.
+  the ring's arrays; and the time to build the proxy's ``Ring``.
 
-The rings are :class:`SimRing`: the very continuum ``Ring`` builds (checked point for point in
-tests/unit/test_ringsim.py), computed with numpy.
+The rings are the proxy's own ``Ring``: it builds uhashring's continuum in linear time (checked point
+for point against uhashring in tests/unit/test_ring.py), so 512 nodes take about a second.
 """
 
 from __future__ import annotations
@@ -24,75 +24,37 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from hashlib import md5
 
 import numpy as np
 
-from shardproxy.ring import Ring, RingNode
+from shardproxy.ring import Ring, RingNode, successor_table
 
 HASH_SPACE = float(2**32)
 
 
-class SimRing:
-    """The continuum ``Ring`` builds, computed with numpy: the same points and owners as
-    uhashring's ketama ring (node ``name`` gets ``vnodes * n * weight // sum(weights)`` virtual
-    nodes, each 4 points from the md5 of ``name-w``; on a hash collision the later node in name
-    order owns the point), without uhashring's ``insort`` per point, which makes building a real
-    ``Ring`` quadratic in the number of points (minutes at 512 nodes x 160 vnodes). Lookups use
-    the same code as ``Ring.owner_index`` (ketama hash per key, one ``searchsorted``)."""
-
-    def __init__(self, nodes: Sequence[RingNode], vnodes: int) -> None:
-        self.nodes = tuple(sorted(nodes, key=lambda n: n.node_id))
-        self.vnodes = vnodes
-        self.node_ids = tuple(n.node_id for n in self.nodes)
-        weight_sum = sum(max(1, int(n.weight)) for n in self.nodes)
-        hashes: list[int] = []
-        owner: list[int] = []
-        for i, node in enumerate(self.nodes):
-            ks = vnodes * len(self.nodes) * max(1, int(node.weight)) // weight_sum
-            for w in range(ks):
-                dh = md5(f"{node.node_id}-{w}".encode()).digest()
-                for r in range(4):
-                    hashes.append(int.from_bytes(dh[4 * r : 4 * r + 4], "little"))
-                    owner.append(i)
-        h = np.asarray(hashes, dtype=np.uint64)
-        o = np.asarray(owner, dtype=np.int32)
-        order = np.lexsort((np.arange(len(h)), h))  # by hash, then insertion order
-        h, o = h[order], o[order]
-        if len(h):  # duplicates: every copy of a point belongs to the last node that wrote it
-            starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
-            last = np.r_[starts[1:] - 1, len(h) - 1]
-            o = np.repeat(o[last], np.diff(np.r_[starts, len(h)]))
-        self._points = h
-        self._point_owner = o
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def owner_index(self, pks: Sequence[int | str]) -> np.ndarray:
-        return self._point_owner[self._positions(pks)]
-
-    _positions = Ring._positions  # the proxy's own key -> continuum point lookup
-
-
-AnyRing = Ring | SimRing
-
-
-def make_ring(n: int, vnodes: int, weights: Sequence[int] | None = None, prefix: str = "node-",
-              real: bool = False) -> AnyRing:
-    """``n`` nodes named ``node-0 .. node-(n-1)``, optionally weighted; a :class:`SimRing`
-    (same continuum, fast to build) unless ``real`` asks for ``shardproxy.ring.Ring``."""
+def make_ring(n: int, vnodes: int, weights: Sequence[int] | None = None, prefix: str = "node-") -> Ring:
+    """The proxy's ``Ring`` over ``n`` nodes named ``node-0 .. node-(n-1)``, optionally weighted."""
     ws = list(weights) if weights is not None else [1] * n
     if len(ws) != n:
         raise ValueError(f"{len(ws)} weights for {n} nodes")
-    nodes = [RingNode(f"{prefix}{i}", int(ws[i])) for i in range(n)]
-    return Ring(nodes, vnodes=vnodes) if real else SimRing(nodes, vnodes)
+    return Ring([RingNode(f"{prefix}{i}", int(ws[i])) for i in range(n)], vnodes=vnodes)
 
 
 def build_seconds(n: int, vnodes: int) -> float:
-    """Wall time to build the proxy's real ``Ring`` (uhashring) of ``n`` equal nodes."""
+    """Wall time to build the proxy's ``Ring`` of ``n`` equal nodes."""
     t0 = time.perf_counter()
-    make_ring(n, vnodes, real=True)
+    make_ring(n, vnodes)
+    return time.perf_counter() - t0
+
+
+def uhashring_build_seconds(n: int, vnodes: int) -> float:
+    """The baseline: wall time for uhashring itself to build the same ring (it inserts every point
+    with ``bisect.insort``, quadratic in the number of points)."""
+    from uhashring import HashRing
+
+    conf = {f"node-{i}": {"weight": 1, "vnodes": vnodes} for i in range(n)}
+    t0 = time.perf_counter()
+    HashRing(nodes=conf, hash_fn="ketama")
     return time.perf_counter() - t0
 
 
@@ -106,29 +68,29 @@ def _arcs(points: np.ndarray) -> np.ndarray:
     return lengths
 
 
-def arc_shares(ring: AnyRing) -> np.ndarray:
+def arc_shares(ring: Ring) -> np.ndarray:
     """Expected fraction of uniformly hashed keys owned by each node (index as ``ring.node_ids``)."""
     shares = np.bincount(ring._point_owner, weights=_arcs(ring._points), minlength=len(ring.node_ids))
     return shares / HASH_SPACE
 
 
-def weight_shares(ring: AnyRing) -> np.ndarray:
+def weight_shares(ring: Ring) -> np.ndarray:
     w = np.array([max(1, n.weight) for n in ring.nodes], dtype=np.float64)
     return w / w.sum()
 
 
-def imbalance(ring: AnyRing) -> float:
+def imbalance(ring: Ring) -> float:
     """max over nodes of actual share / weight share (1.0 = perfectly balanced)."""
     return float(np.max(arc_shares(ring) / weight_shares(ring)))
 
 
-def _owner_at(ring: AnyRing, hashes: np.ndarray) -> np.ndarray:
+def _owner_at(ring: Ring, hashes: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(ring._points, hashes, side="right")
     pos[pos == len(ring._points)] = 0
     return ring._point_owner[pos]
 
 
-def moved_fraction_exact(before: AnyRing, after: AnyRing) -> float:
+def moved_fraction_exact(before: Ring, after: Ring) -> float:
     """Share of the hash space whose owner (by node id) differs between two rings."""
     u = np.union1d(before._points, after._points)
     lengths = np.empty(len(u), dtype=np.float64)
@@ -139,29 +101,7 @@ def moved_fraction_exact(before: AnyRing, after: AnyRing) -> float:
     return float(lengths[a != b].sum() / HASH_SPACE)
 
 
-def successor_table(owners: np.ndarray, count: int) -> np.ndarray:
-    """For each point, the ``count`` distinct owners met walking clockwise from it (owner first);
-    vectorised over all points. ``count`` is capped at the number of distinct owners."""
-    count = min(count, len(np.unique(owners)))
-    n = len(owners)
-    table = np.full((n, count), -1, dtype=np.int32)
-    filled = np.zeros(n, dtype=np.int32)
-    rows = np.arange(n)
-    k = 0
-    while (filled < count).any():
-        cand = owners[(rows + k) % n]
-        todo = filled < count
-        dup = (table == cand[:, None]).any(axis=1)
-        take = todo & ~dup
-        table[rows[take], filled[take]] = cand[take]
-        filled[take] += 1
-        k += 1
-        if k > n:  # cannot happen: count <= distinct owners
-            raise AssertionError("successor walk did not terminate")
-    return table
-
-
-def replica_index_of(ring: AnyRing, hashes: np.ndarray, count: int) -> np.ndarray:
+def replica_index_of(ring: Ring, hashes: np.ndarray, count: int) -> np.ndarray:
     """``(len(hashes), R)`` replica node indices of key hashes (owner first)."""
     pos = np.searchsorted(ring._points, hashes, side="right")
     pos[pos == len(ring._points)] = 0
@@ -176,7 +116,7 @@ class ReplicaStats:
     load_min_over_mean: float
 
 
-def replica_stats(ring: AnyRing, count: int) -> ReplicaStats:
+def replica_stats(ring: Ring, count: int) -> ReplicaStats:
     table = successor_table(ring._point_owner, count)
     r = table.shape[1]
     srt = np.sort(table, axis=1)
@@ -200,7 +140,7 @@ class LookupCost:
     ring_array_bytes: int
 
 
-def lookup_cost(ring: AnyRing, batch: int, repeats: int = 7, seed: int = 0) -> LookupCost:
+def lookup_cost(ring: Ring, batch: int, repeats: int = 7, seed: int = 0) -> LookupCost:
     """Time and memory of routing one batch of int keys (``Ring.owner_index``: hash + search)."""
     keys = np.random.default_rng(seed).integers(0, 2**62, batch).tolist()
     ring.owner_index(keys[:10])  # warm
@@ -230,7 +170,7 @@ class RingPoint:
     replicas: int
     replica_distinct: bool
     replica_load_max_over_mean: float
-    build_s: float  # SimRing (numpy); the real Ring's build time is measured separately
+    build_s: float  # building the proxy's Ring
 
     @property
     def add_ratio(self) -> float:
@@ -258,7 +198,7 @@ def simulate_point(n: int, vnodes: int, weighted: bool = False, replicas: int = 
     build = time.perf_counter() - t0
     grown = make_ring(n + 1, vnodes, [*ws, 1])
     victim = n // 2
-    shrunk = SimRing([node for node in ring.nodes if node.node_id != f"node-{victim}"], vnodes)
+    shrunk = Ring([node for node in ring.nodes if node.node_id != f"node-{victim}"], vnodes)
     add_ideal = 1 / (sum(ws) + 1)
     remove_ideal = ws[victim] / sum(ws)
     rs = replica_stats(ring, replicas)

@@ -37,15 +37,15 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "proxy_vs_direct": ["--sizes", "3000,9000,27000", "--latency-queries", "40", "--throughput-rounds", "3"],
         "ring_sim": ["--nodes", "3,8,32,128,512", "--vnodes", "10,40,160,320", "--build-nodes", "3,32"],
     },
-    "default": {
+    "default": {  # sized from the parts measured on 2026-11-30 (bench/REPORT.md lists each run's wall time and load)
         "ring_sim": [],
         "merge_cpu": [],
-        "proxy_vs_direct": ["--sizes", "30000,100000,300000", "--milvus-sizes", "30000,100000",
+        "proxy_vs_direct": ["--sizes", "20000,50000,100000", "--milvus-sizes", "20000,50000",
                             "--indexes", "FLAT,HNSW,IVF_FLAT", "--latency-queries", "100"],
-        "shards": ["--rows", "100000", "--shards", "1,2,4,8"],
-        "concurrency": ["--rows", "50000"],
-        "rebalance": ["--rows", "30000"],
-        "pipeline": ["--images", "128", "--batch", "32", "--queries", "20"],
+        "shards": ["--rows", "50000", "--shards", "1,2,4"],
+        "concurrency": ["--rows", "20000"],
+        "rebalance": ["--rows", "20000"],
+        "pipeline": ["--images", "64", "--batch", "16", "--queries", "10"],
     },
     "large": {
         "ring_sim": ["--vnodes", "10,40,80,160,320,640"],

@@ -12,10 +12,8 @@ recall can change with S; with FLAT it must stay 1.0. Writes bench/results/shard
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,23 +24,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 from pymilvus import MilvusClient  # noqa: E402
 
 from bench import common  # noqa: E402
-from bench.proxy_vs_direct import create, insert_all, search_params  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
 
 NAME = "bench_shards"
-
-
-def exact_top10(vecs: np.ndarray, queries: np.ndarray) -> list[set[int]]:
-    out = []
-    for q in queries:
-        d = ((vecs - q) ** 2).sum(axis=1)
-        out.append(set(np.argpartition(d, 10)[:10].tolist()))
-    return out
-
-
-def recall(client: MilvusClient, queries: np.ndarray, truth: list[set[int]], index: str) -> float:
-    res = client.search(NAME, queries.tolist(), limit=10, search_params=search_params(index))
-    return sum(len(t & {h["id"] for h in r}) for t, r in zip(truth, res)) / (10 * len(queries))
 
 
 def main() -> None:
@@ -59,8 +43,8 @@ def main() -> None:
     vecs = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
     queries = (vecs[rng.choice(args.rows, args.queries, replace=False)]
                + 0.1 * rng.standard_normal((args.queries, args.dim))).astype(np.float32)
-    truth = exact_top10(vecs, queries[:50])
-    sp = search_params(args.index)
+    truth = common.exact_top10(vecs, queries[:50])
+    sp = common.search_params(args.index)
     res: dict = {"machine": common.machine(), "load_before": common.load(),
                  "setup": {"rows": args.rows, "dim": args.dim, "index": args.index, "engine": args.engine, "k": 10,
                            "queries": args.queries}, "points": []}
@@ -68,32 +52,26 @@ def main() -> None:
         direct = common.start_node(args.engine, Path(tmp) / "direct" / "data", "direct")
         dc = MilvusClient(uri=f"http://{direct.address}")
         try:
-            create(dc, NAME, args.dim, args.index)
-            insert_all(dc, NAME, vecs, 5000, "direct")
-            common.await_index(args.engine, [f"http://{direct.address}"], [direct.pid], NAME)
-            direct_recall = recall(dc, queries[:50], truth, args.index)
+            common.load_indexed(dc, NAME, vecs, args.index, args.engine, [f"http://{direct.address}"], [direct.pid], "direct")
+            direct_recall = common.recall_at_10(dc, NAME, queries[:50], truth, args.index)
             for s in (int(x) for x in args.shards.split(",")):
                 cluster = DevCluster(data_dir=Path(tmp) / f"c{s}", nodes=s, engine=args.engine, proxy_env=common.BENCH_PROXY_ENV).start()
                 try:
                     pc = cluster.client()
-                    create(pc, NAME, args.dim, args.index)
-                    insert_all(pc, NAME, vecs, 5000, f"{s} shards")
-                    common.await_index(args.engine, [f"http://{m.address}" for m in cluster.milvus],
-                                       [m.pid for m in cluster.milvus], NAME)
+                    common.load_indexed(pc, NAME, vecs, args.index, args.engine, [f"http://{m.address}" for m in cluster.milvus],
+                                        [m.pid for m in cluster.milvus], f"{s} shards")
                     load0 = common.load()
                     for q in queries[:10]:
                         pc.search(NAME, [q.tolist()], limit=10, search_params=sp)
                         dc.search(NAME, [q.tolist()], limit=10, search_params=sp)
-                    lat: dict[str, list[float]] = {"proxy": [], "direct": []}
-                    for q in queries:  # interleaved: load hits both alike
-                        for label, c in (("proxy", pc), ("direct", dc)):
-                            t0 = time.perf_counter()
-                            c.search(NAME, [q.tolist()], limit=10, search_params=sp)
-                            lat[label].append(time.perf_counter() - t0)
-                    p = {"shards": s, "proxy_p50_ms": common.pct(lat["proxy"], 50), "proxy_p99_ms": common.pct(lat["proxy"], 99),
-                         "proxy_mean_ms": statistics.fmean(lat["proxy"]) * 1000,
-                         "direct_p50_ms": common.pct(lat["direct"], 50), "direct_p99_ms": common.pct(lat["direct"], 99),
-                         "recall_at_10": recall(pc, queries[:50], truth, args.index), "direct_recall_at_10": direct_recall,
+                    calls = {label: (lambda q, c=c: c.search(NAME, [q.tolist()], limit=10, search_params=sp))
+                             for label, c in (("proxy", pc), ("direct", dc))}
+                    lat = common.interleaved_latency(calls, queries)  # interleaved: load hits both alike
+                    px, dr = common.latency_summary(lat["proxy"]), common.latency_summary(lat["direct"])
+                    p = {"shards": s, "proxy_p50_ms": px["search_p50_ms"], "proxy_p99_ms": px["search_p99_ms"],
+                         "proxy_mean_ms": px["search_mean_ms"],
+                         "direct_p50_ms": dr["search_p50_ms"], "direct_p99_ms": dr["search_p99_ms"],
+                         "recall_at_10": common.recall_at_10(pc, NAME, queries[:50], truth, args.index), "direct_recall_at_10": direct_recall,
                          "load_before": load0, "load_after": common.load()}
                     p["p50_ratio_to_direct"] = p["proxy_p50_ms"] / p["direct_p50_ms"]
                     p["p99_ratio_to_direct"] = p["proxy_p99_ms"] / p["direct_p99_ms"]
@@ -122,10 +100,7 @@ def main() -> None:
     a2.set_xlabel("shards")
     a2.set_ylabel("recall@10 vs exact")
     a2.legend()
-    fig.suptitle(f"{args.rows:,} rows total, {args.index}, {args.engine}, load "
-                 f"{res['load_before']['loadavg'][0]:.1f}->{res['load_after']['loadavg'][0]:.1f}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(args.out / "shards.png", dpi=110)
+    common.save_figure(fig, args.out / "shards.png", f"{args.rows:,} rows total, {args.index}, {args.engine}", res)
     print(f"wrote {args.out / 'shards.json'}")
 
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, what: str = "") -> None:
+def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, what: str = "",
+              failed: Callable[[], str | None] | None = None) -> None:
+    """Wait until ``host:port`` accepts connections; fail early when ``proc`` exits or ``failed``
+    returns a reason."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what or 'process'} exited with code {proc.returncode} before listening on {port}")
+        reason = failed() if failed is not None else None
+        if reason:
+            raise RuntimeError(f"{what or 'process'} failed before listening on {port}: {reason}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
@@ -119,7 +126,7 @@ class ManagedProcess:
 
 
 def _spawn(name: str, argv: list[str], host: str, port: int, log_path: Path, ready_timeout: float,
-           env: dict[str, str] | None = None) -> ManagedProcess:
+           env: dict[str, str] | None = None, failed: Callable[[], str | None] | None = None) -> ManagedProcess:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
@@ -129,7 +136,7 @@ def _spawn(name: str, argv: list[str], host: str, port: int, log_path: Path, rea
     logf.close()
     mp = ManagedProcess(name, host, port, proc, log_path, argv)
     try:
-        wait_port(host, port, ready_timeout, proc, name)
+        wait_port(host, port, ready_timeout, proc, name, failed)
     except Exception:
         mp.kill()
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
@@ -146,11 +153,31 @@ def start_milvus(data_dir: Path, port: int | None = None, host: str = "127.0.0.1
     return _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout)
 
 
+STANDALONE_START_ATTEMPTS = 3
+PORT_CLASH = "bind: address already in use"
+
+
+def _standalone_port_clash(data_dir: Path) -> str | None:
+    """The reason a standalone cannot come up, read from its own log: the ``milvus`` package picks
+    its internal ports (rootcoord, datacoord, ...) by test-binding and then releases them, so another
+    process (often an outgoing connection's ephemeral port) can take one before Milvus binds it; the
+    component then logs "bind: address already in use" and the server never becomes ready."""
+    log = data_dir / "logs" / "milvus-stdout.log"
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    i = text.find(PORT_CLASH)
+    return text[max(0, i - 200) : i + len(PORT_CLASH)].splitlines()[-1] if i >= 0 else None
+
+
 def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                             name: str = "milvus-standalone", ready_timeout: float = 600.0) -> ManagedProcess:
     """A real Milvus standalone server (C++ engine, embedded etcd) from PyPI's ``milvus`` package
     (``milvus-server``); used by ``dev up --engine milvus``, the slow tests and the benchmarks. Other
-    ports are picked by the package, etcd's by us (see :func:`_standalone_etcd`)."""
+    ports are picked by the package, etcd's by us (see :func:`_standalone_etcd`). A start that loses
+    one of its internal ports to another process (see :func:`_standalone_port_clash`) is stopped and
+    started again, up to ``STANDALONE_START_ATTEMPTS`` times."""
     exe = Path(sys.executable).parent / "milvus-server"
     if not exe.exists():
         raise FileNotFoundError("milvus-server not installed: `make test-slow` installs PyPI's milvus package")
@@ -158,20 +185,34 @@ def start_milvus_standalone(data_dir: Path, port: int | None = None, host: str =
     port = port or free_port(host)
     etcd_port, etcd_config = _standalone_etcd(data_dir, host)
     argv = [str(exe), "--data", str(data_dir), "--proxy-port", str(port), "--etcd-port", str(etcd_port)]
-    mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout,
-                env={"ETCD_CONFIG_PATH": str(etcd_config)})
     from pymilvus import MilvusClient
 
-    deadline = time.monotonic() + ready_timeout
-    while True:  # the port opens before the server answers
+    for attempt in range(1, STANDALONE_START_ATTEMPTS + 1):
+        log = data_dir / "logs" / "milvus-stdout.log"
+        if log.exists():  # a clash from an earlier attempt must not fail this one
+            log.rename(log.with_name(f"milvus-stdout.attempt{attempt - 1}.log"))
+        clash: str | None = None
         try:
-            MilvusClient(uri=f"http://{host}:{port}", timeout=5).close()
-            return mp
-        except Exception:  # noqa: BLE001
-            if time.monotonic() > deadline:
-                mp.kill()
+            mp = _spawn(name, argv, host, port, data_dir.parent / f"{data_dir.name}.log", ready_timeout,
+                        env={"ETCD_CONFIG_PATH": str(etcd_config)}, failed=lambda: _standalone_port_clash(data_dir))
+        except RuntimeError:
+            clash = _standalone_port_clash(data_dir)
+            if clash is None or attempt == STANDALONE_START_ATTEMPTS:
                 raise
-            time.sleep(1)
+            continue
+        deadline = time.monotonic() + ready_timeout
+        while clash is None:  # the port opens before the server answers
+            try:
+                MilvusClient(uri=f"http://{host}:{port}", timeout=5).close()
+                return mp
+            except Exception:  # noqa: BLE001
+                clash = _standalone_port_clash(data_dir)
+                if time.monotonic() > deadline or (clash and attempt == STANDALONE_START_ATTEMPTS):
+                    mp.kill()
+                    raise
+                time.sleep(1)
+        mp.stop(timeout=30)
+    raise AssertionError("unreachable")
 
 
 def _standalone_etcd(data_dir: Path, host: str) -> tuple[int, Path]:

@@ -44,6 +44,15 @@ def test_memory_bound_plan() -> None:
     assert p.workers == math.ceil(30e6 / (10 * 3600 * 24)) and p.proxies == 1
 
 
+def test_bytes_per_vector_never_below_the_raw_vector() -> None:
+    t = cap.Target(images=30_000_000, replicas=2, qps=1.0, node_memory_gib=64, usable_memory=0.5)
+    noisy = cap.plan(consts(slope=-300.0), t)  # RSS noise bigger than the vectors: a negative fitted slope
+    raw = cap.plan(consts(slope=1024.0), t)
+    assert noisy.nodes_for_memory == raw.nodes_for_memory
+    assert any("below the raw float32 vector (1,024 bytes)" in n for n in noisy.notes)
+    assert not any("below the raw" in n for n in raw.notes)
+
+
 def test_qps_bound_plan_adds_nodes_and_proxies() -> None:
     c = consts()
     low = cap.plan(c, cap.Target(images=10_000_000, qps=1.0))
@@ -67,16 +76,23 @@ def test_import_bounded_by_insert_rate() -> None:
     assert p.import_hours > 1.0
 
 
+def small_extra(n: int) -> int:
+    """Buffers that dominate RSS at small sizes (as measured below ~30k rows): gone at scale."""
+    return 100 * 2**20 if n < 10_000 else 0
+
+
 def write_results(d: Path, sizes: list[int], cpu: bool = True) -> None:
     runs = []
     for n in sizes:
         for engine in ("milvus-lite",):
             runs.append({
                 "engine": engine, "index": "HNSW", "rows": n,
-                "direct": {"rss_bytes": 300 * 2**20 + 1200 * n, "batch_qps_nq100": 2 / (1e-6 * n**0.5),
+                "direct": {"rss_bytes": 300 * 2**20 + 1200 * n + small_extra(n), "batch_qps_nq100": 2 / (1e-6 * n**0.5),
                            "node_cpu_ms_per_query_nq100": 1e-3 * n**0.5 if cpu else None,
                            "search_p50_ms": 1000 * 2e-5 * n**0.25, "search_p99_ms": 1.0},
-                "proxy": {"search_p50_ms": 2.0, "search_p99_ms": 5.0, "insert_rows_per_s": 9000.0},
+                "proxy": {"search_p50_ms": 2.0, "search_p99_ms": 5.0, "insert_rows_per_s": 9000.0,
+                          "rss_bytes": 3 * 300 * 2**20 + 1200 * n + small_extra(n),
+                          "node_cpu_ms_per_query_nq100": 3 * 1e-3 * (n / 3) ** 0.5 if cpu else None},
             })
     (d / "proxy_vs_direct.json").write_text(json.dumps(
         {"machine": {"cpus": 2}, "setup": {"dim": 256, "nodes_behind_proxy": 3}, "runs": runs}))
@@ -89,14 +105,34 @@ def test_constants_from_results_and_held_out_check(tmp_path: Path) -> None:
     c = cap.constants_from_results(tmp_path, "milvus-lite", "HNSW")
     assert c.memory.slope == pytest.approx(1200) and c.search_cpu_s.b == pytest.approx(0.5)
     assert c.tail == pytest.approx(2.5) and c.qps_per_proxy == 150.0 and c.images_per_s_per_worker == 12.0
-    rows = cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW")
+    checks = cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW")
+    rows = [r for r in checks if r["nodes"] == 1]
     assert [r["kind"] for r in rows] == ["fitted", "fitted", "held out"]
     last = rows[-1]
     assert last["rss_mib"]["predicted"] == pytest.approx(last["rss_mib"]["measured"])
     assert last["node_cpu_ms_per_query"]["predicted"] == pytest.approx(last["node_cpu_ms_per_query"]["measured"])
+    # the 3 nodes behind the proxy, predicted as 3 nodes of rows/3: same model, other per-node sizes
+    cluster = [r for r in checks if r["nodes"] == 3]
+    assert [r["kind"] for r in cluster] == ["3 nodes x 3,333 rows", "3 nodes x 10,000 rows", "3 nodes x 30,000 rows"]
+    for r in cluster[1:]:
+        assert r["rss_mib"]["predicted"] == pytest.approx(r["rss_mib"]["measured"])
+        assert r["node_cpu_ms_per_query"]["predicted"] == pytest.approx(r["node_cpu_ms_per_query"]["measured"], rel=0.05)
+    assert r["search_p50_ms"] is None
     # without recorded node CPU the model falls back to cores / QPS (same curve here)
     write_results(tmp_path, [10_000, 30_000, 90_000], cpu=False)
     assert cap.constants_from_results(tmp_path).search_cpu_s.b == pytest.approx(0.5)
+
+
+def test_memory_is_fitted_on_the_largest_sizes_only(tmp_path: Path) -> None:
+    # 3k rows carry 100 MiB of buffers: a fit through them would overstate bytes/vector; the two
+    # largest sizes give the true slope, and the small size shows up as predicted < measured
+    write_results(tmp_path, [3_000, 30_000, 90_000])
+    c = cap.constants_from_results(tmp_path, "milvus-lite", "HNSW")
+    assert c.memory.slope == pytest.approx(1200) and c.memory.base == pytest.approx(300 * 2**20)
+    small = next(r for r in cap.check_against_measurements(tmp_path) if r["rows"] == 3_000 and r["nodes"] == 1)
+    assert small["rss_mib"]["measured"] - small["rss_mib"]["predicted"] == pytest.approx(100)
+    with pytest.raises(cap.NotMeasured, match="two or more sizes"):
+        cap.memory_fit([{"rows": 5, "direct": {"rss_bytes": 1}}] * 2)
 
 
 def test_missing_measurements_name_the_benchmark(tmp_path: Path) -> None:
@@ -107,3 +143,13 @@ def test_missing_measurements_name_the_benchmark(tmp_path: Path) -> None:
         cap.constants_from_results(tmp_path)
     with pytest.raises(cap.NotMeasured, match="IVF_FLAT"):
         cap.constants_from_results(tmp_path, index="IVF_FLAT")
+
+
+def test_base_and_slope_from_single_nodes_and_clusters() -> None:
+    base, slope = 250 * 2**20, 3000
+    pts = [(k, n, k * base + slope * n) for n in (20_000, 50_000) for k in (1, 3)]
+    fit = cap.fit_base_and_slope(pts)
+    assert fit.base == pytest.approx(base) and fit.slope == pytest.approx(slope)
+    # one node count only and one size: base and slope cannot be told apart
+    with pytest.raises(cap.NotMeasured):
+        cap.fit_base_and_slope([(1, 20_000, 1.0), (1, 20_000, 2.0)])

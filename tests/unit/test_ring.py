@@ -1,4 +1,5 @@
-"""Ring: vectorised lookups agree with uhashring, balance, minimal movement, weights."""
+"""Ring: the continuum and every lookup agree with uhashring (the library whose placement existing
+data follows), balance, minimal movement, weights."""
 
 from __future__ import annotations
 
@@ -9,7 +10,75 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardproxy.ring import Ring, RingNode, ring_from_weights
+from uhashring import HashRing
+
+from shardproxy.ring import Ring, RingNode, ketama_continuum, ring_from_weights, successor_table
+
+
+def _uhashring(ring: Ring) -> HashRing:
+    """uhashring's own ring over the same nodes (the oracle: today's placement)."""
+    conf = {n.node_id: {"weight": max(1, int(n.weight)), "vnodes": ring.vnodes} for n in ring.nodes}
+    return HashRing(nodes=conf, hash_fn="ketama")
+
+
+def _uhashring_replicas(hr: HashRing, key: str, count: int) -> list[str]:
+    out: list[str] = []
+    for name in hr.iterate_nodes(key, distinct=True):
+        out.append(str(name))
+        if len(out) == count:
+            break
+    return out
+
+
+def _assert_same_as_uhashring(ring: Ring, keys: list, replica_keys: int = 200) -> None:
+    hr = _uhashring(ring)
+    assert np.array_equal(ring._points, np.asarray(hr.runtime._keys, dtype=np.uint64))
+    assert [ring.node_ids[i] for i in ring._point_owner] == [hr.runtime._ring[k] for k in hr.runtime._keys]
+    assert ring.owners(keys) == [hr.get_node(str(k)) for k in keys]
+    for k in keys[:replica_keys]:
+        assert ring.replicas(k, 3) == _uhashring_replicas(hr, str(k), min(3, len(ring)))
+
+
+@pytest.mark.parametrize("n,vnodes,weighted", [(1, 160, False), (3, 160, False), (8, 160, True), (33, 160, True),
+                                               (64, 160, False), (200, 10, True)])
+def test_continuum_and_placement_equal_uhashring(n: int, vnodes: int, weighted: bool) -> None:
+    nodes = [RingNode(f"node-{i}", (i % 3) + 1 if weighted else 1) for i in range(n)]
+    keys = list(range(3000)) + [f"sku-{i}" for i in range(1000)] + [-(2**63), 2**63 - 1, ""]
+    _assert_same_as_uhashring(Ring(nodes, vnodes=vnodes), keys)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=12), st.integers(min_value=-1, max_value=5), min_size=1, max_size=9),
+       st.integers(min_value=1, max_value=60),
+       st.lists(st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.text(max_size=20)), max_size=60))
+@settings(max_examples=60, deadline=None)
+def test_placement_equals_uhashring_property(weights: dict[str, int], vnodes: int, keys: list) -> None:
+    _assert_same_as_uhashring(ring_from_weights(weights, vnodes=vnodes), keys, replica_keys=20)
+
+
+def test_hash_collision_goes_to_the_last_node_written_like_uhashring() -> None:
+    # md5("p2182-0") and md5("p13086-0") share their first 32-bit word (found by a birthday search):
+    # uhashring writes nodes in name order, so "p2182" (written after "p13086") owns both copies.
+    ring = ring_from_weights({"p2182": 1, "p13086": 1}, vnodes=1)
+    pts = ring._points.tolist()
+    assert len(pts) == 8 and len(set(pts)) == 7
+    dup = next(p for p in pts if pts.count(p) == 2)
+    assert {ring.node_ids[o] for p, o in zip(pts, ring._point_owner) if p == dup} == {"p2182"}
+    _assert_same_as_uhashring(ring, list(range(2000)))
+
+
+def test_continuum_is_linear_in_points() -> None:
+    # 512 nodes x 160 vnodes: 327,680 points, one per (node, vnode, word); sorted, every node present
+    points, owner = ketama_continuum([RingNode(f"node-{i}") for i in range(512)], 160)
+    assert len(points) == len(owner) == 512 * 160 * 4
+    assert bool((np.diff(points.astype(np.int64)) >= 0).all())
+    counts = np.bincount(owner, minlength=512)  # 640 each, less the odd 32-bit collision lost to a later node
+    assert counts.sum() == len(points) and counts.min() >= 630 and counts.max() <= 650
+
+
+def test_successor_table_small_cases() -> None:
+    assert successor_table(np.array([0, 0, 1, 0], dtype=np.int32), 2).tolist() == [[0, 1], [0, 1], [1, 0], [0, 1]]
+    assert successor_table(np.array([2, 2, 2], dtype=np.int32), 3).tolist() == [[2], [2], [2]]
+    assert successor_table(np.zeros(0, dtype=np.int32), 2).shape == (0, 0)
 
 
 def test_batch_owners_agree_with_uhashring() -> None:

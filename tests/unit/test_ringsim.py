@@ -47,20 +47,14 @@ def test_moved_fraction_exact_matches_sampled_keys() -> None:
     assert ringsim.moved_fraction_exact(before, before) == 0.0
 
 
-@pytest.mark.parametrize("n,vnodes,weights", [(1, 5, None), (4, 20, None), (5, 16, [1, 2, 1, 3, 1]), (12, 40, None)])
-def test_simring_is_the_real_continuum(n: int, vnodes: int, weights: list[int] | None) -> None:
-    real = ringsim.make_ring(n, vnodes, weights, real=True)
-    sim = ringsim.make_ring(n, vnodes, weights)
-    assert isinstance(real, Ring) and isinstance(sim, ringsim.SimRing)
-    assert sim.node_ids == real.node_ids
-    assert np.array_equal(sim._points, real._points)
-    assert np.array_equal(sim._point_owner, real._point_owner)
-    keys = list(range(2000))
-    assert np.array_equal(sim.owner_index(keys), real.owner_index(keys))
+def test_make_ring_is_the_proxys_ring() -> None:
+    ring = ringsim.make_ring(5, 16, [1, 2, 1, 3, 1])
+    assert isinstance(ring, Ring) and ring.node_ids == tuple(f"node-{i}" for i in range(5))
+    assert [n.weight for n in ring.nodes] == [1, 2, 1, 3, 1]
 
 
 def test_successor_table_is_uhashrings_distinct_walk() -> None:
-    ring = ringsim.make_ring(6, 10, real=True)
+    ring = ringsim.make_ring(6, 10)
     keys = list(range(300))
     got = ringsim.replica_index_of(ring, _hashes(keys), 3)
     for k, row in zip(keys, got):
@@ -72,7 +66,6 @@ def test_replica_stats_distinct_and_count_capped() -> None:
     st = ringsim.replica_stats(ring, 2)
     assert st.distinct_ok and st.replicas == 2 and st.load_max_over_mean >= 1.0
     assert ringsim.replica_stats(ring, 5).replicas == 3  # never more replicas than nodes
-    assert ringsim.successor_table(np.array([0, 0, 1, 0], dtype=np.int32), 2).tolist() == [[0, 1], [0, 1], [1, 0], [0, 1]]
 
 
 def test_simulate_point_and_choose_vnodes() -> None:
