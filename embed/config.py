@@ -59,6 +59,9 @@ class EmbedSettings(BaseSettings):
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
     max_objects: int = 6  # objects per photo by confidence, the whole photo (last, as the fallback) included
+    rank: str = "learned"  # object order after the search: learned (embed.objrank, trained head only) | detector
+    det_candidates: int = 0  # trained head: boxes embedded before the learned order keeps max_objects (0 = max_objects - 1)
+    crop_pad: float = 0.0  # widen each detected box by this fraction of its size before embedding it
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024
