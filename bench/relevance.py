@@ -114,7 +114,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             for sc, unseen in photos:
                 objs = objects_for(variant, sc.image, sc)
                 t = time.perf_counter()
-                pad = settings.crop_pad if LEARNED in variant else 0.0
+                pad = settings.crop_pad if variant.startswith("head:") else 0.0
                 vecs = e.embed([o.crop(sc.image, 0.0 if o.label == WHOLE_IMAGE_LABEL else pad) for o in objs])
                 t_embed.append((time.perf_counter() - t) / max(1, len(objs)))
                 lists, sims = product_lists(vecs, cat_vecs[proj_name], pids)

@@ -46,7 +46,7 @@ class EmbedSettings(BaseSettings):
     # detector
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
-    det_conf: float = 0.2  # trained head: minimum centre-heatmap score
+    det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
     det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
     det_steps: int = 800  # embed train: detector head training steps
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
@@ -61,7 +61,7 @@ class EmbedSettings(BaseSettings):
     max_objects: int = 6  # objects per photo by confidence, the whole photo (last, as the fallback) included
     rank: str = "learned"  # object order after the search: learned (embed.objrank, trained head only) | detector
     det_candidates: int = 0  # trained head: boxes embedded before the learned order keeps max_objects (0 = max_objects - 1)
-    crop_pad: float = 0.0  # widen each detected box by this fraction of its size before embedding it
+    crop_pad: float = 0.1  # widen each detected box by this fraction of its size before embedding it
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024

@@ -94,5 +94,6 @@ def order(objs: Sequence[ObjectEvidence], weights: Sequence[float] | None, *, de
     return first + later
 
 
-# fitted by bench/rankfit.py (see its JSON output); order as FEATURES
-DEFAULT_WEIGHTS: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+# fitted by bench/rankfit.py on validation photos (40 per split; threshold 0.1, NMS IoU 0.5, padding 0.1,
+# 8 candidates; bench/out/rankfit.json); order as FEATURES
+DEFAULT_WEIGHTS: tuple[float, ...] = (-7.5688, 2.4618, -3.4012, 11.5322, 11.3818, 4.9106, -0.2161, 1.9144)
