@@ -80,7 +80,7 @@ def test_single_product_photo_finds_it_first(engine_setup) -> None:
 
 def test_crop_padding_changes_the_vectors_not_the_boxes(engine_setup) -> None:
     settings, uri, photos = engine_setup
-    a = QueryEngine(settings.model_copy(update={"rank": "detector"}), uri).search_image(photos[0], "qorder")
+    a = QueryEngine(settings.model_copy(update={"rank": "detector", "crop_pad": 0.0}), uri).search_image(photos[0], "qorder")
     b = QueryEngine(settings.model_copy(update={"rank": "detector", "crop_pad": 0.3}), uri).search_image(photos[0], "qorder")
     assert [o.box for o in a.objects] == [o.box for o in b.objects]
     sa = np.array([o.matches[0].score for o in a.objects if o.label != WHOLE_IMAGE_LABEL])
