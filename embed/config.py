@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic.fields import FieldInfo
@@ -59,9 +59,9 @@ class EmbedSettings(BaseSettings):
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
     max_objects: int = 6  # objects per photo by confidence, the whole photo (last, as the fallback) included
-    rank: str = "learned"  # object order after the search: learned (embed.objrank, trained head only) | detector
-    det_candidates: int = 0  # trained head: boxes embedded before the learned order keeps max_objects (0 = max_objects - 1)
-    crop_pad: float = 0.1  # widen each detected box by this fraction of its size before embedding it
+    rank: Literal["learned", "detector"] = "learned"  # order after the search (learned: embed.objrank, trained head)
+    det_candidates: int = Field(0, ge=0, le=50)  # boxes embedded before the learned order (0 = max_objects - 1)
+    crop_pad: float = Field(0.1, ge=0.0, le=1.0)  # trained head: widen boxes by this fraction of their size
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024

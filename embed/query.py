@@ -11,9 +11,9 @@ from pymilvus import MilvusClient
 from embed import objrank
 from embed.config import EmbedSettings
 from embed.detector import WHOLE_IMAGE_LABEL, detect_objects
-from embed.productdet import CATALOG_HEAD_PREFIX
 from embed.imageio import decode_image
 from embed.models import ModelPool
+from embed.productdet import CATALOG_HEAD_PREFIX
 from embed.store import Hit, collection_model_id, connect, group_by_product, search
 
 DEFAULT_TOP_K = 10
@@ -76,13 +76,14 @@ class QueryEngine:
         model_id = collection_model_id(self.client, collection)
         embedder = self.pool.for_model(model_id, collection)
         detector = self.pool.detector(embedder)
-        learned = self.settings.rank == "learned" and detector.detector_id.startswith(CATALOG_HEAD_PREFIX)
+        trained = detector.detector_id.startswith(CATALOG_HEAD_PREFIX)  # what the order and padding were tuned on
+        learned = trained and self.settings.rank == "learned"
         candidates = (self.settings.det_candidates or max_objects - 1) + 1 if learned else max_objects
         with self._compute:
             t1 = time.perf_counter()
             objects = detect_objects(detector, img, max(max_objects, candidates))
             t2 = time.perf_counter()
-            pad = self.settings.crop_pad
+            pad = self.settings.crop_pad if trained else 0.0
             vectors = embedder.embed([o.crop(img, 0.0 if o.label == WHOLE_IMAGE_LABEL else pad) for o in objects])
             t3 = time.perf_counter()
         t["detect"], t["embed"] = t2 - t1, t3 - t2
