@@ -43,6 +43,7 @@ class EmbedSettings(BaseSettings):
     # catalog adaptation (embed train)
     train_views: int = 6  # synthetic views per catalog image
     train_steps: int = 400
+    train_hard_views: float = Field(0.0, ge=0.0, le=1.0)  # share of views degraded like clutter (opt-in, docs/embed.md)
     # detector
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
