@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -29,36 +28,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from embed.catalog import read_catalog  # noqa: E402
-from embed.compose import STYLES, SceneStyle, compose, product_cutout  # noqa: E402
-from embed.config import EmbedSettings  # noqa: E402
+from bench.relsetup import SPLITS, load_setup, product_lists, test_photos, train_or_load  # noqa: E402
+from embed import objrank  # noqa: E402
+from embed.compose import STYLES  # noqa: E402
 from embed.detector import WHOLE_IMAGE_LABEL, Detection, SaliencyDetector, detect_objects  # noqa: E402
-from embed.detrain import DetTrainConfig, detector_key, fit, save_head  # noqa: E402
+from embed.detrain import DetTrainConfig  # noqa: E402
 from embed.embedder import Embedder  # noqa: E402
-from embed.evalmetrics import box_recall, counted, product_ranks, rank_of, recall_at  # noqa: E402
-from embed.imageio import read_image_file  # noqa: E402
+from embed.evalmetrics import box_recall, counted, rank_of, recall_at  # noqa: E402
 from embed.models import spec_from_settings  # noqa: E402
 from embed.productdet import ProductDetector  # noqa: E402
-from embed.sample_catalog import build_sample_catalog  # noqa: E402
-from embed.textures import load_textures, split_textures  # noqa: E402
+from embed.query import FoundObject, evidence  # noqa: E402
+from embed.store import Hit  # noqa: E402
 
-SPLITS = ("single", "scene", "cluttered")
+LEARNED = "learned order"
 
 
 def whole(img) -> Detection:
     return Detection((0.0, 0.0, float(img.width), float(img.height)), WHOLE_IMAGE_LABEL, 1.0)
-
-
-def train_or_load(name: str, net, products, textures, cfg: DetTrainConfig, fingerprint: str, tex_names: list[str],
-                  cache: Path) -> tuple[Path, dict]:
-    path = cache / f"bench-head-{name}-{detector_key(fingerprint, 'lite0', cfg, tex_names)}.pt"
-    if path.is_file():
-        return path, json.loads(path.with_suffix(".json").read_text())
-    head, stats = fit(net, products, textures, cfg, quiet=False, export_dir=cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    save_head(head, path, cfg)
-    path.with_suffix(".json").write_text(json.dumps(stats))
-    return path, stats
 
 
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
@@ -70,62 +56,23 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--only", default="", help="comma-separated variant numbers to run (0-based; default all)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
-    load_start = os.getloadavg()
-    settings = EmbedSettings(cache_dir=ROOT / ".cache")
-    csv = build_sample_catalog(ROOT / ".cache" / "tuxpaint")
-    catalog = read_catalog(csv)
-    images = [read_image_file(it.image_path) for it in catalog.items]
-    pids = [it.product_id for it in catalog.items]
-    rng = random.Random(2026)
-    held = set(rng.sample(range(len(pids)), len(pids) // 4))
-    train_idx = [i for i in range(len(pids)) if i not in held]
-    textures = load_textures(ROOT / ".cache" / "textures")
-    tex_train, tex_held = split_textures(textures)
-    tex_names = [n for n, _ in textures]
-    print(f"catalog {len(pids)} products ({len(held)} held out of detector training); textures {len(tex_train)} "
-          f"train / {len(tex_held)} held out; load {load_start}", flush=True)
-
-    from embed.train import adapt_to_catalog
-
-    t0 = time.monotonic()
-    proj = adapt_to_catalog(catalog, settings)
-    adapt_s = time.monotonic() - t0
-    emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32, runtime="onnx",
-                   export_dir=settings.artifacts_dir, threads=settings.threads)
+    s = load_setup()
+    settings, pids, images, emb, load_start = s.settings, s.pids, s.images, s.emb, s.load_start
     shipped = Embedder(spec_from_settings(settings), batch_size=32, runtime="onnx", export_dir=settings.artifacts_dir,
                        threads=settings.threads)
     net = emb.backbone.net
-    products = [(pids[i], images[i]) for i in train_idx]
     cfg = DetTrainConfig(scenes=args.scenes, steps=args.steps)
-    heads: dict[str, tuple[Path, dict]] = {"full": train_or_load("full", net, products, tex_train, cfg, catalog.fingerprint(),
-                                                                  tex_names, settings.artifacts_dir)}
+    heads: dict[str, tuple[Path, dict]] = {"full": train_or_load(s, "full", cfg)}
     if args.ablate:
         plain_mix = ((STYLES["single"], 0.3), (STYLES["scene"], 0.7))
-        heads["no-clutter"] = train_or_load("noclutter", net, products, tex_train,
-                                            DetTrainConfig(scenes=args.scenes, steps=args.steps, styles=plain_mix),
-                                            catalog.fingerprint(), tex_names, settings.artifacts_dir)
-        heads["no-textures"] = train_or_load("notex", net, products, [], cfg, catalog.fingerprint(), [],
-                                             settings.artifacts_dir)
+        heads["no-clutter"] = train_or_load(s, "noclutter", DetTrainConfig(scenes=args.scenes, steps=args.steps,
+                                                                          styles=plain_mix))
+        heads["no-textures"] = train_or_load(s, "notex", cfg, textures=[])
     dets = {k: ProductDetector(p, net, runtime="onnx", export_dir=settings.artifacts_dir, conf=settings.det_conf,
-                               threads=settings.threads) for k, (p, _) in heads.items()}
+                               min_size=settings.min_box_size, threads=settings.threads) for k, (p, _) in heads.items()}
     saliency = SaliencyDetector(net, min_size=settings.min_box_size)
-
-    # evaluation photos: new compositions, held-out textures, half of them of held-out products
-    cut = {i: product_cutout(images[i]) for i in range(len(pids))}
-    held_l, seen_l = sorted(held), train_idx
-    splits: dict[str, list] = {}
-    for s_i, split in enumerate(SPLITS):
-        style: SceneStyle = STYLES[split]
-        r = random.Random(10_000 + s_i)
-        photos = []
-        for q in range(args.queries):
-            pool = held_l if q % 2 == 0 else seen_l
-            k = r.randint(*style.products)
-            chosen = r.sample(pool, k)
-            sc = compose([(pids[i], cut[i]) for i in chosen], r, style, tex_held, cutouts=True)
-            if sc.boxes:
-                photos.append((sc, q % 2 == 0))
-        splits[split] = photos
+    held = s.held
+    splits = test_photos(s, args.queries)
 
     cat_vecs = {"adapted": emb.embed(images), "shipped": shipped.embed(images)}
     t_obj: dict[str, list[float]] = {}
@@ -138,7 +85,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             objs = [Detection(tuple(map(float, b)), "object", 1.0) for b in sc.boxes] + [whole(img)]
         else:
             name = variant.split(":")[1].split(",")[0].strip() if ":" in variant else "full"
-            objs = detect_objects(dets[name], img, settings.max_objects,
+            n_obj = (settings.det_candidates or settings.max_objects - 1) + 1 if LEARNED in variant else settings.max_objects
+            objs = detect_objects(dets[name], img, max(n_obj, settings.max_objects),
                                   whole="first" if "whole photo first" in variant else "last")
             if "whole photo ranked at" in variant:  # the whole photo as one more candidate with a fixed score
                 at = float(variant.rsplit(" ", 1)[1])
@@ -147,9 +95,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         t_obj.setdefault(variant, []).append(time.perf_counter() - t)
         return objs
 
-    variants = [("saliency, whole photo first (shipped)", "adapted"), ("head:full", "adapted"),
-                ("head:full, whole photo first", "adapted"), ("head:full", "shipped"), ("oracle boxes", "adapted"),
-                ("head:full, whole photo ranked at 0.4", "adapted")]
+    variants = [("saliency, whole photo first (shipped)", "adapted"), ("head:full, whole photo last", "adapted"),
+                ("head:full, whole photo first", "adapted"), (f"head:full, {LEARNED}", "adapted"),
+                ("oracle boxes", "adapted"), (f"head:full, {LEARNED}", "shipped")]
     if args.ablate:
         variants += [("head:no-clutter", "adapted"), ("head:no-textures", "adapted")]
     if args.only:
@@ -166,9 +114,16 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             for sc, unseen in photos:
                 objs = objects_for(variant, sc.image, sc)
                 t = time.perf_counter()
-                vecs = e.embed([o.crop(sc.image) for o in objs])
+                pad = settings.crop_pad if variant.startswith("head:") else 0.0
+                vecs = e.embed([o.crop(sc.image, 0.0 if o.label == WHOLE_IMAGE_LABEL else pad) for o in objs])
                 t_embed.append((time.perf_counter() - t) / max(1, len(objs)))
-                lists = product_ranks(vecs @ cat_vecs[proj_name].T, pids)
+                lists, sims = product_lists(vecs, cat_vecs[proj_name], pids)
+                if LEARNED in variant:  # what QueryEngine does after the search
+                    ev = [evidence(FoundObject(o.box, o.label, o.score, [Hit(0, p, float(v)) for p, v in
+                                                                         zip(lst[:2], sm)]), sc.image.width,
+                                   sc.image.height) for o, lst, sm in zip(objs, lists, sims)]
+                    idx = objrank.order(ev, objrank.DEFAULT_WEIGHTS)[: settings.max_objects]
+                    objs, lists = [objs[i] for i in idx], [lists[i] for i in idx]
                 n = len(sc.product_ids)
                 first = counted(lists, n)
                 c, tt = box_recall(np.array([o.box for o in counted(objs, n)]), np.array(sc.boxes))
@@ -192,7 +147,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     report = {
         "command": " ".join(["python", *sys.argv]), "catalog_products": len(pids), "held_out_products": len(held),
         "photos_per_split": args.queries, "detector_train": {k: {**v[1], "head": v[0].name} for k, v in heads.items()},
-        "detector_config": cfg.key(), "adaptation_s": adapt_s, "textures": tex_names,
+        "detector_config": cfg.key(), "adaptation_s": s.adapt_s, "textures": s.tex_names,
+        "query_settings": {"det_conf": settings.det_conf, "crop_pad": settings.crop_pad, "det_candidates": settings.det_candidates,
+                           "max_objects": settings.max_objects, "rank_weights": list(objrank.DEFAULT_WEIGHTS)},
         "detect_ms_mean": {k: 1000 * float(np.mean(v)) for k, v in t_obj.items()},
         "embed_ms_per_object_mean": 1000 * float(np.mean(t_embed)),
         "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(),

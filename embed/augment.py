@@ -59,14 +59,21 @@ def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
     return Image.open(buf).convert("RGB")
 
 
-def synthetic_view(img: Image.Image, rng: random.Random, out_size: int = 224) -> Image.Image:
-    """One shopper-like view of a catalog image (object crop with some of a random scene around it)."""
+def synthetic_view(img: Image.Image, rng: random.Random, out_size: int = 224, hard: float = 0.0) -> Image.Image:
+    """One shopper-like view of a catalog image (object crop with some of a random scene around it); a
+    ``hard`` share of the views is degraded like a cluttered photo (perspective, an occluder, lighting,
+    strong blur and JPEG). With ``hard`` 0 the random sequence is exactly the one without the option."""
     obj = cutout(img)
     bbox = obj.getchannel("A").getbbox() or (0, 0, obj.width, obj.height)
     obj = obj.crop(bbox)
     if rng.random() < 0.5:
         obj = obj.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.3 else obj
+    hard = hard > 0 and rng.random() < hard
     obj = obj.rotate(rng.uniform(-30, 30), expand=True, resample=Image.BILINEAR)
+    if hard:
+        from embed.compose import SceneStyle, warp
+
+        obj = warp(obj, rng, SceneStyle(perspective=0.15, rotation=0.0))
     # object size in the view: from a tight crop to a loose one
     canvas = out_size
     side = int(canvas * rng.uniform(0.55, 0.95))
@@ -77,10 +84,21 @@ def synthetic_view(img: Image.Image, rng: random.Random, out_size: int = 224) ->
     x = rng.randrange(0, max(1, canvas - obj.width + 1))
     y = rng.randrange(0, max(1, canvas - obj.height + 1))
     bg.paste(rgb, (x, y), obj.getchannel("A"))
+    if hard and rng.random() < 0.6:  # something in front of the product, hiding up to about a third
+        from embed.compose import distractor
+
+        d = distractor(rng, max(8, int(max(obj.width, obj.height) * rng.uniform(0.3, 0.6))), [])
+        bg.paste(d.convert("RGB"), (x + rng.randrange(-d.width // 2, max(1, obj.width - d.width // 2)),
+                                    y + rng.randrange(-d.height // 2, max(1, obj.height - d.height // 2))), d.getchannel("A"))
     # loose crop around the object
     m = rng.uniform(0.0, 0.25) * side
     box = (max(0, x - m), max(0, y - m), min(canvas, x + obj.width + m), min(canvas, y + obj.height + m))
     view = bg.crop(tuple(int(v) for v in box))
+    if hard:
+        from embed.compose import lighting
+
+        view = lighting(view, rng, 0.3).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.8)))
+        return jpeg_roundtrip(view, rng.randrange(20, 50))
     if rng.random() < 0.3:
         view = view.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
     return jpeg_roundtrip(view, rng.randrange(40, 95))

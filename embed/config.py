@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic.fields import FieldInfo
@@ -43,10 +43,11 @@ class EmbedSettings(BaseSettings):
     # catalog adaptation (embed train)
     train_views: int = 6  # synthetic views per catalog image
     train_steps: int = 400
+    train_hard_views: float = Field(0.0, ge=0.0, le=1.0)  # share of views degraded like clutter (opt-in, docs/embed.md)
     # detector
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
-    det_conf: float = 0.2  # trained head: minimum centre-heatmap score
+    det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
     det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
     det_steps: int = 800  # embed train: detector head training steps
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
@@ -59,6 +60,9 @@ class EmbedSettings(BaseSettings):
     iou_threshold: float = 0.45
     min_box_size: int = 24  # pixels, both sides
     max_objects: int = 6  # objects per photo by confidence, the whole photo (last, as the fallback) included
+    rank: Literal["learned", "detector"] = "learned"  # order after the search (learned: embed.objrank, trained head)
+    det_candidates: int = Field(0, ge=0, le=50)  # boxes embedded before the learned order (0 = max_objects - 1)
+    crop_pad: float = Field(0.1, ge=0.0, le=1.0)  # trained head: widen boxes by this fraction of their size
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024

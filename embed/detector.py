@@ -29,8 +29,13 @@ class Detection:
     label: str
     score: float
 
-    def crop(self, img: Image.Image) -> Image.Image:
-        x0, y0, x1, y1 = (int(round(v)) for v in self.box)
+    def crop(self, img: Image.Image, pad: float = 0.0) -> Image.Image:
+        """The box's pixels; ``pad`` widens it by that fraction of its size on every side (within the photo)."""
+        x0, y0, x1, y1 = self.box
+        if pad > 0:
+            px, py = pad * (x1 - x0), pad * (y1 - y0)
+            x0, y0, x1, y1 = max(0.0, x0 - px), max(0.0, y0 - py), min(img.width, x1 + px), min(img.height, y1 + py)
+        x0, y0, x1, y1 = (int(round(v)) for v in (x0, y0, x1, y1))
         return img.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)))
 
 

@@ -19,9 +19,10 @@ from PIL import Image
 
 from embed.artifacts import ModelFileError, file_sha256, load_state_dict
 from embed.detector import Detection
-from embed.dethead import DEFAULT_SIZE, DetHead, backbone_maps, decode, letterbox, to_original
+from embed.dethead import DEFAULT_SIZE, DetHead, LetterboxInfo, backbone_maps, decode, letterbox, to_original
 
 log = logging.getLogger(__name__)
+CATALOG_HEAD_PREFIX = "catalog-head-"
 
 
 def load_head(path: Path | str) -> tuple[DetHead, int]:
@@ -65,7 +66,7 @@ class ProductDetector:
             backbone.eval()
         self.model = _Detect(backbone, self.head).eval()
         self.conf, self.iou, self.min_size, self.top_k = conf, iou, min_size, top_k
-        self.detector_id = f"catalog-head-{file_sha256(head_path)[:12]}"
+        self.detector_id = f"{CATALOG_HEAD_PREFIX}{file_sha256(head_path)[:12]}"
         self.runtime = runtime
         self._ort = None
         if runtime == "onnx":
@@ -87,8 +88,14 @@ class ProductDetector:
 
     def detect(self, img: Image.Image) -> list[Detection]:
         x, lb = letterbox(img, self.size)
-        boxes, scores = decode(self.raw(x), top_k=self.top_k, conf=self.conf, iou=self.iou)
-        boxes = to_original(boxes, lb, img.width, img.height)
+        return self.from_raw(self.raw(x), lb, img.width, img.height)
+
+    def from_raw(self, pred: np.ndarray, lb: LetterboxInfo, w: int, h: int, *, conf: float | None = None,
+                 iou: float | None = None) -> list[Detection]:
+        """Boxes in the photo's pixels from the head output (thresholds default to the detector's)."""
+        boxes, scores = decode(pred, top_k=self.top_k, conf=self.conf if conf is None else conf,
+                               iou=self.iou if iou is None else iou)
+        boxes = to_original(boxes, lb, w, h)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= self.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_size)
         return [Detection(tuple(float(v) for v in b), "object", float(s))  # type: ignore[arg-type]
                 for b, s in zip(boxes[keep], scores[keep])]

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 from pymilvus import MilvusClient
 
+from embed import objrank
 from embed.config import EmbedSettings
-from embed.detector import detect_objects
+from embed.detector import WHOLE_IMAGE_LABEL, detect_objects
 from embed.imageio import decode_image
 from embed.models import ModelPool
+from embed.productdet import CATALOG_HEAD_PREFIX
 from embed.store import Hit, collection_model_id, connect, group_by_product, search
 
 DEFAULT_TOP_K = 10
@@ -74,15 +76,34 @@ class QueryEngine:
         model_id = collection_model_id(self.client, collection)
         embedder = self.pool.for_model(model_id, collection)
         detector = self.pool.detector(embedder)
+        trained = detector.detector_id.startswith(CATALOG_HEAD_PREFIX)  # what the order and padding were tuned on
+        learned = trained and self.settings.rank == "learned"
+        candidates = (self.settings.det_candidates or max_objects - 1) + 1 if learned else max_objects
         with self._compute:
             t1 = time.perf_counter()
-            objects = detect_objects(detector, img, max_objects)
+            objects = detect_objects(detector, img, max(max_objects, candidates))
             t2 = time.perf_counter()
-            vectors = embedder.embed([o.crop(img) for o in objects])
+            pad = self.settings.crop_pad if trained else 0.0
+            vectors = embedder.embed([o.crop(img, 0.0 if o.label == WHOLE_IMAGE_LABEL else pad) for o in objects])
             t3 = time.perf_counter()
         t["detect"], t["embed"] = t2 - t1, t3 - t2
         # several images per product: ask for more images than products
-        hits = search(self.client, collection, vectors, limit=min(top_k * 4, 16384), filter=filter)
+        hits = search(self.client, collection, vectors, limit=min(max(top_k, 2) * 4, 16384), filter=filter)
         t["search"] = time.perf_counter() - t3
-        found = [FoundObject(o.box, o.label, o.score, group_by_product(h, top_k)) for o, h in zip(objects, hits)]
-        return SearchResult(found, embedder.model_id, img.width, img.height, t)
+        found = [FoundObject(o.box, o.label, o.score, group_by_product(h, max(top_k, 2))) for o, h in zip(objects, hits)]
+        if learned:
+            ev = [evidence(f, img.width, img.height) for f in found]
+            found = [found[i] for i in objrank.order(ev, objrank.DEFAULT_WEIGHTS)]
+        for f in found:
+            f.matches = f.matches[:top_k]
+        return SearchResult(found[:max_objects], embedder.model_id, img.width, img.height, t)
+
+
+def evidence(f: FoundObject, w: int, h: int) -> objrank.ObjectEvidence:
+    """What the learned order knows about one found object (its matches are grouped by product)."""
+    x0, y0, x1, y1 = f.box
+    whole = f.label == WHOLE_IMAGE_LABEL
+    s1 = f.matches[0].score if f.matches else 0.0
+    s2 = f.matches[1].score if len(f.matches) > 1 else 0.0
+    return objrank.ObjectEvidence(0.0 if whole else f.score, whole, (x1 - x0) * (y1 - y0) / max(1.0, w * h), s1, s2,
+                                  f.matches[0].product_id if f.matches else None)

@@ -69,7 +69,8 @@ def train_projection(
 
 def adaptation_key(catalog: Catalog, base: EmbedderSpec, settings: EmbedSettings) -> str:
     cfg = {"catalog": catalog.fingerprint(), "base": base.model_id(), "views": settings.train_views,
-           "steps": settings.train_steps, "v": 1}
+           "steps": settings.train_steps, "v": 1,
+           **({"hard_views": settings.train_hard_views} if settings.train_hard_views else {})}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -108,7 +109,7 @@ def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Cons
             crops = []
             for im in batch:
                 crops.append(im)
-                crops += [synthetic_view(im, rng) for _ in range(nv)]
+                crops += [synthetic_view(im, rng, hard=settings.train_hard_views) for _ in range(nv)]
             f = emb.features(crops).reshape(len(batch), nv + 1, -1)
             anchors[s : s + len(batch)] = f[:, 0]
             views[s : s + len(batch)] = f[:, 1:]

@@ -47,7 +47,11 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(data / "server.log", "wb")
     proc = subprocess.Popen([exe, "server", "--data-dir", str(data / "data"), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)
-    wait_port(port, proc, "milvus-lite")
+    try:
+        wait_port(port, proc, "milvus-lite", timeout=240)  # generous: the cores are shared
+    except BaseException:
+        stop(proc)  # never leave a server behind
+        raise
     yield f"http://127.0.0.1:{port}"
     stop(proc)
     log.close()

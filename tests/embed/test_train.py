@@ -64,3 +64,23 @@ def test_adaptation_needs_images(tmp_path) -> None:
     (tmp_path / "c.csv").write_text("product_id,image_path\na,missing.png\n")
     with pytest.raises(ValueError, match="at least two"):
         adapt_to_catalog(read_catalog(tmp_path / "c.csv"), EmbedSettings(cache_dir=tmp_path), quiet=True)
+
+
+def test_hard_views_are_degraded_like_cluttered_photos() -> None:
+    """EMBED_TRAIN_HARD_VIEWS: views blurred, lit and compressed like the cluttered split carry less detail;
+    with the option off the views are exactly the ones without it."""
+    from embed.augment import synthetic_view
+    from tests.embed.synth import product_image
+
+    def detail(h: float) -> float:
+        rng = random.Random(1)
+        out = []
+        for i in range(20):
+            a = np.asarray(synthetic_view(product_image(i), rng, hard=h).convert("L"), float)
+            out.append(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean())
+        return float(np.mean(out))
+
+    assert detail(1.0) < detail(0.0)
+    a, b = random.Random(3), random.Random(3)
+    assert np.array_equal(np.asarray(synthetic_view(product_image(4), a)),
+                          np.asarray(synthetic_view(product_image(4), b, hard=0.0)))
