@@ -99,6 +99,9 @@ def main() -> None:
     with console.status("starting Redis, Milvus nodes and the proxy ..."):
         cluster.start()
     console.print(f"[green]ready[/green]: proxy {cluster.proxy_address}, {args.nodes} milvus-lite nodes, redis {cluster.redis_url}")
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in cluster.connect_kwargs().items()).replace("'", '"')
+    console.print(f"  pymilvus: MilvusClient({kwargs}); another shell: export SHARDPROXY_TOKEN={cluster.token}",
+                  soft_wrap=True, highlight=False)
     try:
         client = cluster.client()
         console.rule("[bold]1. vectors through pymilvus.MilvusClient pointed at the proxy")
