@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from PIL import Image
 
 from embed.config import EmbedSettings
@@ -171,7 +172,12 @@ class Worker:
         threading.Thread(target=self._refresh_queue_gauges, name="queue-gauges", daemon=True).start()
 
         def fetch() -> tuple[int, list[tuple[Job, Image.Image, str]]]:
-            jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
+            try:
+                jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # Redis restarting, a starved machine
+                log.warning("reading the queue failed (%s); retrying in 1 s", exc)
+                self._stopped.wait(1.0)
+                return 0, []
             return len(jobs), self.load(jobs)
 
         # the next batch is read and decoded in a thread while this one is embedded and upserted
@@ -184,7 +190,10 @@ class Worker:
                     if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break
                     continue
-                self.index(loaded)
+                try:
+                    self.index(loaded)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:  # not acked: reclaimed later
+                    log.warning("acknowledging a batch failed (%s); its jobs will be reclaimed", exc)
                 idle_since = time.monotonic()
                 log.info("worker %s: %d images indexed, %d dead-lettered", self.consumer, self.stats.images,
                          self.stats.dead)
