@@ -46,7 +46,7 @@ prometheus: $(STAMP)  ## install Debian's prometheus when missing (dev up --obse
 	$(BIN)/python -c "from devkit import syspkg; print(syspkg.prometheus())"
 
 dashboard-preview: $(STAMP)  ## redraw docs/img/dashboard-preview.png from a dev cluster scraped by a real Prometheus
-	$(BIN)/python scripts/dashboard_preview.py --prometheus "$$($(BIN)/python -c 'from devkit import syspkg; print(syspkg.prometheus())')"
+	$(BIN)/python scripts/dashboard_preview.py
 
 page-bench: $(STAMP)  ## page-to-results vs gRPC time per scene, headless Chromium, on the running demo (PAGE_BENCH_ARGS="--synthetic 24": own cluster)
 	$(BIN)/python bench/page.py $(PAGE_BENCH_ARGS)

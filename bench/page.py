@@ -155,7 +155,9 @@ def run(args: argparse.Namespace, cluster) -> None:  # type: ignore[no-untyped-d
                     rec["page_ms"] = last["ms"]
                     found = {m["product_id"] for o in last["response"]["objects"] for m in o["matches"][:1]}
                     rec["found_rank1"] = [t for t in truth if t in found]
-                    if k == 0 and args.screenshot:
+                    if k == 0 and args.screenshot:  # after the timing: the match thumbnails are lazy
+                        page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+                        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=120_000)
                         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
                         page.screenshot(path=str(args.screenshot), full_page=True)
             records.append(rec)

@@ -114,8 +114,9 @@ def _profile_access(cluster: "DevCluster") -> dict[str, str]:  # noqa: F821
     return {"token": acc.token, "tls_ca": acc.ca, "tls_cert": acc.cert, "tls_key": acc.key}
 
 
-def start_observability(cluster: "DevCluster") -> "procs.ManagedProcess":  # noqa: F821
-    """A real Prometheus scraping every process of ``cluster`` with our alert rules loaded."""
+def start_observability(cluster: "DevCluster", scrape_interval: str = "5s") -> "procs.ManagedProcess":  # noqa: F821
+    """A real Prometheus scraping every process of ``cluster`` with our alert rules loaded (what
+    ``dev up --observability`` runs; ``scripts/dashboard_preview.py`` draws the dashboard from it)."""
     from devkit import procs, syspkg
 
     binary = syspkg.prometheus()
@@ -124,6 +125,7 @@ def start_observability(cluster: "DevCluster") -> "procs.ManagedProcess":  # noq
         job = "shardproxy" if name.startswith("proxy") else name  # migrator, embed-worker
         targets.setdefault(job, []).append(url.split("://", 1)[1].split("/", 1)[0])
     rules = [Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"]
-    return procs.start_prometheus(binary, cluster.data_dir / "prometheus", targets, [r for r in rules if r.exists()])
+    return procs.start_prometheus(binary, cluster.data_dir / "prometheus", targets, [r for r in rules if r.exists()],
+                                  scrape_interval=scrape_interval)
 
 

@@ -99,6 +99,15 @@ def main() -> None:
     with console.status("starting Redis, Milvus nodes and the proxy ..."):
         cluster.start()
     console.print(f"[green]ready[/green]: proxy {cluster.proxy_address}, {args.nodes} milvus-lite nodes, redis {cluster.redis_url}")
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in cluster.connect_kwargs().items()).replace("'", '"')
+    console.print(f"  pymilvus: MilvusClient({kwargs}); another shell: export SHARDPROXY_TOKEN={cluster.token}",
+                  soft_wrap=True, highlight=False)
+    # recorded now, not at the end: while the catalog imports (minutes), `embed status` and the page's
+    # import progress in another shell already find this cluster
+    devprofile.write(devprofile.DevProfile(proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(),
+                                           data_dir=str(cluster.data_dir), web=cluster.web_url,
+                                           metrics=cluster.metrics_endpoints(), token=cluster.token))
+    console.print(f"  the page (import progress live): {cluster.web_url}catalog")
     try:
         client = cluster.client()
         console.rule("[bold]1. vectors through pymilvus.MilvusClient pointed at the proxy")
@@ -119,18 +128,13 @@ def main() -> None:
         console.rule("[bold]the shopper's page")
         console.print(f"open [bold]{cluster.web_url}[/bold] (catalog, imports and cluster: {cluster.web_url}catalog)")
         if args.wait:
-            prof = devprofile.DevProfile(proxy=cluster.proxy_address, redis_url=cluster.redis_url, pid=os.getpid(),
-                                         data_dir=str(cluster.data_dir), web=cluster.web_url,
-                                         metrics=cluster.metrics_endpoints(), token=cluster.token)
-            devprofile.write(prof)
             console.print("the cluster keeps running for `shardproxy` and `embed` commands; Ctrl-C stops it")
             try:
                 cluster.wait_forever()
             except KeyboardInterrupt:
                 console.print("stopping ...")
-            finally:
-                devprofile.remove(os.getpid())
     finally:
+        devprofile.remove(os.getpid())
         with console.status("stopping the cluster ..."):
             cluster.stop()
     console.print("[green]demo finished[/green]; data left in", str(args.data_dir))

@@ -315,8 +315,10 @@ class DevCluster:
                     log.warning("stopping %s: %s", p.name, exc)
 
     def wait_forever(self) -> None:
+        reported: set[str] = set()  # each dead process once, not every 2 s
         while True:
             for p in [self.redis, *self.all_proxies, *self.milvus, *self.extra, self.web]:
-                if p is not None and not p.alive():
+                if p is not None and not p.alive() and p.name not in reported:
+                    reported.add(p.name)
                     log.error("%s exited with code %s (log: %s)", p.name, p.proc.returncode, p.log_path)
             time.sleep(2)

@@ -74,6 +74,7 @@ class EmbedSettings(BaseSettings):
     proxy: str = "http://127.0.0.1:19530"
     stream: str = "embed:jobs"
     metrics_port: int = 0  # Prometheus /metrics of the worker (0 = off)
+    queue_gauges_interval_s: float = 5.0  # the worker refreshes the queue gauges this often, even mid-batch
     group: str = "embed-workers"
     # reaching the proxy: token (user:password or API key) and TLS files (EMBED_* or SHARDPROXY_*)
     token: str = Field("", validation_alias=AliasChoices("token", "EMBED_TOKEN", "SHARDPROXY_TOKEN"))

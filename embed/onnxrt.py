@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +45,11 @@ def export(module: torch.nn.Module, example: torch.Tensor, path: Path, *, output
         module.eval()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         axes = {"input": {0: "batch"}, **{n: {0: "batch"} for n in output_names}} if dynamic_batch else None
-        with torch.no_grad():
+        # the exporter's constant-folding and tracer warnings are about the export, not the model's
+        # results (parity is tested in tests/embed/test_dethead.py): keep them out of the CLIs' output
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(module, (example,), str(tmp), input_names=["input"], output_names=output_names,
                               dynamic_axes=axes, opset_version=17, dynamo=False)
         tmp.replace(path)

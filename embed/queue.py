@@ -35,7 +35,10 @@ class JobQueue:
     """Jobs stream + consumer group + dead-letter stream + per-import progress sets."""
 
     def __init__(self, url: str, stream: str = "embed:jobs", group: str = "embed-workers") -> None:
-        self.r = redis.Redis.from_url(url, decode_responses=True)
+        # redis-py 8 defaults to a 5 s socket timeout: on a starved machine a 1 s blocking XREADGROUP can
+        # miss it. A generous timeout here; the worker also survives a timeout and reads again.
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=10, socket_timeout=60,
+                                      retry_on_timeout=True)
         self.stream, self.group = stream, group
         self.dead = f"{stream}:dead"
 

@@ -12,11 +12,13 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from PIL import Image
 
 from embed.config import EmbedSettings
@@ -62,9 +64,22 @@ class Worker:
         self.catalog_objects = catalog_objects or settings.catalog_objects
         self.stats = WorkerStats()
         self._stop = False
+        self._stopped = threading.Event()
 
     def stop(self, *_: object) -> None:
         self._stop = True
+        self._stopped.set()
+
+    def _refresh_queue_gauges(self) -> None:
+        """Queue gauges from Redis every ``queue_gauges_interval_s``, in a thread of their own: a long
+        batch (minutes of embedding on a loaded machine) must not freeze the oldest-pending age."""
+        while True:
+            try:
+                metrics.update_queue_gauges(self.queue.r, self.queue.stream, self.queue.group)
+            except Exception as exc:  # noqa: BLE001 - metrics never stop the worker
+                log.debug("queue gauges: %s", exc)
+            if self._stopped.wait(max(0.1, self.settings.queue_gauges_interval_s)):
+                return
 
     def process(self, jobs: list[Job]) -> None:
         """One batch: decode all, detect, embed together, upsert per collection, ack."""
@@ -154,29 +169,31 @@ class Worker:
         log.info("worker %s reading %s (group %s)%s", self.consumer, self.queue.stream, self.queue.group,
                  f", /metrics on :{self.settings.metrics_port}" if self.settings.metrics_port else "")
         idle_since = time.monotonic()
-        last_gauges = 0.0
+        threading.Thread(target=self._refresh_queue_gauges, name="queue-gauges", daemon=True).start()
 
         def fetch() -> tuple[int, list[tuple[Job, Image.Image, str]]]:
-            jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
+            try:
+                jobs = self.queue.read(self.consumer, self.settings.batch_size, block_ms, self.claim_idle_ms)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # Redis restarting, a starved machine
+                log.warning("reading the queue failed (%s); retrying in 1 s", exc)
+                self._stopped.wait(1.0)
+                return 0, []
             return len(jobs), self.load(jobs)
 
         # the next batch is read and decoded in a thread while this one is embedded and upserted
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
             ahead = pool.submit(fetch)
             while not self._stop:
-                if time.monotonic() - last_gauges > 5:
-                    last_gauges = time.monotonic()
-                    try:
-                        metrics.update_queue_gauges(self.queue.r, self.queue.stream, self.queue.group)
-                    except Exception as exc:  # noqa: BLE001 - metrics never stop the worker
-                        log.debug("queue gauges: %s", exc)
                 n, loaded = ahead.result()
                 ahead = pool.submit(fetch) if not self._stop else None
                 if n == 0:
                     if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break
                     continue
-                self.index(loaded)
+                try:
+                    self.index(loaded)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:  # not acked: reclaimed later
+                    log.warning("acknowledging a batch failed (%s); its jobs will be reclaimed", exc)
                 idle_since = time.monotonic()
                 log.info("worker %s: %d images indexed, %d dead-lettered", self.consumer, self.stats.images,
                          self.stats.dead)
@@ -184,6 +201,7 @@ class Worker:
                 _, loaded = ahead.result()
                 if loaded:
                     self.index(loaded)
+        self._stopped.set()  # ends the gauge thread
         return self.stats
 
 

@@ -1,25 +1,22 @@
 """Render the Grafana dashboard's proxy panels from real metrics, without Grafana.
 
-Starts a dev cluster (3 milvus-lite nodes, valkey, the proxy with /metrics), a real Prometheus
-scraping it every second with the alert rules of deploy/prometheus/alerts.yml, and drives four
+Starts a dev cluster (3 milvus-lite nodes, valkey, the proxy, /metrics on every process) and the
+real Prometheus of ``shardproxy dev up --observability`` (the same code: ``devkit.cli.start_observability``,
+Debian's ``prometheus`` package, installed when missing, the alert rules of
+deploy/prometheus/alerts.yml loaded), scraping every second here, and drives four
 phases of traffic through the proxy with pymilvus: an import (inserts + light search), search
 only, one node killed (searches fail, writes partly fail), the node restarted. Then it evaluates
 the dashboard's own PromQL (deploy/grafana/dashboards/shop-by-image.json) with Prometheus'
 query_range API and draws the panels of the "Search and RPCs" and "Nodes" rows at their grid
 positions, with the phases as annotations and the alerts that fired.
 
-    python scripts/dashboard_preview.py --prometheus /path/to/prometheus --out docs/img/dashboard-preview.png
-
-Needs the ``prometheus`` binary (Debian package ``prometheus``, or a release tarball) and matplotlib.
+    make dashboard-preview          # = python scripts/dashboard_preview.py --out docs/img/dashboard-preview.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 from devkit import procs  # noqa: E402
+from devkit.cli import start_observability  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "shop-by-image.json"
-ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DIM = 32
 
 
@@ -47,32 +44,6 @@ def http_json(url: str, params: dict[str, Any] | None = None) -> Any:
         url += "?" + urllib.parse.urlencode(params)
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
-
-
-def start_prometheus(binary: str, workdir: Path, metrics_port: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = procs.free_port()
-    cfg = workdir / "prometheus.yml"
-    cfg.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ALERTS)],
-        "scrape_configs": [{"job_name": "shardproxy", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
-    }))
-    log = open(workdir / "prometheus.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [binary, f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/-/ready", timeout=2)
-            return proc, base
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("prometheus did not become ready")
 
 
 class Traffic:
@@ -109,6 +80,20 @@ class Traffic:
                 next_insert += insert_every
             self.search()
             time.sleep(search_every)
+
+
+def wait_scraping(base: str, cluster: DevCluster, timeout: float = 120) -> None:
+    """Until Prometheus has scraped the proxy once (``up == 1``): the phases start on a live series."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:  # 503 while Prometheus opens its TSDB
+            res = http_json(base + "/api/v1/query", {"query": 'up{job="shardproxy"}'})["data"]["result"]
+        except OSError:
+            res = []
+        if res and all(r["value"][1] == "1" for r in res):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"prometheus at {base} never scraped the proxy {cluster.metrics_endpoints()}")
 
 
 def fill(expr: str, rate_interval: str, range_s: int) -> str:
@@ -222,21 +207,19 @@ def render(base: str, phases: list[tuple[str, float]], t0: float, t1: float, out
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--prometheus", default=os.environ.get("PROMETHEUS") or shutil.which("prometheus"))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "dashboard-preview.png")
     ap.add_argument("--scale", type=float, default=1.0, help="phase length multiplier")
     args = ap.parse_args()
-    if not args.prometheus:
-        sys.exit("no prometheus binary: pass --prometheus or put it on PATH")
     with tempfile.TemporaryDirectory(prefix="dash-preview-") as tmp:
         work = Path(tmp)
-        metrics_port = procs.free_port()
-        cluster = DevCluster(data_dir=work / "cluster", nodes=3, proxy_env={
-            "SHARDPROXY_METRICS_PORT": str(metrics_port), "PYTHONPATH": procs.project_pythonpath()})
+        cluster = DevCluster(data_dir=work / "cluster", nodes=3, metrics=True,
+                             proxy_env={"PYTHONPATH": procs.project_pythonpath()})
         cluster.start()
         prom = None
         try:
-            prom, base = start_prometheus(args.prometheus, work, metrics_port)
+            prom = start_observability(cluster, scrape_interval="1s")
+            base = f"http://{prom.address}"
+            wait_scraping(base, cluster)
             traffic = Traffic(cluster.connect_kwargs())
             s = args.scale
             phases: list[tuple[str, float]] = []
@@ -261,8 +244,7 @@ def main() -> None:
             render(base, phases, t0, t1, args.out, alerts)
         finally:
             if prom is not None:
-                prom.terminate()
-                prom.wait(10)
+                prom.stop()
             cluster.stop()
 
 

@@ -17,11 +17,29 @@ from shardproxy.verify import KINDS, CollectionReport
 console = Console()
 err = Console(stderr=True)
 
-RedisOpt = Annotated[str, typer.Option("--redis-url", envvar="SHARDPROXY_REDIS_URL",
-                                       help="Redis holding the shard metadata (as the proxies)")]
+RedisOpt = Annotated[Optional[str], typer.Option(
+    "--redis-url", envvar="SHARDPROXY_REDIS_URL",
+    help="Redis holding the shard metadata (as the proxies); default: the running `dev up`'s, else "
+         "redis://127.0.0.1:6379/0")]
+
 PrefixOpt = Annotated[str, typer.Option(help="Redis key prefix")]
 CollOpt = Annotated[Optional[list[str]], typer.Option("--collection", "-c", help="only this collection (repeatable)")]
 RateOpt = Annotated[float, typer.Option(help="read at most this many rows/s (0 = unthrottled)")]
+
+
+def resolve_redis(redis_url: str | None) -> str:
+    from shardproxy import devprofile
+
+    return devprofile.redis_url(redis_url)
+
+
+def _no_redis(redis_url: str, given: str | None, exc: BaseException) -> None:
+    """The error for a failed run; for a Redis that does not answer, which flag to set."""
+    from shardproxy import devprofile
+
+    err.print(f"[red]error[/red] {type(exc).__name__}: {exc}")
+    if isinstance(exc, (ConnectionError, OSError)) or "connect" in str(exc).lower():
+        err.print(devprofile.no_redis(redis_url, given))
 
 
 def _table(reports: list[CollectionReport]) -> Table:
@@ -56,7 +74,7 @@ def _run(coro_fn, as_json: bool):  # type: ignore[no-untyped-def]
 def verify(
     collection: CollOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
-    redis_url: RedisOpt = "redis://127.0.0.1:6379/0",
+    redis_url: RedisOpt = None,
     prefix: PrefixOpt = "shardproxy",
     max_rows_per_s: RateOpt = 0.0,
     batch: Annotated[int, typer.Option(help="rows read per node per step")] = 1000,
@@ -67,6 +85,8 @@ def verify(
     exact count. Exit 0 only when clean (1: findings, 2: error). Online; can run during a move."""
     from shardproxy.metastore import MetaStore
     from shardproxy.verifyscan import ScanOptions, Scanner
+
+    given, redis_url = redis_url, resolve_redis(redis_url)
 
     async def go(cb):  # type: ignore[no-untyped-def]
         store = MetaStore(redis_url, prefix)
@@ -80,11 +100,11 @@ def verify(
 
     try:
         reports = _run(go, as_json)
-    except (KeyError, ConnectionError, OSError) as exc:
+    except KeyError as exc:
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - redis.ConnectionError and friends
-        err.print(f"[red]error[/red] {type(exc).__name__}: {exc}")
+        _no_redis(redis_url, given, exc)
         raise typer.Exit(2) from None
     clean = all(r.clean for r in reports)
     if as_json:
@@ -106,7 +126,7 @@ def repair(
     node: Annotated[str, typer.Option("--node", help="only fix findings on this node")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="report what would be done, change nothing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts (no progress bar)")] = False,
-    redis_url: RedisOpt = "redis://127.0.0.1:6379/0",
+    redis_url: RedisOpt = None,
     prefix: PrefixOpt = "shardproxy",
     max_rows_per_s: RateOpt = 0.0,
     vnodes: Annotated[int, typer.Option(help="vnodes per unit of weight (as the proxies)")] = 160,
@@ -117,10 +137,11 @@ def repair(
     from shardproxy.verifyscan import ScanOptions
 
     opts = ScanOptions(max_rows_per_s=max_rows_per_s, vnodes=vnodes)
+    given, redis_url = redis_url, resolve_redis(redis_url)
     try:
         out = _run(lambda cb: verify_and_repair(redis_url, prefix, collection, node, dry_run, opts), as_json)
     except Exception as exc:  # noqa: BLE001
-        err.print(f"[red]error[/red] {type(exc).__name__}: {exc}")
+        _no_redis(redis_url, given, exc)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps({"dry_run": dry_run, "collections": [

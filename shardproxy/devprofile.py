@@ -91,3 +91,20 @@ def remove(pid: int) -> None:
 def hint() -> str:
     """What to tell a user when no endpoint was configured and no dev cluster runs."""
     return f"no running `shardproxy dev up` recorded its endpoints in {path()}"
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_url(given: str | None) -> str:
+    """--redis-url / SHARDPROXY_REDIS_URL when given, else the running dev cluster's Redis, else 6379."""
+    if given:
+        return given
+    prof = read()
+    return prof.redis_url if prof is not None and prof.redis_url else DEFAULT_REDIS_URL
+
+
+def no_redis(url: str, given: str | None) -> str:
+    """What to tell a user whose Redis does not answer: the flag to set."""
+    return (f"no Redis answers at {url}: pass --redis-url redis://HOST:PORT/0 or set SHARDPROXY_REDIS_URL"
+            + ("" if given or read() else f" ({hint()})"))

