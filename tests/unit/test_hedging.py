@@ -183,3 +183,27 @@ def test_fanout_plan() -> None:
     first, _, covers = fanout_plan(ring, 2, nodes, up, True, 0)
     assert first == nodes and not covers(frozenset(nodes[:2]))
     assert len(minimal_cover(Ring([RingNode(f"n{i}") for i in range(5)]), 3, [f"n{i}" for i in range(5)])) == 3
+
+
+def test_linear_quantile_matches_numpy() -> None:
+    import numpy as np
+
+    from shardproxy.latency import linear_quantile
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 256):
+        xs = rng.random(n).tolist()
+        for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+            assert linear_quantile(sorted(xs), q) == pytest.approx(float(np.quantile(xs, q)))
+
+
+def test_cached_quantile_follows_the_window() -> None:
+    t = LatencyTracker(window=256, min_samples=1)
+    for _ in range(256):
+        t.observe("a", "Search", 0.01)
+    assert t.p95("a", "Search") == pytest.approx(0.01)
+    for _ in range(256):  # a slow node: the estimate follows within a refresh (16 samples)
+        t.observe("a", "Search", 2.0)
+    assert t.p95("a", "Search") == pytest.approx(2.0)
+    t.observe("a", "Search", 0.01)  # one fast call: the cached p95 stays (refresh every 16)
+    assert t.p95("a", "Search") == pytest.approx(2.0)
