@@ -32,9 +32,12 @@ def check_redis(url: str) -> None:
 
 
 def check_proxy(uri: str, access: Any = None) -> None:
-    """Health of the proxy (open without a token); ``access`` (token, TLS files) reaches a TLS proxy."""
+    """Health of the proxy (open without a token), then the token itself (a ``Connect`` call, as
+    pymilvus makes first), so a missing or wrong token is named before long work starts instead of
+    pymilvus's "illegal connection params or server unavailable". ``access`` (token, TLS files)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
     from shardproxy.auth.client import ClientAccess, channel as proxy_channel
 
@@ -46,5 +49,15 @@ def check_proxy(uri: str, access: Any = None) -> None:
         if e.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]  # a plain Milvus node
             raise Unreachable(f"cannot reach the proxy at {uri}: {e.code().name}; "  # type: ignore[attr-defined]
                               f"{_where_from('--proxy', 'EMBED_PROXY')}") from e
+    try:
+        milvus_pb2_grpc.MilvusServiceStub(channel).Connect(milvus_pb2.ConnectRequest(), timeout=10)
+    except grpc.RpcError as e:
+        code = e.code()  # type: ignore[attr-defined]
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            given = "no token was given" if not getattr(access, "token", "") else "the token was refused"
+            raise Unreachable(f"the proxy at {uri} needs a valid token ({given}: {e.details()}); "  # type: ignore[attr-defined]
+                              f"{_where_from('--token', 'EMBED_TOKEN / SHARDPROXY_TOKEN')} "
+                              "(`shardproxy dev up` prints root's token)") from e
+        # anything else: the command's own calls report it
     finally:
         channel.close()
