@@ -48,8 +48,8 @@ class EmbedSettings(BaseSettings):
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
     det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
-    det_scenes: int = 600  # embed train: synthetic scenes for the detector (0 = do not train one)
-    det_steps: int = 800  # embed train: detector head training steps
+    det_scenes: int = 300  # embed train: synthetic scenes for the detector (0 = do not train one); 600 measured no better (docs/embed.md)
+    det_steps: int = 300  # embed train: detector head training steps
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None

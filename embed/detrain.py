@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DetTrainConfig:
-    scenes: int = 600
-    steps: int = 800
+    scenes: int = 300
+    steps: int = 300
     batch: int = 16
     lr: float = 3e-3
     size: int = DEFAULT_SIZE
