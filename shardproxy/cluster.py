@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shardproxy.config import ProxySettings
+from shardproxy.probing import ProbeHistory, probe_deadline, round_is_verdict
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
     SEARCH_STATES,
@@ -61,6 +62,7 @@ class Cluster:
         self._fails: dict[str, int] = {}
         self._recovering: dict[str, asyncio.Task[Any]] = {}
         self._repair_warned: dict[str, str] = {}
+        self._probes = ProbeHistory()  # answered probe durations: the adaptive probe deadline
         self.hints = HintStore(self.store.r, self.store.prefix, settings.hint_max_keys, settings.hint_max_age_s)
         self.hedge_budget = HedgeBudget(
             ratio=settings.hedge_budget_ratio, burst=settings.hedge_budget_burst, tokens=settings.hedge_budget_burst
@@ -175,16 +177,33 @@ class Cluster:
         handoff), and only then marked ``active`` and its circuit closed. The circuit is only
         ever half-opened by these probes, never by a client request."""
         clients = list(self.pool.clients.values())
-        timeout = self.settings.health_probe_timeout_s
-        results = await asyncio.gather(*(c.healthy(timeout) for c in clients))
-        for c, ok in zip(clients, results):
+        s = self.settings
+        timeout = probe_deadline(self._probes.samples, s.health_probe_timeout_s,
+                                 max(s.health_probe_timeout_s, s.health_probe_timeout_max_s))
+        loop = asyncio.get_running_loop()
+
+        async def probe(c: NodeClient) -> tuple[bool, float]:
+            t0 = loop.time()
+            ok = await c.healthy(timeout)
+            return ok, loop.time() - t0
+
+        start = loop.time()
+        results = await asyncio.gather(*(probe(c) for c in clients))
+        verdict = round_is_verdict(loop.time() - start, timeout)
+        if not verdict:
+            log.info("health round took %.1f s for a %.1f s deadline: the proxy was starved; failures not counted",
+                     loop.time() - start, timeout)
+        for c, (ok, took) in zip(clients, results):
             was = self._health.get(c.id)
             if ok:
+                self._probes.add(took)
                 self._fails[c.id] = 0
                 task = self._recovering.get(c.id)
                 if task is None or task.done():
                     self._recovering[c.id] = asyncio.create_task(self._recover(c, was), name=f"recover-{c.id}")
             else:
+                if not verdict and was is not False:
+                    continue  # a starved proxy's timeouts say nothing about the node
                 self._fails[c.id] = self._fails.get(c.id, 0) + 1
                 if self._fails[c.id] < DOWN_AFTER_FAILURES and was is not False:
                     continue  # one slow probe on a busy machine is not a verdict

@@ -38,7 +38,11 @@ class ProxySettings(BaseSettings):
     )
     health_interval_s: float = Field(0.5, description="how often each node is probed")
     health_probe_timeout_s: float = Field(
-        1.0, description="deadline of one health probe; a hung node fails it (2 failures in a row: circuit open, marked down)"
+        1.0, description="deadline of one health probe; a hung node fails it (2 failures in a row: circuit open, "
+        "marked down); raised while every node answers slowly (a starved machine), see shardproxy/probing.py"
+    )
+    health_probe_timeout_max_s: float = Field(
+        5.0, description="the adaptive probe deadline never exceeds this (a hung node is still found within ~2x this)"
     )
     hedge_factor: float = Field(1.0, description="hedge a read after this multiple of the node's moving p95")
     hedge_min_s: float = Field(0.1, description="never hedge a read sooner than this")
