@@ -151,6 +151,19 @@ class Placement:
             return read_split(self.current, self.target, pks)
         return {n: r.tolist() for n, r in self.target.split(pks).items()}
 
+    def delete_targets(self, pks: Sequence[Key], live: Callable[[str], bool]) -> dict[str, list[int]]:
+        """Rows of a delete-by-id batch grouped by node: the :meth:`holders` and, with R > 1,
+        *every* row on every live node that may hold data, because under sloppy quorum a stand-in
+        may hold a copy of any key (also a node that is a replica of other keys in the batch:
+        its own replica rows are not enough)."""
+        parts = self.holders(pks)
+        if self.replicas > 1 and len(pks):
+            every = list(range(len(pks)))
+            for nid in self.scatter_set():
+                if live(nid):
+                    parts[nid] = every
+        return parts
+
     def scatter_set(self) -> list[str]:
         """Every node that may hold data (both rings), sorted: where filter reads go."""
         return sorted(set(self.current.node_ids) | set(self.target.node_ids))

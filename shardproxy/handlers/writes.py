@@ -173,12 +173,7 @@ class WriteHandlers(HandlerBase):
             return await self._delete_by_filter(rec, placement, request)
         # Tombstones first, then the delete: a row the migrator is copying cannot come back.
         await self._touch(rec, placement, pks, "d")
-        holders = placement.holders(pks)
-        if rec.replicas > 1:
-            # every live node too: a stand-in may hold a copy (sloppy quorum)
-            for nid in placement.scatter_set():
-                if nid not in holders and self.cluster.is_live(nid):
-                    holders[nid] = list(range(len(pks)))
+        holders = placement.delete_targets(pks, self.cluster.is_live)  # stand-ins included (R > 1)
         keys = {nid: [pks[i] for i in rows] for nid, rows in holders.items()}
         reqs = {
             nid: milvus_pb2.DeleteRequest(

@@ -162,3 +162,19 @@ def test_write_rows_two_of_three_down_fail_and_undo_inserts() -> None:
     assert res.ok_rows == [] and res.failed_rows == list(range(len(pks)))
     assert res.landed_rows == []  # the copies on n2 were deleted again
     assert sent["delete:n2"] == [[f"id in [{','.join(map(str, pks))}]"]]
+
+
+def test_delete_reaches_every_stand_in_copy_even_on_a_node_that_is_a_replica_of_other_keys() -> None:
+    # Found by the history checker (seed 1, kill-node): with node-0 down, key 100 (replicas node-2,
+    # node-0) had its stand-in copy on node-1; node-1 is a replica of other keys of the same delete
+    # batch, so it got only those and the stand-in copy of 100 survived the acknowledged delete.
+    placement = Placement.steady(RING3, 2)
+    pks = list(range(100, 160))
+    live = lambda n: n != "node-0"  # noqa: E731
+    written = placement.write_plan(pks, {"node-0"})
+    targets = placement.delete_targets(pks, live)
+    for node, rows in written.sends.items():
+        assert set(rows) <= set(targets[node]), node
+    # the down replica still gets its keys (hinted), and without a node down the replicas suffice
+    assert set(targets["node-0"]) == set(placement.holders(pks)["node-0"])
+    assert Placement.steady(RING3, 1).delete_targets(pks, live) == Placement.steady(RING3, 1).holders(pks)
