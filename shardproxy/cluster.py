@@ -218,18 +218,25 @@ class Cluster:
         await self.refresh()
 
     # -- hinted handoff (see shardproxy/handoff.py, shardproxy/hints.py)
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str], standin: str = "") -> bool:
-        """Record that ``node_id`` missed writes of ``pks`` (a copy went to ``standin``, if any).
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str], standin: str = "",
+                        again: bool = False) -> bool:
+        """Record that ``node_id`` missed writes of ``pks`` (a copy went to ``standin``, if any);
+        ``again``: the same hints rewritten after the write landed (not counted twice).
         False when the node's hints are past their bounds (nothing recorded: it needs a repair)."""
         pks = list(pks)
         if not pks:
             return True
         ok = await self.hints.add(node_id, collection, pks, standin)
-        if ok:
+        if ok and not again:
             metrics.HINTS_WRITTEN.labels(node=node_id).inc(len(pks))
         else:
             metrics.HINTS_REFUSED.labels(node=node_id).inc(len(pks))
         return ok
+
+    async def touch_hints(self, collection: str, by_node: dict[str, list[int | str]]) -> None:
+        """A write reached these nodes directly: pending hints of its keys there are replayed
+        again (see :meth:`shardproxy.hints.HintStore.touch`)."""
+        await self.hints.touch(collection, by_node)
 
     async def catch_up(self, client: NodeClient) -> None:
         """Replay the hints of a node that answers; mark it active when it was down and every

@@ -11,13 +11,17 @@ recorded for that node, and the node must be repaired (its key ranges copied fro
 replicas) before it serves reads again; :meth:`needs_repair` says so.
 
 Replay removes a hint only if it still holds the value that was replayed (a compare-and-delete
-in Lua), so a write hinted again during the replay is never forgotten.
+in Lua), so a write hinted again during the replay is never forgotten. Every write of a hint
+changes its value (a nonce), and writers write hints again *after* their copies landed (and
+touch the pending hints of keys they wrote directly, :meth:`HintStore.touch`): a replay that
+read its sources before such a write landed is therefore always replayed once more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+import secrets
 import time
 
 from redis.asyncio import Redis
@@ -47,6 +51,26 @@ return removed
 """
 
 
+_TOUCH = """
+local at = 1
+local touched = 0
+for j = 1, #KEYS do
+  local n = tonumber(ARGV[at + 1])
+  if redis.call('HLEN', KEYS[j]) > 0 then
+    for i = at + 2, at + 1 + n do
+      local old = redis.call('HGET', KEYS[j], ARGV[i])
+      if old then
+        redis.call('HSET', KEYS[j], ARGV[i], string.match(old, '^[^|]*') .. '|' .. ARGV[1])
+        touched = touched + 1
+      end
+    end
+  end
+  at = at + 1 + n
+end
+return touched
+"""
+
+
 @dataclass(frozen=True)
 class Hint:
     pk: int | str
@@ -54,8 +78,10 @@ class Hint:
     raw: tuple[bytes, bytes]  # the stored (field, value), for the compare-and-delete
 
 
-def encode(standin: str, now_ms: int) -> str:
-    return f"{standin}|{now_ms}"
+def encode(standin: str, now_ms: int, nonce: str = "") -> str:
+    """A hint's value: the stand-in, the time and a nonce, so that every write of a hint (even two
+    in the same millisecond) changes its value and a replay's compare-and-delete sees it."""
+    return f"{standin}|{now_ms}|{nonce or secrets.token_hex(4)}"
 
 
 def decode(pk_raw: bytes, value: bytes, pk_is_str: bool) -> Hint:
@@ -77,6 +103,7 @@ class HintStore:
         self.max_age_s = max_age_s
         self._add = r.register_script(_ADD)
         self._remove_if = r.register_script(_REMOVE_IF)
+        self._touch = r.register_script(_TOUCH)
 
     def key(self, node: str, collection: str) -> str:
         return f"{self.prefix}:hints:{node}:{collection}"
@@ -97,6 +124,21 @@ class HintStore:
             return True
         ok = await self._add(keys=[self.key(node, collection), self.meta_key(node)], args=args)
         return bool(ok)
+
+    async def touch(self, collection: str, by_node: dict[str, list[int | str]], now_ms: int | None = None) -> int:
+        """After a write or delete reached these nodes directly: rewrite the value of every
+        pending hint of those keys on those nodes (keeping its stand-in), so a replay that read
+        its source before this write landed fails its compare-and-delete and replays the key
+        again from the now current copies (it could otherwise put an older copy, or a deleted
+        row, back on the node after this write). One round trip; returns how many were touched."""
+        by_node = {n: list(p) for n, p in by_node.items() if p}
+        if not by_node:
+            return 0
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        args: list[str] = [f"{now_ms}|{secrets.token_hex(4)}"]
+        for pks in by_node.values():
+            args += [str(len(pks)), *map(str, pks)]
+        return int(await self._touch(keys=[self.key(n, collection) for n in by_node], args=args))
 
     async def batch(self, node: str, collection: str, pk_is_str: bool, count: int = 1000) -> list[Hint]:
         _, items = await self.r.hscan(self.key(node, collection), 0, count=count)

@@ -74,7 +74,9 @@ class NodeSet(Protocol):
     def placement(self, rec: CollectionRecord) -> Placement: ...
     async def collection(self, name: str, db: str = ...) -> CollectionRecord: ...
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None: ...
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key], standin: str = "") -> bool: ...
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key], standin: str = "",
+                        again: bool = False) -> bool: ...
+    async def touch_hints(self, collection: str, by_node: dict[str, list[Key]]) -> None: ...
 
 
 @dataclass
@@ -261,6 +263,9 @@ class Scatter:
             for nid, r in out.items():
                 if isinstance(r, Unavailable):
                     await self.nodes.add_hints(nid, rec.key, keys[nid])
+            # after the writes landed: a replay racing with them replays their keys once more
+            await self.nodes.touch_hints(rec.key, {n: list(keys[n]) for n, r in out.items()
+                                                   if not isinstance(r, BaseException)})
         return {n: out[n] for n in reqs}
 
     # -- replicated writes: sloppy quorum
@@ -281,6 +286,7 @@ class Scatter:
         serving: dict[tuple[int, str], str] = {}  # (row, node) -> the replica that copy stands for
         acked: dict[str, list[np.ndarray]] = {}
         missed: dict[str, set[int]] = {}  # replica -> rows it may lack (hinted)
+        hinted: dict[tuple[str, int], str] = {}  # (replica, row) -> its latest stand-in ("" for none)
         tasks: dict[asyncio.Future[Any], tuple[str, np.ndarray, float]] = {}
         given_up: set[asyncio.Future[Any]] = set()
         reasons: list[str] = []
@@ -295,6 +301,7 @@ class Scatter:
             for (replica, standin), rows_ in plan.hints.items():
                 for i in rows_:
                     serving[(i, standin)] = replica
+                    hinted[(replica, i)] = standin
                 missed.setdefault(replica, set()).update(rows_)
                 if await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], standin):
                     metrics.STANDIN_ROWS.labels(node=replica).inc(len(rows_))
@@ -303,6 +310,8 @@ class Scatter:
                     sends[standin] = [i for i in sends[standin] if i not in drop]
             for replica, rows_ in plan.unplaced.items():
                 missed.setdefault(replica, set()).update(rows_)
+                for i in rows_:
+                    hinted[(replica, i)] = ""
                 await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "")
             for node, rows_ in sends.items():
                 if rows_:
@@ -354,10 +363,31 @@ class Scatter:
         finally:
             for fut in tasks:
                 fut.cancel()  # the write may still land there: that replica is hinted (see replace)
+        await self._after_write(rec, pks, hinted, acked, serving)
         ok, failed, landed = outcome(copies(num_rows, [r for parts in acked.values() for r in parts]), needed)
         if landed and method == "Insert":
             landed = await self._undo(rec, pks, landed, acked, missed)
         return WriteOutcome(ok, failed, landed, needed, reasons, first_error)
+
+    async def _after_write(self, rec: CollectionRecord, pks: Sequence[Key], hinted: Mapping[tuple[str, int], str],
+                           acked: Mapping[str, list[np.ndarray]], serving: Mapping[tuple[int, str], str]) -> None:
+        """Hints are written before the copies are sent (a stand-in copy never exists without
+        its hint), so a replay running meanwhile may read its sources before the copies land,
+        find nothing and settle the key (the replica then misses an acknowledged row, and the
+        stand-in keeps a stray copy). Write them again now that the copies landed: the replay's
+        compare-and-delete fails, or the hint is back, and the key is replayed from the landed
+        copies. Replicas written directly get their pending hints of these keys touched too."""
+        groups: dict[tuple[str, str], list[Key]] = {}
+        for (replica, i), standin in hinted.items():
+            groups.setdefault((replica, standin), []).append(pks[i])
+        for (replica, standin), keys in groups.items():
+            await self.nodes.add_hints(replica, rec.key, keys, standin, again=True)
+        direct: dict[str, list[Key]] = {}
+        for node, parts in acked.items():
+            rows = [i for i in np.concatenate(parts).tolist() if serving.get((i, node), node) == node]
+            if rows:
+                direct[node] = [pks[i] for i in rows]
+        await self.nodes.touch_hints(rec.key, direct)
 
     async def _undo(self, rec: CollectionRecord, pks: Sequence[Key], rows: list[int],
                     acked: dict[str, list[np.ndarray]], missed: dict[str, set[int]]) -> list[int]:

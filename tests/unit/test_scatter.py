@@ -54,6 +54,7 @@ class FakeCluster:
         self.failed: list[str] = []
         self.down: set[str] = set()
         self.hints: dict[str, list[Any]] = {}
+        self.events: list[tuple[str, str, str, tuple[Any, ...]]] = []  # hints and node writes, in order
         self.synced: list[str] = []
         self.rec = SimpleNamespace(name="c", db="default", key="c", replicas=1, loaded=True)
         self.settings = ProxySettings()
@@ -80,9 +81,17 @@ class FakeCluster:
             self.synced.append(c.id)
             c.synced = True
 
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any], standin: str = "") -> bool:
-        self.hints.setdefault(node_id, []).extend(pks)
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any], standin: str = "",
+                        again: bool = False) -> bool:
+        pks = list(pks)
+        if not again:
+            self.hints.setdefault(node_id, []).extend(pks)
+        self.events.append(("hint", node_id, standin, tuple(pks)))
         return True
+
+    async def touch_hints(self, collection: str, by_node: dict[str, list[Any]]) -> None:
+        for node, pks in by_node.items():
+            self.events.append(("touch", node, "", tuple(pks)))
 
 
 def run(coro: Any) -> Any:
