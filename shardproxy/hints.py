@@ -71,6 +71,11 @@ return touched
 """
 
 
+UNDO = "!undo"  # the stand-in field of an undo record: an R = 1 insert reported as failed that may
+# have landed on the node (it hung, or did not answer in time): replayed as a delete on the node
+# before it serves reads or writes again
+
+
 @dataclass(frozen=True)
 class Hint:
     pk: int | str

@@ -40,9 +40,10 @@ from shardproxy.acks import acks_needed, copies, outcome
 from shardproxy.catalog import DEFAULT_DB
 from shardproxy.config import ProxySettings
 from shardproxy.coverage import COMPLETE, Coverage, decide
-from shardproxy.errors import NodeError, ProxyError, Unavailable
+from shardproxy.errors import DeadlineExceeded, NodeError, ProxyError, Unavailable
 from shardproxy.hedged import gather_covering
 from shardproxy.hedging import HedgeBudget, hedge_delay
+from shardproxy.hints import UNDO
 from shardproxy.latency import LatencyTracker
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
@@ -118,6 +119,17 @@ async def fan_out(clients: Iterable[NodeClient], call: NodeCall) -> dict[str, An
     clients = list(clients)
     results = await asyncio.gather(*(call(c) for c in clients), return_exceptions=True)
     return require_all(clients, results)
+
+
+class NotCalled(Unavailable):
+    """A node not called because its circuit is open: nothing was sent."""
+
+
+def unknown_outcome(result: Any) -> bool:
+    """A write whose effect on the node is unknown: unreachable or no answer in time (it may have
+    landed, or land later); a node's own error status means it refused the write, and a node not
+    called got nothing."""
+    return isinstance(result, (Unavailable, DeadlineExceeded, asyncio.CancelledError)) and not isinstance(result, NotCalled)
 
 
 def is_not_loaded(exc: NodeError) -> bool:
@@ -240,20 +252,32 @@ class Scatter:
         """Send one write per node (``reqs`` by node id) through the node's write slot; answers
         or exceptions by node id, for the caller's policy (ack tally, all-or-nothing).
 
-        With R > 1 and ``keys`` (the keys each node's request carries): nodes whose circuit is
-        open are not called, and every node that is down or unreachable gets its keys recorded
-        for hinted handoff (replayed from the other replicas when it answers again)."""
+        Nodes whose circuit is open are not called (a write sent to a hung node may land when it
+        resumes, after the caller was told it failed). With R > 1 and ``keys`` (the keys each
+        node's request carries) every node that is down or unreachable gets its keys recorded
+        for hinted handoff (replayed from the other replicas when it answers again). With R = 1,
+        an insert whose outcome on a node is unknown (unreachable, or no answer by the deadline)
+        is recorded for undo on that node, and its circuit opened: the node takes no read or write
+        until the undo ran (:func:`shardproxy.handoff.replay_batch`), so a client's retry lands
+        after it."""
         replicated = rec.replicas > 1 and keys is not None
         out: dict[str, Any] = {}
         called: list[str] = []
         for nid in reqs:
-            if replicated and not self.nodes.is_live(nid):
+            if not self.nodes.is_live(nid):
                 self._skipped(nid, method)
-                out[nid] = Unavailable(f"node {nid} is down")
+                out[nid] = NotCalled(f"node {nid} is down or not answering (its circuit is open; not called)")
             else:
                 called.append(nid)
         clients = [self.nodes.client(n) for n in called]
-        raw = await self._gather(clients, lambda c: c.write(method, rec.key, reqs[c.id]))
+        try:
+            raw = await self._gather(clients, lambda c: c.write(method, rec.key, reqs[c.id]))
+        except asyncio.CancelledError:  # the caller went away: what was sent may still land
+            if not replicated and method == "Insert" and keys is not None:
+                await asyncio.shield(self._undo_later(rec, {n: keys[n] for n in called}))
+            raise
+        if not replicated and method == "Insert" and keys is not None:
+            await self._undo_later(rec, {n: keys[n] for n, r in zip(called, raw) if unknown_outcome(r)})
         for nid, r in zip(called, raw):
             out[nid] = r
             if method in WRITE_METHODS and not isinstance(r, BaseException) and keys is not None:
@@ -267,6 +291,15 @@ class Scatter:
             await self.nodes.touch_hints(rec.key, {n: list(keys[n]) for n, r in out.items()
                                                    if not isinstance(r, BaseException)})
         return {n: out[n] for n in reqs}
+
+    async def _undo_later(self, rec: CollectionRecord, by_node: Mapping[str, Sequence[Key]]) -> None:
+        """R = 1 inserts that may land on these nodes after they were reported as failed: record
+        them for undo (a hint with the :data:`~shardproxy.hints.UNDO` mark, replayed as a delete
+        before the node serves again) and keep the node out until then (circuit open)."""
+        for nid, pks in by_node.items():
+            if pks:
+                self.nodes.mark_failed(nid)
+                await self.nodes.add_hints(nid, rec.key, pks, UNDO)
 
     # -- replicated writes: sloppy quorum
     async def write_rows(self, rec: CollectionRecord, method: str, build: Callable[[np.ndarray], Any],

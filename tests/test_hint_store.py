@@ -45,3 +45,35 @@ def test_rewritten_and_touched_hints_survive_a_replay_that_read_them_before(redi
             await r.aclose()
 
     asyncio.run(go())
+
+
+def test_undo_records_are_replayed_as_a_delete_on_the_node_before_anything_else(redis_url: str) -> None:
+    # issue 16 (R = 1): inserts reported as failed that may have landed late on the node
+    from types import SimpleNamespace
+
+    from shardproxy import handoff
+    from shardproxy.hints import UNDO
+
+    class Target:
+        id = "n1"
+
+        def __init__(self) -> None:
+            self.writes: list[tuple[str, str]] = []
+
+        async def write(self, method: str, collection: str, request) -> None:  # type: ignore[no-untyped-def]
+            self.writes.append((method, request.expr))
+
+    async def go() -> None:
+        r = Redis.from_url(redis_url)
+        store = HintStore(r, "t-undo", max_keys=100, max_age_s=3600)
+        rec = SimpleNamespace(key="c", name="c", db="default", pk_name="id", pk_is_str=False, replicas=1)
+        target = Target()
+        try:
+            assert await store.add("n1", "c", [5, 7], UNDO)
+            assert await handoff.replay_batch(store, target, rec, [], {}, lambda n: True) == 2  # type: ignore[arg-type]
+            assert target.writes == [("Delete", "id in [5,7]")]
+            assert await store.pending("n1", ["c"]) == 0
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())

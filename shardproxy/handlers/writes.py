@@ -22,7 +22,7 @@ from shardproxy.metastore import CollectionRecord
 from shardproxy.nodequery import pk_expr
 from shardproxy.placement import Placement
 from shardproxy.rpc import rpc
-from shardproxy.scatter import require_all
+from shardproxy.scatter import require_all, unknown_outcome
 
 Key = int | str
 
@@ -112,6 +112,9 @@ class WriteHandlers(HandlerBase):
         errors = [(n, r) for n, r in results.items() if isinstance(r, BaseException)]
         reasons = [
             f"node {n} refused {len(parts[n])} row(s): {r.message if isinstance(r, ProxyError) else repr(r)}"
+            + (("; they may still land there: the node is kept out until they are deleted again"
+                if method == "Insert" else "; they may still land there (retrying the upsert is idempotent)")
+               if unknown_outcome(r) else "")
             for n, r in errors
         ]
         return self._mutation(method, rec, pks, acks.ok_rows, acks.err_rows, [], needed, reasons,
