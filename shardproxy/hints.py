@@ -149,6 +149,11 @@ class HintStore:
         _, items = await self.r.hscan(self.key(node, collection), 0, count=count)
         return [decode(k, v, pk_is_str) for k, v in list(items.items())[:count]]
 
+    async def all(self, node: str, collection: str, pk_is_str: bool) -> list[Hint]:
+        """Every pending hint of the node (for verify: which copies handoff accounts for)."""
+        items = await self.r.hgetall(self.key(node, collection))
+        return [decode(k, v, pk_is_str) for k, v in items.items()]
+
     async def remove(self, node: str, collection: str, hints: Sequence[Hint]) -> int:
         if not hints:
             return 0
