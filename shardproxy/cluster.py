@@ -61,6 +61,7 @@ class Cluster:
         self._fails: dict[str, int] = {}
         self._recovering: dict[str, asyncio.Task[Any]] = {}
         self._repair_warned: dict[str, str] = {}
+        self._hinted: set[str] = set()  # live nodes with pending hints (their copies may be on stand-ins)
         self.hints = HintStore(self.store.r, self.store.prefix, settings.hint_max_keys, settings.hint_max_age_s)
         self.hedge_budget = HedgeBudget(
             ratio=settings.hedge_budget_ratio, burst=settings.hedge_budget_burst, tokens=settings.hedge_budget_burst
@@ -227,6 +228,7 @@ class Cluster:
         if not pks:
             return True
         ok = await self.hints.add(node_id, collection, pks, standin)
+        self._hinted.add(node_id)
         if ok and not again:
             metrics.HINTS_WRITTEN.labels(node=node_id).inc(len(pks))
         else:
@@ -245,7 +247,10 @@ class Cluster:
         rec_state = client.record.state
         names = await self.store.collection_keys()  # every database's
         pending = await self.hints.pending(client.id, names)
+        if pending:
+            self._hinted.add(client.id)
         if not pending and rec_state != NodeState.DOWN:
+            self._hinted.discard(client.id)
             self._health[client.id] = True
             return
         why = await self.hints.needs_repair(client.id)
@@ -267,7 +272,8 @@ class Cluster:
             if rec_state == NodeState.DOWN:
                 await self._set_state(client.id, NodeState.ACTIVE, expect=NodeState.DOWN)
                 await self._replay_all(client)  # writes hinted while every proxy learnt the switch
-            await self.hints.clear_if_empty(client.id, names)
+            if await self.hints.clear_if_empty(client.id, names):
+                self._hinted.discard(client.id)
             self._health[client.id] = True
         finally:
             if (await self.store.r.get(lock) or b"").decode() == token:
@@ -281,6 +287,11 @@ class Cluster:
             for _ in range(1 + (await self.hints.pending(client.id, [rec.key])) // handoff.BATCH + 2):
                 if not await handoff.replay_batch(self.hints, client, rec, rings, self.pool.clients, self.is_live):
                     break
+
+    def has_hints(self, node_id: str) -> bool:
+        """The node has pending hints (as of this proxy's last probe or its own hint): some of its
+        copies may still be on stand-ins, so covering reads do not rely on it alone."""
+        return node_id in self._hinted
 
     def is_live(self, node_id: str) -> bool:
         """Worth calling: not marked down in Redis and its circuit is closed."""

@@ -184,11 +184,12 @@ class Placement:
         for the ``unavailable`` replicas (see :func:`plan_write`)."""
         return plan_write(self.target, pks, self.replicas, unavailable)
 
-    def read_plan(self, nodes: Sequence[str], live: Callable[[str], bool],
-                  rotation: int) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
+    def read_plan(self, nodes: Sequence[str], live: Callable[[str], bool], rotation: int,
+                  hinted: Callable[[str], bool] | None = None,
+                  ) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
         """Nodes a fan-out read asks first, spares to hedge to, and when answers are complete
         (see :func:`fanout_plan`)."""
-        return fanout_plan(self.target, self.replicas, nodes, live, self.moving, rotation)
+        return fanout_plan(self.target, self.replicas, nodes, live, self.moving, rotation, hinted)
 
     def missing_shards(self, down: Iterable[str]) -> list[str]:
         """Shards with no live replica when ``down`` nodes are unavailable, on either ring; a
@@ -315,11 +316,14 @@ def minimal_cover(ring: Ring, replicas: int, order: Sequence[str]) -> list[str]:
 
 def fanout_plan(
     ring: Ring, replicas: int, nodes: Sequence[str], live: Callable[[str], bool], moving: bool, rotation: int,
+    hinted: Callable[[str], bool] | None = None,
 ) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
     """``(first, spare, covers)`` for a read every node answers the same way (search, filter
     query). R > 1, all live, no move: a minimal covering set (rotating), the others spare to
     hedge to. A node out: every live node, complete when they cover. R = 1 or a move: every node
-    must answer (a down one included: its absence is for the partial policy to judge)."""
+    must answer (a down one included: its absence is for the partial policy to judge).
+    A live node with pending hints (``hinted``: its copies are on stand-ins until handed back)
+    covers nothing alone: every live node is asked and must answer."""
     asked = [n for n in nodes if live(n)]
     if moving or replicas <= 1 or set(nodes) != set(ring.node_ids):
         need = frozenset(nodes)
@@ -327,6 +331,9 @@ def fanout_plan(
     covers = covers_ring(ring, replicas)
     if len(asked) < len(nodes):
         return asked, [], covers
+    if hinted is not None and any(hinted(n) for n in asked):
+        every = frozenset(asked)
+        return asked, [], lambda s: every <= s
     k = rotation % len(asked)
     order = asked[k:] + asked[:k]
     first = minimal_cover(ring, replicas, order)

@@ -183,3 +183,7 @@ def test_fanout_plan() -> None:
     first, _, covers = fanout_plan(ring, 2, nodes, up, True, 0)
     assert first == nodes and not covers(frozenset(nodes[:2]))
     assert len(minimal_cover(Ring([RingNode(f"n{i}") for i in range(5)]), 3, [f"n{i}" for i in range(5)])) == 3
+    # all live, but n1 has pending hints (some of its copies are still on stand-ins): a minimal
+    # cover could read n1 instead of the stand-in holding a copy; every live node must answer
+    first, spare, covers = fanout_plan(ring, 2, nodes, up, False, 0, hinted=lambda n: n == "n1")
+    assert first == nodes and spare == [] and not covers(frozenset(nodes[:2])) and covers(frozenset(nodes))

@@ -68,6 +68,9 @@ class FakeCluster:
     def is_live(self, node_id: str) -> bool:
         return node_id not in self.down and node_id not in self.failed
 
+    def has_hints(self, node_id: str) -> bool:
+        return False
+
     def mark_failed(self, node_id: str) -> None:
         self.failed.append(node_id)
 
