@@ -14,6 +14,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from shardproxy.config import ProxySettings
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
@@ -227,7 +229,14 @@ class Cluster:
         pks = list(pks)
         if not pks:
             return True
-        ok = await self.hints.add(node_id, collection, pks, standin)
+        try:
+            ok = await self.hints.add(node_id, collection, pks, standin)
+        except (RedisError, OSError) as exc:
+            if not again:
+                raise
+            # the write landed and its first hints are durable; only the race guard is lost
+            log.warning("could not write %d hint(s) of %s again: %s", len(pks), node_id, exc)
+            return False
         self._hinted.add(node_id)
         if ok and not again:
             metrics.HINTS_WRITTEN.labels(node=node_id).inc(len(pks))
@@ -237,8 +246,12 @@ class Cluster:
 
     async def touch_hints(self, collection: str, by_node: dict[str, list[int | str]]) -> None:
         """A write reached these nodes directly: pending hints of its keys there are replayed
-        again (see :meth:`shardproxy.hints.HintStore.touch`)."""
-        await self.hints.touch(collection, by_node)
+        again (see :meth:`shardproxy.hints.HintStore.touch`). The write itself is done: Redis
+        not answering does not fail it (a replay then cannot remove its hints either)."""
+        try:
+            await self.hints.touch(collection, by_node)
+        except (RedisError, OSError) as exc:
+            log.warning("could not touch pending hints of %s: %s", collection, exc)
 
     async def catch_up(self, client: NodeClient) -> None:
         """Replay the hints of a node that answers; mark it active when it was down and every
