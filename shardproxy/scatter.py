@@ -35,7 +35,7 @@ from shardproxy import metrics
 from shardproxy.catalog import DEFAULT_DB
 from shardproxy.config import ProxySettings
 from shardproxy.coverage import COMPLETE, Coverage, decide
-from shardproxy.errors import DeadlineExceeded, NodeError, ProxyError, Unavailable
+from shardproxy.errors import DeadlineBeforeSend, DeadlineExceeded, NodeError, ProxyError, Unavailable
 from shardproxy.hedged import gather_covering
 from shardproxy.hedging import HedgeBudget, hedge_delay
 from shardproxy.hints import UNDO
@@ -111,7 +111,8 @@ def unknown_outcome(result: Any) -> bool:
     """A write whose effect on the node is unknown: unreachable or no answer in time (it may have
     landed, or land later); a node's own error status means it refused the write, and a node not
     called got nothing."""
-    return isinstance(result, (Unavailable, DeadlineExceeded, asyncio.CancelledError)) and not isinstance(result, NotCalled)
+    return (isinstance(result, (Unavailable, DeadlineExceeded, asyncio.CancelledError))
+            and not isinstance(result, (NotCalled, DeadlineBeforeSend)))
 
 
 def is_not_loaded(exc: NodeError) -> bool:

@@ -16,7 +16,7 @@ from shardproxy.acks import tally
 from shardproxy.config import ProxySettings
 from shardproxy.hedging import HedgeBudget
 from shardproxy.latency import LatencyTracker
-from shardproxy.errors import DeadlineExceeded, InvalidArgument, NodeError, Unavailable
+from shardproxy.errors import DeadlineBeforeSend, DeadlineExceeded, InvalidArgument, NodeError, Unavailable
 from shardproxy.hints import UNDO
 from shardproxy.placement import Placement
 from shardproxy.ring import Ring, RingNode
@@ -196,6 +196,10 @@ def test_r1_insert_with_unknown_outcome_is_undone_before_the_node_serves_again(c
     cl.nodes["n1"].fail["Upsert"] = DeadlineExceeded("no answer in time")
     run(Scatter(cl).write(cl.rec, "Upsert", {n: None for n in parts}, keys))
     assert cl.hints == {"n1": ["k1", "k2"]}
+    # the caller had no time left: nothing was sent, nothing to undo, the node stays in
+    cl.nodes["n0"].fail["Insert"] = DeadlineBeforeSend("the caller's deadline expired before it was sent")
+    run(Scatter(cl).write(cl.rec, "Insert", {n: None for n in parts}, keys))
+    assert "n0" not in cl.hints and cl.is_live("n0")
 
 
 def test_replicated_write_skips_open_circuits_and_records_hints(cl: FakeCluster) -> None:
