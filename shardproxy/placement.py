@@ -322,8 +322,9 @@ def fanout_plan(
     query). R > 1, all live, no move: a minimal covering set (rotating), the others spare to
     hedge to. A node out: every live node, complete when they cover. R = 1 or a move: every node
     must answer (a down one included: its absence is for the partial policy to judge).
-    A live node with pending hints (``hinted``: its copies are on stand-ins until handed back)
-    covers nothing alone: every live node is asked and must answer."""
+    A live node with pending hints (``hinted``: some of its copies are on stand-ins until handed
+    back) counts for nothing in the cover: the others must cover the ring (it is only a spare);
+    when they cannot, every live node is asked and must answer."""
     asked = [n for n in nodes if live(n)]
     if moving or replicas <= 1 or set(nodes) != set(ring.node_ids):
         need = frozenset(nodes)
@@ -331,10 +332,15 @@ def fanout_plan(
     covers = covers_ring(ring, replicas)
     if len(asked) < len(nodes):
         return asked, [], covers
-    if hinted is not None and any(hinted(n) for n in asked):
-        every = frozenset(asked)
-        return asked, [], lambda s: every <= s
     k = rotation % len(asked)
     order = asked[k:] + asked[:k]
+    behind = frozenset(n for n in asked if hinted is not None and hinted(n))
+    if behind:
+        rest = [n for n in order if n not in behind]
+        if not covers(frozenset(rest)):
+            every = frozenset(asked)
+            return asked, [], lambda s: every <= s
+        first = minimal_cover(ring, replicas, rest)
+        return first, [n for n in rest if n not in first] + sorted(behind), lambda s: covers(frozenset(s) - behind)
     first = minimal_cover(ring, replicas, order)
     return first, [n for n in order if n not in first], covers
