@@ -52,7 +52,9 @@ class WriteHandlers(HandlerBase):
         """Tombstones / write marks for the migrator during a move (see shardproxy/migrator.py):
         written before the write itself, so a row being copied cannot come back or overwrite."""
         if placement.moving:
-            await self.cluster.moves.touch(rec.key, placement.tombstone_keys(pks), mark)
+            claimed = await self.cluster.moves.touch(rec.key, placement.tombstone_keys(pks), mark)
+            if claimed and mark == "w":  # the migrator is copying an older version: let it land first
+                await self.cluster.moves.wait_released(rec.key, claimed)
 
     async def _pk_column(self, rec: CollectionRecord, method: str, fields: list[schema_pb2.FieldData],
                          num_rows: int) -> schema_pb2.FieldData:
