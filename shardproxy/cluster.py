@@ -222,15 +222,16 @@ class Cluster:
 
     # -- hinted handoff (see shardproxy/handoff.py, shardproxy/hints.py)
     async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str], standin: str = "",
-                        again: bool = False) -> bool:
+                        again: bool = False, in_flight: bool = False) -> bool:
         """Record that ``node_id`` missed writes of ``pks`` (a copy went to ``standin``, if any);
-        ``again``: the same hints rewritten after the write landed (not counted twice).
+        ``again``: the same hints rewritten after the write landed (not counted twice);
+        ``in_flight``: written before the write's copies were sent (not replayable yet).
         False when the node's hints are past their bounds (nothing recorded: it needs a repair)."""
         pks = list(pks)
         if not pks:
             return True
         try:
-            ok = await self.hints.add(node_id, collection, pks, standin)
+            ok = await self.hints.add(node_id, collection, pks, standin, in_flight=in_flight)
         except (RedisError, OSError) as exc:
             if not again:
                 raise

@@ -13,6 +13,7 @@ the next round. A key whose sources cannot be read now keeps its hint.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,10 @@ async def replay_batch(
     """Replay up to :data:`BATCH` hints of ``target``; returns how many were settled (0: none left
     or none replayable now)."""
     hints = await hints_store.batch(target.id, rec.key, rec.pk_is_str, BATCH)
+    if not hints:
+        return 0
+    now_ms = int(time.time() * 1000)
+    hints = [h for h in hints if h.ready(now_ms)]  # a write still landing: judge the key later
     if not hints:
         return 0
     undo = [h for h in hints if h.standin == UNDO]

@@ -60,7 +60,9 @@ for j = 1, #KEYS do
     for i = at + 2, at + 1 + n do
       local old = redis.call('HGET', KEYS[j], ARGV[i])
       if old then
-        redis.call('HSET', KEYS[j], ARGV[i], string.match(old, '^[^|]*') .. '|' .. ARGV[1])
+        local mark = ''
+        if string.sub(old, -2) == '|p' then mark = '|p' end
+        redis.call('HSET', KEYS[j], ARGV[i], string.match(old, '^[^|]*') .. '|' .. ARGV[1] .. mark)
         touched = touched + 1
       end
     end
@@ -76,23 +78,36 @@ UNDO = "!undo"  # the stand-in field of an undo record: an R = 1 insert reported
 # before it serves reads or writes again
 
 
+IN_FLIGHT = "p"  # last field of a hint written before its write's copies were sent
+IN_FLIGHT_MAX_S = 120.0  # an in-flight hint older than this is replayed anyway (its writer died)
+
+
 @dataclass(frozen=True)
 class Hint:
     pk: int | str
     standin: str  # "" when no stand-in holds a copy
     raw: tuple[bytes, bytes]  # the stored (field, value), for the compare-and-delete
+    ms: int = 0  # when it was written
+    in_flight: bool = False  # its write may still be landing: not replayable yet
+
+    def ready(self, now_ms: int, max_s: float = IN_FLIGHT_MAX_S) -> bool:
+        """Replayable now: its write is done (or its writer gave no news for ``max_s``). Pure."""
+        return not self.in_flight or now_ms - self.ms > max_s * 1000
 
 
-def encode(standin: str, now_ms: int, nonce: str = "") -> str:
+def encode(standin: str, now_ms: int, nonce: str = "", in_flight: bool = False) -> str:
     """A hint's value: the stand-in, the time and a nonce, so that every write of a hint (even two
-    in the same millisecond) changes its value and a replay's compare-and-delete sees it."""
-    return f"{standin}|{now_ms}|{nonce or secrets.token_hex(4)}"
+    in the same millisecond) changes its value and a replay's compare-and-delete sees it; ``p``
+    last while the write's copies may still be landing (a replay must not judge the key yet: it
+    would find no copy, delete it on the replica and the stand-in, and the landing copies with it)."""
+    return f"{standin}|{now_ms}|{nonce or secrets.token_hex(4)}" + (f"|{IN_FLIGHT}" if in_flight else "")
 
 
 def decode(pk_raw: bytes, value: bytes, pk_is_str: bool) -> Hint:
-    standin, _, _ = value.decode().partition("|")
+    parts = value.decode().split("|")
+    ms = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     pk: int | str = pk_raw.decode() if pk_is_str else int(pk_raw)
-    return Hint(pk=pk, standin=standin, raw=(pk_raw, value))
+    return Hint(pk=pk, standin=parts[0], raw=(pk_raw, value), ms=ms, in_flight=parts[-1] == IN_FLIGHT)
 
 
 def over_age(first_ms: int | None, now_ms: int, max_age_s: float) -> bool:
@@ -117,12 +132,13 @@ class HintStore:
         return f"{self.prefix}:hintmeta:{node}"
 
     async def add(self, node: str, collection: str, pks: Iterable[int | str], standin: str = "",
-                  now_ms: int | None = None) -> bool:
-        """Record hints (before the stand-in gets the data). False when the node's hints are past
-        their bounds: nothing was recorded and the node needs a repair."""
+                  now_ms: int | None = None, in_flight: bool = False) -> bool:
+        """Record hints (before the stand-in gets the data: ``in_flight``, written again without
+        it once the write is done). False when the node's hints are past their bounds: nothing
+        was recorded and the node needs a repair."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         args: list[str] = [str(self.max_keys), str(now_ms)]
-        value = encode(standin, now_ms)
+        value = encode(standin, now_ms, in_flight=in_flight)
         for pk in pks:
             args += [str(pk), value]
         if len(args) == 2:

@@ -87,7 +87,7 @@ class SloppyWrites:
                     serving[(i, standin)] = replica
                     hinted[(replica, i)] = standin
                 missed.setdefault(replica, set()).update(rows_)
-                if await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], standin):
+                if await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], standin, in_flight=True):
                     metrics.STANDIN_ROWS.labels(node=replica).inc(len(rows_))
                 else:  # past the hint bounds: no stand-in copy without its hint
                     drop = set(rows_)
@@ -96,7 +96,7 @@ class SloppyWrites:
                 missed.setdefault(replica, set()).update(rows_)
                 for i in rows_:
                     hinted[(replica, i)] = ""
-                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "")
+                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "", in_flight=True)
             for node, rows_ in sends.items():
                 if rows_:
                     arr = np.asarray(rows_, dtype=np.int64)
@@ -156,11 +156,12 @@ class SloppyWrites:
     async def _after_write(self, rec: CollectionRecord, pks: Sequence[Key], hinted: Mapping[tuple[str, int], str],
                            acked: Mapping[str, list[np.ndarray]], serving: Mapping[tuple[int, str], str]) -> None:
         """Hints are written before the copies are sent (a stand-in copy never exists without
-        its hint), so a replay running meanwhile may read its sources before the copies land,
-        find nothing and settle the key (the replica then misses an acknowledged row, and the
-        stand-in keeps a stray copy). Write them again now that the copies landed: the replay's
-        compare-and-delete fails, or the hint is back, and the key is replayed from the landed
-        copies. Replicas written directly get their pending hints of these keys touched too."""
+        its hint), marked in flight: a replay running meanwhile would read its sources before
+        the copies land, find nothing and delete the key on the replica and the stand-in (with
+        the copies landing there: acknowledged rows lost). Replays skip in-flight hints; write
+        them again, done, now that the copies landed (a replay that read an older value of the
+        hint fails its compare-and-delete). Replicas written directly get their pending hints of
+        these keys touched too."""
         groups: dict[tuple[str, str], list[Key]] = {}
         for (replica, i), standin in hinted.items():
             groups.setdefault((replica, standin), []).append(pks[i])

@@ -86,11 +86,11 @@ class FakeCluster:
             c.synced = True
 
     async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any], standin: str = "",
-                        again: bool = False) -> bool:
+                        again: bool = False, in_flight: bool = False) -> bool:
         pks = list(pks)
         if not again:
             self.hints.setdefault(node_id, []).extend(pks)
-        self.events.append(("hint", node_id, standin, tuple(pks)))
+        self.events.append(("hint-in-flight" if in_flight else "hint", node_id, standin, tuple(pks)))
         return True
 
     async def touch_hints(self, collection: str, by_node: dict[str, list[Any]]) -> None:

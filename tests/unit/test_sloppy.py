@@ -198,8 +198,12 @@ def test_write_rows_writes_its_hints_again_after_the_copies_landed() -> None:
         if kind == "landed":
             for i in rows:
                 last_landed[pks[i]] = t
-    hinted = {k for kind, node, _, keys in ev if kind == "hint" and node == "n1" for k in keys}
+    # written before the copies were sent: in flight (a replay must not judge the key yet) ...
+    hinted = {k for kind, node, _, keys in ev if kind == "hint-in-flight" and node == "n1" for k in keys}
     assert hinted == set(cluster.hints["n1"]) and hinted
+    first_landed = min(t for t, e in enumerate(ev) if e[0] == "landed")
+    assert all(t < first_landed for t, e in enumerate(ev) if e[0] == "hint-in-flight")
+    # ... and written again, done, after the last copy of the key landed
     for k in hinted:
         assert any(kind == "hint" and node == "n1" and k in keys and t > last_landed[k]
                    for t, (kind, node, standin, keys) in enumerate(ev)), k
