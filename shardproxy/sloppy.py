@@ -94,9 +94,14 @@ class SloppyWrites:
                     sends[standin] = [i for i in sends[standin] if i not in drop]
             for replica, rows_ in plan.unplaced.items():
                 missed.setdefault(replica, set()).update(rows_)
+                # a stand-in given up on may still get its copy: the hint keeps naming it, so the
+                # replay deletes that copy there (with no stand-in left, nothing else would)
+                by_prev: dict[str, list[int]] = {}
                 for i in rows_:
-                    hinted[(replica, i)] = ""
-                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "", in_flight=True)
+                    prev = hinted.setdefault((replica, i), "")
+                    by_prev.setdefault(prev, []).append(i)
+                for prev, rows_p in by_prev.items():
+                    await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_p], prev, in_flight=True)
             for node, rows_ in sends.items():
                 if rows_:
                     arr = np.asarray(rows_, dtype=np.int64)
@@ -150,7 +155,7 @@ class SloppyWrites:
         await self._after_write(rec, pks, hinted, acked, serving)
         ok, failed, landed = outcome(copies(num_rows, [r for parts in acked.values() for r in parts]), needed)
         if landed and method == "Insert":
-            landed = await self._undo(rec, pks, landed, acked, missed)
+            landed = await self._undo(rec, pks, landed, acked, missed, hinted)
         return WriteOutcome(ok, failed, landed, needed, reasons, first_error)
 
     async def _after_write(self, rec: CollectionRecord, pks: Sequence[Key], hinted: Mapping[tuple[str, int], str],
@@ -175,7 +180,8 @@ class SloppyWrites:
         await self.nodes.touch_hints(rec.key, direct)
 
     async def _undo(self, rec: CollectionRecord, pks: Sequence[Key], rows: list[int],
-                    acked: dict[str, list[np.ndarray]], missed: dict[str, set[int]]) -> list[int]:
+                    acked: dict[str, list[np.ndarray]], missed: dict[str, set[int]],
+                    hinted: Mapping[tuple[str, int], str]) -> list[int]:
         """Delete the copies of failed insert rows where they landed; the rows that could not be
         undone are returned. Replicas that may still apply the insert late are hinted (handoff
         finds no copy on a live replica and deletes it there too)."""
@@ -192,7 +198,9 @@ class SloppyWrites:
                 log.warning("could not undo %d failed insert row(s) on %s: %s", len(mine), node, exc.message)
                 left.update(mine)
         for replica, rows_ in missed.items():
-            late = sorted(want & rows_)
-            if late:
-                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in late], "")
+            by_standin: dict[str, list[Key]] = {}
+            for i in sorted(want & rows_):  # the stand-in named, if any, may get a late copy too
+                by_standin.setdefault(hinted.get((replica, i), ""), []).append(pks[i])
+            for standin, keys in by_standin.items():
+                await self.nodes.add_hints(replica, rec.key, keys, standin)
         return sorted(left)

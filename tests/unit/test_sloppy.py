@@ -212,3 +212,29 @@ def test_write_rows_writes_its_hints_again_after_the_copies_landed() -> None:
     assert all(s for _, s in standins)
     touched = {node for kind, node, _, _ in ev if kind == "touch"}
     assert touched == {"n0", "n2"}
+
+
+def test_a_stand_in_given_up_on_stays_named_in_the_hint_when_no_other_is_left() -> None:
+    # Found by the SIGSTOP test (R = 2, three nodes, n1 frozen): the stand-in n2 was slow too and
+    # given up on; with no stand-in left the hint was rewritten with none, so the copy n2 still
+    # got was never removed by handoff (keys on all three nodes after catch-up).
+    import asyncio
+
+    pks = list(range(1, 101))
+    cluster, sent = _fake(down={"n1"})
+    for nid, node in cluster.nodes.items():
+        async def write(method, collection, request, nid=nid):  # type: ignore[no-untyped-def]
+            if nid == "n2" and method != "Delete":
+                await asyncio.sleep(1.0)  # slower than write_hedge_s (0.2 s): given up, still lands
+            cluster.events.append(("landed", nid, "", tuple(request) if method != "Delete" else ()))
+            return "ok"
+        node.write = write  # type: ignore[method-assign]
+    reps = holders(cluster.layout.target, pks, 2)
+    _run_write(cluster, pks)
+    last = {}
+    for kind, node, standin, keys in cluster.events:
+        if kind.startswith("hint") and node == "n1":
+            for k in keys:
+                last[k] = standin
+    mine = [pk for pk, r in zip(pks, reps) if "n1" in r and "n2" not in r]
+    assert mine and all(last[k] == "n2" for k in mine), {k: last.get(k) for k in mine[:5]}
