@@ -114,6 +114,9 @@ def verify(
         for r in reports:
             if r.unreachable:
                 console.print(f"[red]{r.collection}: could not read {', '.join(r.unreachable)}[/red]")
+            if r.hinted:
+                console.print(f"  {r.collection}: {len(r.hinted)} copies on stand-ins or awaiting hinted handoff "
+                              "(not strays; handed back when their replica answers)")
             for f in r.findings[:20]:
                 console.print(f"  {r.collection}: {f.kind} pk={f.pk!r} on {f.node}"
                               + (f" (good copy on {f.source})" if f.source and f.source != f.node else ""))

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from shardproxy.config import ProxySettings
 from shardproxy.errors import CollectionNotFound, FailedPrecondition, ProxyError, Unavailable
 from shardproxy.metastore import (
@@ -61,6 +63,7 @@ class Cluster:
         self._fails: dict[str, int] = {}
         self._recovering: dict[str, asyncio.Task[Any]] = {}
         self._repair_warned: dict[str, str] = {}
+        self._hinted: set[str] = set()  # live nodes with pending hints (their copies may be on stand-ins)
         self.hints = HintStore(self.store.r, self.store.prefix, settings.hint_max_keys, settings.hint_max_age_s)
         self.hedge_budget = HedgeBudget(
             ratio=settings.hedge_budget_ratio, burst=settings.hedge_budget_burst, tokens=settings.hedge_budget_burst
@@ -218,18 +221,38 @@ class Cluster:
         await self.refresh()
 
     # -- hinted handoff (see shardproxy/handoff.py, shardproxy/hints.py)
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str], standin: str = "") -> bool:
-        """Record that ``node_id`` missed writes of ``pks`` (a copy went to ``standin``, if any).
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[int | str], standin: str = "",
+                        again: bool = False, in_flight: bool = False) -> bool:
+        """Record that ``node_id`` missed writes of ``pks`` (a copy went to ``standin``, if any);
+        ``again``: the same hints rewritten after the write landed (not counted twice);
+        ``in_flight``: written before the write's copies were sent (not replayable yet).
         False when the node's hints are past their bounds (nothing recorded: it needs a repair)."""
         pks = list(pks)
         if not pks:
             return True
-        ok = await self.hints.add(node_id, collection, pks, standin)
-        if ok:
+        try:
+            ok = await self.hints.add(node_id, collection, pks, standin, in_flight=in_flight)
+        except (RedisError, OSError) as exc:
+            if not again:
+                raise
+            # the write landed and its first hints are durable; only the race guard is lost
+            log.warning("could not write %d hint(s) of %s again: %s", len(pks), node_id, exc)
+            return False
+        self._hinted.add(node_id)
+        if ok and not again:
             metrics.HINTS_WRITTEN.labels(node=node_id).inc(len(pks))
         else:
             metrics.HINTS_REFUSED.labels(node=node_id).inc(len(pks))
         return ok
+
+    async def touch_hints(self, collection: str, by_node: dict[str, list[int | str]]) -> None:
+        """A write reached these nodes directly: pending hints of its keys there are replayed
+        again (see :meth:`shardproxy.hints.HintStore.touch`). The write itself is done: Redis
+        not answering does not fail it (a replay then cannot remove its hints either)."""
+        try:
+            await self.hints.touch(collection, by_node)
+        except (RedisError, OSError) as exc:
+            log.warning("could not touch pending hints of %s: %s", collection, exc)
 
     async def catch_up(self, client: NodeClient) -> None:
         """Replay the hints of a node that answers; mark it active when it was down and every
@@ -238,7 +261,10 @@ class Cluster:
         rec_state = client.record.state
         names = await self.store.collection_keys()  # every database's
         pending = await self.hints.pending(client.id, names)
+        if pending:
+            self._hinted.add(client.id)
         if not pending and rec_state != NodeState.DOWN:
+            self._hinted.discard(client.id)
             self._health[client.id] = True
             return
         why = await self.hints.needs_repair(client.id)
@@ -260,7 +286,8 @@ class Cluster:
             if rec_state == NodeState.DOWN:
                 await self._set_state(client.id, NodeState.ACTIVE, expect=NodeState.DOWN)
                 await self._replay_all(client)  # writes hinted while every proxy learnt the switch
-            await self.hints.clear_if_empty(client.id, names)
+            if await self.hints.clear_if_empty(client.id, names):
+                self._hinted.discard(client.id)
             self._health[client.id] = True
         finally:
             if (await self.store.r.get(lock) or b"").decode() == token:
@@ -274,6 +301,11 @@ class Cluster:
             for _ in range(1 + (await self.hints.pending(client.id, [rec.key])) // handoff.BATCH + 2):
                 if not await handoff.replay_batch(self.hints, client, rec, rings, self.pool.clients, self.is_live):
                     break
+
+    def has_hints(self, node_id: str) -> bool:
+        """The node has pending hints (as of this proxy's last probe or its own hint): some of its
+        copies may still be on stand-ins, so covering reads do not rely on it alone."""
+        return node_id in self._hinted
 
     def is_live(self, node_id: str) -> bool:
         """Worth calling: not marked down in Redis and its circuit is closed."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shardproxy.errors import DeadlineExceeded
+from shardproxy.errors import DeadlineBeforeSend
 
 MARGIN_S = 0.05  # answer the caller this much before its deadline, with a status instead of nothing
 
@@ -58,9 +58,9 @@ def effective_timeout(default_s: float, caller_left_s: float | None, margin_s: f
 
 
 def node_timeout(default_s: float, what: str = "") -> tuple[float, bool]:
-    """Timeout of a node call made now; raises :class:`DeadlineExceeded` when the caller has no
+    """Timeout of a node call made now; raises :class:`DeadlineBeforeSend` (a :class:`DeadlineExceeded`) when the caller has no
     time left (the call would be wasted work on the node)."""
     timeout, by_caller = effective_timeout(default_s, remaining())
     if timeout <= 0:
-        raise DeadlineExceeded(f"the caller's deadline expired before {what or 'a node call'} was sent")
+        raise DeadlineBeforeSend(f"the caller's deadline expired before {what or 'a node call'} was sent")
     return timeout, by_caller

@@ -93,6 +93,10 @@ class DeadlineExceeded(ProxyError):
     legacy_code = _LEGACY.UnexpectedError
 
 
+class DeadlineBeforeSend(DeadlineExceeded):
+    """The caller had no time left, so the node call was never sent."""
+
+
 class Unimplemented(ProxyError):
     """A request field or feature shardproxy does not implement: a Milvus status naming it."""
 

@@ -11,13 +11,17 @@ recorded for that node, and the node must be repaired (its key ranges copied fro
 replicas) before it serves reads again; :meth:`needs_repair` says so.
 
 Replay removes a hint only if it still holds the value that was replayed (a compare-and-delete
-in Lua), so a write hinted again during the replay is never forgotten.
+in Lua), so a write hinted again during the replay is never forgotten. Every write of a hint
+changes its value (a nonce), and writers write hints again *after* their copies landed (and
+touch the pending hints of keys they wrote directly, :meth:`HintStore.touch`): a replay that
+read its sources before such a write landed is therefore always replayed once more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+import secrets
 import time
 
 from redis.asyncio import Redis
@@ -47,21 +51,63 @@ return removed
 """
 
 
+_TOUCH = """
+local at = 1
+local touched = 0
+for j = 1, #KEYS do
+  local n = tonumber(ARGV[at + 1])
+  if redis.call('HLEN', KEYS[j]) > 0 then
+    for i = at + 2, at + 1 + n do
+      local old = redis.call('HGET', KEYS[j], ARGV[i])
+      if old then
+        local mark = ''
+        if string.sub(old, -2) == '|p' then mark = '|p' end
+        redis.call('HSET', KEYS[j], ARGV[i], string.match(old, '^[^|]*') .. '|' .. ARGV[1] .. mark)
+        touched = touched + 1
+      end
+    end
+  end
+  at = at + 1 + n
+end
+return touched
+"""
+
+
+UNDO = "!undo"  # the stand-in field of an undo record: an R = 1 insert reported as failed that may
+# have landed on the node (it hung, or did not answer in time): replayed as a delete on the node
+# before it serves reads or writes again
+
+
+IN_FLIGHT = "p"  # last field of a hint written before its write's copies were sent
+IN_FLIGHT_MAX_S = 120.0  # an in-flight hint older than this is replayed anyway (its writer died)
+
+
 @dataclass(frozen=True)
 class Hint:
     pk: int | str
     standin: str  # "" when no stand-in holds a copy
     raw: tuple[bytes, bytes]  # the stored (field, value), for the compare-and-delete
+    ms: int = 0  # when it was written
+    in_flight: bool = False  # its write may still be landing: not replayable yet
+
+    def ready(self, now_ms: int, max_s: float = IN_FLIGHT_MAX_S) -> bool:
+        """Replayable now: its write is done (or its writer gave no news for ``max_s``). Pure."""
+        return not self.in_flight or now_ms - self.ms > max_s * 1000
 
 
-def encode(standin: str, now_ms: int) -> str:
-    return f"{standin}|{now_ms}"
+def encode(standin: str, now_ms: int, nonce: str = "", in_flight: bool = False) -> str:
+    """A hint's value: the stand-in, the time and a nonce, so that every write of a hint (even two
+    in the same millisecond) changes its value and a replay's compare-and-delete sees it; ``p``
+    last while the write's copies may still be landing (a replay must not judge the key yet: it
+    would find no copy, delete it on the replica and the stand-in, and the landing copies with it)."""
+    return f"{standin}|{now_ms}|{nonce or secrets.token_hex(4)}" + (f"|{IN_FLIGHT}" if in_flight else "")
 
 
 def decode(pk_raw: bytes, value: bytes, pk_is_str: bool) -> Hint:
-    standin, _, _ = value.decode().partition("|")
+    parts = value.decode().split("|")
+    ms = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     pk: int | str = pk_raw.decode() if pk_is_str else int(pk_raw)
-    return Hint(pk=pk, standin=standin, raw=(pk_raw, value))
+    return Hint(pk=pk, standin=parts[0], raw=(pk_raw, value), ms=ms, in_flight=parts[-1] == IN_FLIGHT)
 
 
 def over_age(first_ms: int | None, now_ms: int, max_age_s: float) -> bool:
@@ -77,6 +123,7 @@ class HintStore:
         self.max_age_s = max_age_s
         self._add = r.register_script(_ADD)
         self._remove_if = r.register_script(_REMOVE_IF)
+        self._touch = r.register_script(_TOUCH)
 
     def key(self, node: str, collection: str) -> str:
         return f"{self.prefix}:hints:{node}:{collection}"
@@ -85,12 +132,13 @@ class HintStore:
         return f"{self.prefix}:hintmeta:{node}"
 
     async def add(self, node: str, collection: str, pks: Iterable[int | str], standin: str = "",
-                  now_ms: int | None = None) -> bool:
-        """Record hints (before the stand-in gets the data). False when the node's hints are past
-        their bounds: nothing was recorded and the node needs a repair."""
+                  now_ms: int | None = None, in_flight: bool = False) -> bool:
+        """Record hints (before the stand-in gets the data: ``in_flight``, written again without
+        it once the write is done). False when the node's hints are past their bounds: nothing
+        was recorded and the node needs a repair."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         args: list[str] = [str(self.max_keys), str(now_ms)]
-        value = encode(standin, now_ms)
+        value = encode(standin, now_ms, in_flight=in_flight)
         for pk in pks:
             args += [str(pk), value]
         if len(args) == 2:
@@ -98,9 +146,29 @@ class HintStore:
         ok = await self._add(keys=[self.key(node, collection), self.meta_key(node)], args=args)
         return bool(ok)
 
+    async def touch(self, collection: str, by_node: dict[str, list[int | str]], now_ms: int | None = None) -> int:
+        """After a write or delete reached these nodes directly: rewrite the value of every
+        pending hint of those keys on those nodes (keeping its stand-in), so a replay that read
+        its source before this write landed fails its compare-and-delete and replays the key
+        again from the now current copies (it could otherwise put an older copy, or a deleted
+        row, back on the node after this write). One round trip; returns how many were touched."""
+        by_node = {n: list(p) for n, p in by_node.items() if p}
+        if not by_node:
+            return 0
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        args: list[str] = [f"{now_ms}|{secrets.token_hex(4)}"]
+        for pks in by_node.values():
+            args += [str(len(pks)), *map(str, pks)]
+        return int(await self._touch(keys=[self.key(n, collection) for n in by_node], args=args))
+
     async def batch(self, node: str, collection: str, pk_is_str: bool, count: int = 1000) -> list[Hint]:
         _, items = await self.r.hscan(self.key(node, collection), 0, count=count)
         return [decode(k, v, pk_is_str) for k, v in list(items.items())[:count]]
+
+    async def all(self, node: str, collection: str, pk_is_str: bool) -> list[Hint]:
+        """Every pending hint of the node (for verify: which copies handoff accounts for)."""
+        items = await self.r.hgetall(self.key(node, collection))
+        return [decode(k, v, pk_is_str) for k, v in items.items()]
 
     async def remove(self, node: str, collection: str, hints: Sequence[Hint]) -> int:
         if not hints:

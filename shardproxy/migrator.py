@@ -14,7 +14,9 @@ For each collection and each node of the current ring (the *source*), in primary
    all sources is ``rows_to_move``;
 2. take them ``batch`` at a time, in pk order;
 3. drop keys a proxy wrote or deleted since the move began (the ``touched`` hash: the proxy's
-   write at the new owner is newer than our copy);
+   write at the new owner is newer than our copy) and claim the others (``copying``, one Lua
+   script with the check): a proxy writing a claimed key waits until we release it after our
+   upsert, so our older copy never lands after its write;
 4. read the full rows (``output_fields=["*"]``) and upsert them on their new owner, through the
    node's write slot; after the acknowledgement, re-check ``touched``: a key deleted in the
    meantime is deleted on the new owner too (tombstones are written before the delete, so a
@@ -279,8 +281,23 @@ class Migrator:
     async def _carry(self, rec: CollectionRecord, src: NodeClient, moving: list[tuple[Any, list[str]]],
                      by_id: dict[str, NodeRecord]) -> None:
         pks = [pk for pk, _ in moving]
-        marks = await self.moves.touched(rec.key, pks)
-        copy = [(pk, o) for (pk, o), m in zip(moving, marks) if m is None]
+        # claim the keys no client touched (a write of a claimed key waits for our release, so
+        # our copy can never land after it: an upsert racing the copy used to lose to it)
+        claimed = set(await self.moves.claim(rec.key, self.token, pks))
+        copy = [(pk, o) for pk, o in moving if str(pk) in claimed]
+        try:
+            await self._copy(rec, src, copy, by_id)
+        finally:
+            await self.moves.release_claims(rec.key, self.token, [pk for pk, _ in copy])
+        if self.opt.settle_s > 0:
+            await asyncio.sleep(self.opt.settle_s)
+        await src.write(
+            "Delete", rec.key,
+            milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
+        )
+
+    async def _copy(self, rec: CollectionRecord, src: NodeClient, copy: list[tuple[Any, list[str]]],
+                    by_id: dict[str, NodeRecord]) -> None:
         if copy:
             owners_of = dict(copy)
             # rows keep their partition on the new owner
@@ -311,12 +328,6 @@ class Migrator:
                     milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name,
                                              expr=pk_expr(rec.pk_name, dpks, rec.pk_is_str)),
                 )
-        if self.opt.settle_s > 0:
-            await asyncio.sleep(self.opt.settle_s)
-        await src.write(
-            "Delete", rec.key,
-            milvus_pb2.DeleteRequest(db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, pks, rec.pk_is_str)),
-        )
 
 
 async def run_migrator(redis_url: str, prefix: str, options: MigratorOptions, vnodes: int,

@@ -16,6 +16,9 @@ key                                    type    content
                                                allowed to run, ``SET NX PX``, renewed
 ``{p}:move:touched:{collection}``      hash    pk -> ``w`` (written) / ``d`` (deleted) by a
                                                proxy during the move (see migrator.py)
+``{p}:move:copying:{collection}``      hash    pk -> token of the migrator copying it now
+                                               (claimed only while untouched; a write of a
+                                               claimed key waits for the release)
 =====================================  ======  ================================================
 
 Starting a move (node record + epoch bump + fresh move record) and finishing it (node record
@@ -26,6 +29,7 @@ one that was paused and replaced, can no longer advance anything.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -36,6 +40,39 @@ from shardproxy.errors import FailedPrecondition
 from shardproxy.metastore import MetaStore, NodeRecord
 
 TOUCHED_TTL_S = 7 * 24 * 3600
+CLAIM_TTL_S = 120  # claims of a migrator that died are forgotten after this
+CLAIM_WAIT_S = 10.0  # a write waits at most this long for the migrator's copy of its keys
+
+# client side: mark the keys, return those a migrator is copying right now
+_TOUCH = """
+local claimed = {}
+for i = 3, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then claimed[#claimed + 1] = ARGV[i] end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return claimed
+"""
+
+# migrator side: claim the keys no client touched; return the claimed ones
+_CLAIM = """
+local claimed = {}
+for i = 3, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+    claimed[#claimed + 1] = ARGV[i]
+  end
+end
+if #claimed > 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2])) end
+return claimed
+"""
+
+_RELEASE_CLAIMS = """
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
 
 _START = """
 local st = redis.call('HGET', KEYS[3], 'state')
@@ -178,6 +215,9 @@ class MoveStore:
     def touched_key(self, collection: str) -> str:
         return self.store.k("move", "touched", collection)
 
+    def copying_key(self, collection: str) -> str:
+        return self.store.k("move", "copying", collection)
+
     # -- the move record
     async def start(self, node: NodeRecord, kind: str) -> tuple[int, int]:
         """Put ``node`` in its moving state (joining/draining), bump the epoch and open a fresh
@@ -190,7 +230,7 @@ class MoveStore:
         if epoch < 0:
             raise FailedPrecondition("a rebalance is already running; wait for it (`shardproxy rebalance status`)")
         for name in await self.store.collection_names():
-            await self.r.delete(self.touched_key(name))
+            await self.r.delete(self.touched_key(name), self.copying_key(name))
         await self.store.publish(f"ring {epoch}")
         return epoch, epoch + 1
 
@@ -208,7 +248,7 @@ class MoveStore:
         # Keys clients wrote during the aborted move are on its target owners: the reverse move
         # must carry them back too, so the old marks go.
         for name in await self.store.collection_names():
-            await self.r.delete(self.touched_key(name))
+            await self.r.delete(self.touched_key(name), self.copying_key(name))
         await self.store.publish(f"ring {epoch}")
         return epoch, epoch + 1
 
@@ -261,19 +301,44 @@ class MoveStore:
         epoch = int(res)
         if epoch >= 0:
             for name in await self.store.collection_names():
-                await self.r.delete(self.touched_key(name))
+                await self.r.delete(self.touched_key(name), self.copying_key(name))
             await self.store.publish(f"ring {epoch}")
         return epoch
 
     # -- keys touched by clients during a move
-    async def touch(self, collection: str, pks: list[int | str], mark: str) -> None:
+    async def touch(self, collection: str, pks: list[int | str], mark: str) -> list[str]:
+        """Mark ``pks`` written (``w``) or deleted (``d``) before the write runs; returns the keys
+        (as strings) a migrator is copying right now (its upsert could land after the write)."""
         if not pks:
-            return
-        key = self.touched_key(collection)
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping={str(pk): mark for pk in pks})
-            pipe.expire(key, TOUCHED_TTL_S)
-            await pipe.execute()
+            return []
+        got = await self.r.eval(_TOUCH, 2, self.touched_key(collection), self.copying_key(collection),
+                                mark, str(TOUCHED_TTL_S), *[str(pk) for pk in pks])
+        return [g.decode() if isinstance(g, bytes) else str(g) for g in got or []]
+
+    async def wait_released(self, collection: str, keys: list[str], timeout_s: float = CLAIM_WAIT_S) -> bool:
+        """Wait until no migrator is copying ``keys`` (claims released); False after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while keys:
+            vals = await self.r.hmget(self.copying_key(collection), keys)
+            keys = [k for k, v in zip(keys, vals) if v is not None]
+            if not keys:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def claim(self, collection: str, token: str, pks: list[int | str]) -> list[str]:
+        """Migrator: claim the keys no client touched since the move began (returned, as strings)."""
+        if not pks:
+            return []
+        got = await self.r.eval(_CLAIM, 2, self.touched_key(collection), self.copying_key(collection),
+                                token, str(CLAIM_TTL_S), *[str(pk) for pk in pks])
+        return [g.decode() if isinstance(g, bytes) else str(g) for g in got or []]
+
+    async def release_claims(self, collection: str, token: str, pks: list[int | str]) -> None:
+        if pks:
+            await self.r.eval(_RELEASE_CLAIMS, 1, self.copying_key(collection), token, *[str(pk) for pk in pks])
 
     async def touched(self, collection: str, pks: list[int | str]) -> list[str | None]:
         if not pks:

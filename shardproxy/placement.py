@@ -151,6 +151,19 @@ class Placement:
             return read_split(self.current, self.target, pks)
         return {n: r.tolist() for n, r in self.target.split(pks).items()}
 
+    def delete_targets(self, pks: Sequence[Key], live: Callable[[str], bool]) -> dict[str, list[int]]:
+        """Rows of a delete-by-id batch grouped by node: the :meth:`holders` and, with R > 1,
+        *every* row on every live node that may hold data, because under sloppy quorum a stand-in
+        may hold a copy of any key (also a node that is a replica of other keys in the batch:
+        its own replica rows are not enough)."""
+        parts = self.holders(pks)
+        if self.replicas > 1 and len(pks):
+            every = list(range(len(pks)))
+            for nid in self.scatter_set():
+                if live(nid):
+                    parts[nid] = every
+        return parts
+
     def scatter_set(self) -> list[str]:
         """Every node that may hold data (both rings), sorted: where filter reads go."""
         return sorted(set(self.current.node_ids) | set(self.target.node_ids))
@@ -171,11 +184,12 @@ class Placement:
         for the ``unavailable`` replicas (see :func:`plan_write`)."""
         return plan_write(self.target, pks, self.replicas, unavailable)
 
-    def read_plan(self, nodes: Sequence[str], live: Callable[[str], bool],
-                  rotation: int) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
+    def read_plan(self, nodes: Sequence[str], live: Callable[[str], bool], rotation: int,
+                  hinted: Callable[[str], bool] | None = None,
+                  ) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
         """Nodes a fan-out read asks first, spares to hedge to, and when answers are complete
         (see :func:`fanout_plan`)."""
-        return fanout_plan(self.target, self.replicas, nodes, live, self.moving, rotation)
+        return fanout_plan(self.target, self.replicas, nodes, live, self.moving, rotation, hinted)
 
     def missing_shards(self, down: Iterable[str]) -> list[str]:
         """Shards with no live replica when ``down`` nodes are unavailable, on either ring; a
@@ -302,11 +316,15 @@ def minimal_cover(ring: Ring, replicas: int, order: Sequence[str]) -> list[str]:
 
 def fanout_plan(
     ring: Ring, replicas: int, nodes: Sequence[str], live: Callable[[str], bool], moving: bool, rotation: int,
+    hinted: Callable[[str], bool] | None = None,
 ) -> tuple[list[str], list[str], Callable[[frozenset[str]], bool]]:
     """``(first, spare, covers)`` for a read every node answers the same way (search, filter
     query). R > 1, all live, no move: a minimal covering set (rotating), the others spare to
     hedge to. A node out: every live node, complete when they cover. R = 1 or a move: every node
-    must answer (a down one included: its absence is for the partial policy to judge)."""
+    must answer (a down one included: its absence is for the partial policy to judge).
+    A live node with pending hints (``hinted``: some of its copies are on stand-ins until handed
+    back) counts for nothing in the cover: the others must cover the ring (it is only a spare);
+    when they cannot, every live node is asked and must answer."""
     asked = [n for n in nodes if live(n)]
     if moving or replicas <= 1 or set(nodes) != set(ring.node_ids):
         need = frozenset(nodes)
@@ -316,5 +334,13 @@ def fanout_plan(
         return asked, [], covers
     k = rotation % len(asked)
     order = asked[k:] + asked[:k]
+    behind = frozenset(n for n in asked if hinted is not None and hinted(n))
+    if behind:
+        rest = [n for n in order if n not in behind]
+        if not covers(frozenset(rest)):
+            every = frozenset(asked)
+            return asked, [], lambda s: every <= s
+        first = minimal_cover(ring, replicas, rest)
+        return first, [n for n in rest if n not in first] + sorted(behind), lambda s: covers(frozenset(s) - behind)
     first = minimal_cover(ring, replicas, order)
     return first, [n for n in order if n not in first], covers

@@ -11,7 +11,7 @@ policy, the same way for every RPC (the Vitess vtgate split: handlers plan with
   Milvus code 101) is re-synced and asked again once.
   Fan-out reads ask a covering set of replicas and hedge to a spare one when a node is slower
   than its threshold (budgeted); a node whose circuit opens while we wait is given up.
-* :meth:`Scatter.write_rows`: inserts/upserts with R > 1, sloppy quorum: stand-ins with hints
+* :meth:`Scatter.write_rows` (:mod:`shardproxy.sloppy`): inserts/upserts with R > 1, sloppy quorum: stand-ins with hints
   for replicas that are out, fail or hang; rows acknowledged once ``write_ack`` copies are
   durable; copies of failed insert rows undone.
 * :meth:`Scatter.write`: R = 1 writes and deletes; with replication, nodes whose circuit is open
@@ -27,31 +27,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-from pymilvus.grpc_gen import milvus_pb2
-
 from shardproxy import metrics
-from shardproxy.acks import acks_needed, copies, outcome
 from shardproxy.catalog import DEFAULT_DB
 from shardproxy.config import ProxySettings
 from shardproxy.coverage import COMPLETE, Coverage, decide
-from shardproxy.errors import NodeError, ProxyError, Unavailable
+from shardproxy.errors import DeadlineBeforeSend, DeadlineExceeded, NodeError, ProxyError, Unavailable
 from shardproxy.hedged import gather_covering
 from shardproxy.hedging import HedgeBudget, hedge_delay
+from shardproxy.hints import UNDO
 from shardproxy.latency import LatencyTracker
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
-from shardproxy.nodequery import pk_expr
-from shardproxy.placement import Placement, plan_write
+from shardproxy.placement import Placement
+from shardproxy.sloppy import SloppyWrites, WriteOutcome  # noqa: F401 - WriteOutcome re-exported
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.1  # how often a replicated write re-checks circuits and its hedge threshold
 _ROTATION = itertools.count()  # spreads covering reads over the replicas
 MILVUS_CODE_NOT_LOADED = 101  # merr.ErrCollectionNotLoaded and legacy ErrorCode.CollectionNotLoaded
 WRITE_METHODS = frozenset({"Insert", "Upsert"})
@@ -70,11 +65,14 @@ class NodeSet(Protocol):
     def latency(self) -> LatencyTracker: ...
     def client(self, node_id: str) -> NodeClient: ...
     def is_live(self, node_id: str) -> bool: ...
+    def has_hints(self, node_id: str) -> bool: ...
     def mark_failed(self, node_id: str) -> None: ...
     def placement(self, rec: CollectionRecord) -> Placement: ...
     async def collection(self, name: str, db: str = ...) -> CollectionRecord: ...
     async def sync_nodes(self, clients: Iterable[NodeClient]) -> None: ...
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key], standin: str = "") -> bool: ...
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Key], standin: str = "",
+                        again: bool = False, in_flight: bool = False) -> bool: ...
+    async def touch_hints(self, collection: str, by_node: dict[str, list[Key]]) -> None: ...
 
 
 @dataclass
@@ -83,19 +81,6 @@ class Gathered:
 
     results: dict[str, Any] = field(default_factory=dict)
     coverage: Coverage = COMPLETE
-
-
-@dataclass
-class WriteOutcome:
-    """Rows of a replicated write: acknowledged, failed, and failed rows that did land on fewer
-    copies and could not be undone (upserts)."""
-
-    ok_rows: list[int]
-    failed_rows: list[int]
-    landed_rows: list[int]
-    needed: int
-    reasons: list[str] = field(default_factory=list)
-    first_error: BaseException | None = None
 
 
 def require_all(clients: Sequence[NodeClient], results: Sequence[Any]) -> dict[str, Any]:
@@ -118,11 +103,23 @@ async def fan_out(clients: Iterable[NodeClient], call: NodeCall) -> dict[str, An
     return require_all(clients, results)
 
 
+class NotCalled(Unavailable):
+    """A node not called because its circuit is open: nothing was sent."""
+
+
+def unknown_outcome(result: Any) -> bool:
+    """A write whose effect on the node is unknown: unreachable or no answer in time (it may have
+    landed, or land later); a node's own error status means it refused the write, and a node not
+    called got nothing."""
+    return (isinstance(result, (Unavailable, DeadlineExceeded, asyncio.CancelledError))
+            and not isinstance(result, (NotCalled, DeadlineBeforeSend)))
+
+
 def is_not_loaded(exc: NodeError) -> bool:
     return MILVUS_CODE_NOT_LOADED in (exc.status.code, exc.status.error_code)
 
 
-class Scatter:
+class Scatter(SloppyWrites):
     def __init__(self, nodes: NodeSet) -> None:
         self.nodes = nodes
 
@@ -204,7 +201,8 @@ class Scatter:
             if not self.nodes.is_live(nid):
                 self._skipped(nid, method)
         if fanout:
-            first, spare, covers = placement.read_plan(node_ids, self.nodes.is_live, next(_ROTATION))
+            first, spare, covers = placement.read_plan(node_ids, self.nodes.is_live, next(_ROTATION),
+                                                       self.nodes.has_hints)
         else:
             first, spare = [n for n in node_ids if self.nodes.is_live(n)], []
             need = frozenset(node_ids)
@@ -238,20 +236,32 @@ class Scatter:
         """Send one write per node (``reqs`` by node id) through the node's write slot; answers
         or exceptions by node id, for the caller's policy (ack tally, all-or-nothing).
 
-        With R > 1 and ``keys`` (the keys each node's request carries): nodes whose circuit is
-        open are not called, and every node that is down or unreachable gets its keys recorded
-        for hinted handoff (replayed from the other replicas when it answers again)."""
+        Nodes whose circuit is open are not called (a write sent to a hung node may land when it
+        resumes, after the caller was told it failed). With R > 1 and ``keys`` (the keys each
+        node's request carries) every node that is down or unreachable gets its keys recorded
+        for hinted handoff (replayed from the other replicas when it answers again). With R = 1,
+        an insert whose outcome on a node is unknown (unreachable, or no answer by the deadline)
+        is recorded for undo on that node, and its circuit opened: the node takes no read or write
+        until the undo ran (:func:`shardproxy.handoff.replay_batch`), so a client's retry lands
+        after it."""
         replicated = rec.replicas > 1 and keys is not None
         out: dict[str, Any] = {}
         called: list[str] = []
         for nid in reqs:
-            if replicated and not self.nodes.is_live(nid):
+            if not self.nodes.is_live(nid):
                 self._skipped(nid, method)
-                out[nid] = Unavailable(f"node {nid} is down")
+                out[nid] = NotCalled(f"node {nid} is down or not answering (its circuit is open; not called)")
             else:
                 called.append(nid)
         clients = [self.nodes.client(n) for n in called]
-        raw = await self._gather(clients, lambda c: c.write(method, rec.key, reqs[c.id]))
+        try:
+            raw = await self._gather(clients, lambda c: c.write(method, rec.key, reqs[c.id]))
+        except asyncio.CancelledError:  # the caller went away: what was sent may still land
+            if not replicated and method == "Insert" and keys is not None:
+                await asyncio.shield(self._undo_later(rec, {n: keys[n] for n in called}))
+            raise
+        if not replicated and method == "Insert" and keys is not None:
+            await self._undo_later(rec, {n: keys[n] for n, r in zip(called, raw) if unknown_outcome(r)})
         for nid, r in zip(called, raw):
             out[nid] = r
             if method in WRITE_METHODS and not isinstance(r, BaseException) and keys is not None:
@@ -261,123 +271,16 @@ class Scatter:
             for nid, r in out.items():
                 if isinstance(r, Unavailable):
                     await self.nodes.add_hints(nid, rec.key, keys[nid])
+            # after the writes landed: a replay racing with them replays their keys once more
+            await self.nodes.touch_hints(rec.key, {n: list(keys[n]) for n, r in out.items()
+                                                   if not isinstance(r, BaseException)})
         return {n: out[n] for n in reqs}
 
-    # -- replicated writes: sloppy quorum
-    async def write_rows(self, rec: CollectionRecord, method: str, build: Callable[[np.ndarray], Any],
-                         pks: Sequence[Key]) -> WriteOutcome:
-        """R > 1: write ``len(pks)`` rows (``build(rows)`` makes one node's request). Each row goes
-        to its live replicas and, for each replica that is down, fails, or has not answered
-        within ``write_hedge_s``, to a stand-in (:func:`shardproxy.placement.plan_write`), with a
-        durable hint written first. A row is acknowledged once ``write_ack`` copies are durable,
-        stand-ins counted. Copies of failed insert rows that landed are deleted again."""
-        ring = self.nodes.placement(rec).target
-        num_rows = len(pks)
-        needed = acks_needed(rec.write_ack, rec.replicas, len(ring))
-        hedge_s = self.nodes.settings.write_hedge_s
-        unavailable = {n for n in ring.node_ids if not self.nodes.is_live(n)}
-        taken: dict[int, set[str]] = {}  # row -> nodes sent it in this write
-        served: dict[int, set[str]] = {}  # row -> replicas whose copy is placed (acked or pending)
-        serving: dict[tuple[int, str], str] = {}  # (row, node) -> the replica that copy stands for
-        acked: dict[str, list[np.ndarray]] = {}
-        missed: dict[str, set[int]] = {}  # replica -> rows it may lack (hinted)
-        tasks: dict[asyncio.Future[Any], tuple[str, np.ndarray, float]] = {}
-        given_up: set[asyncio.Future[Any]] = set()
-        reasons: list[str] = []
-        first_error: BaseException | None = None
-
-        async def place(rows: Sequence[int] | None) -> None:
-            plan = plan_write(ring, pks, rec.replicas, unavailable, rows=rows, taken=taken, served=served)
-            sends = {n: list(r) for n, r in plan.sends.items()}
-            for node, rows_ in sends.items():
-                for i in rows_:
-                    serving[(i, node)] = node
-            for (replica, standin), rows_ in plan.hints.items():
-                for i in rows_:
-                    serving[(i, standin)] = replica
-                missed.setdefault(replica, set()).update(rows_)
-                if await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], standin):
-                    metrics.STANDIN_ROWS.labels(node=replica).inc(len(rows_))
-                else:  # past the hint bounds: no stand-in copy without its hint
-                    drop = set(rows_)
-                    sends[standin] = [i for i in sends[standin] if i not in drop]
-            for replica, rows_ in plan.unplaced.items():
-                missed.setdefault(replica, set()).update(rows_)
-                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in rows_], "")
-            for node, rows_ in sends.items():
-                if rows_:
-                    arr = np.asarray(rows_, dtype=np.int64)
-                    for i in rows_:
-                        taken.setdefault(i, set()).add(node)
-                        served.setdefault(i, set()).add(serving[(i, node)])
-                    fut = asyncio.ensure_future(self.nodes.client(node).write(method, rec.key, build(arr)))
-                    tasks[fut] = (node, arr, time.monotonic())
-
-        async def replace(node: str, rows: np.ndarray) -> None:
-            """``node`` will not (soon) acknowledge ``rows``: place other copies for them."""
-            unavailable.add(node)
-            for i in rows.tolist():
-                served.get(i, set()).discard(serving.get((i, node), node))
-            await place(rows.tolist())
-
-        def settled() -> bool:
-            have = copies(num_rows, [r for parts in acked.values() for r in parts])
-            pending = copies(num_rows, [r for _, r, _ in tasks.values()])
-            return bool(np.all((have >= needed) | (pending == 0)))
-
-        await place(None)
-        try:
-            while tasks and not settled():
-                now = time.monotonic()
-                waits = [t0 + hedge_s - now for f, (_, _, t0) in tasks.items() if f not in given_up]
-                done, _ = await asyncio.wait(list(tasks), timeout=max(0.0, min([POLL_S, *waits])),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for fut in done:
-                    node, rows, _ = tasks.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        acked.setdefault(node, []).append(rows)
-                        metrics.ROWS_ROUTED.labels(node=node).inc(len(rows))
-                        continue
-                    reasons.append(f"node {node} refused {len(rows)} row(s): "
-                                   + (exc.message if isinstance(exc, ProxyError) else repr(exc)))
-                    first_error = first_error or exc
-                    if isinstance(exc, Unavailable) and fut not in given_up:
-                        self.nodes.mark_failed(node)
-                        await replace(node, rows)
-                now = time.monotonic()
-                for fut, (node, rows, t0) in list(tasks.items()):
-                    if fut not in given_up and (not self.nodes.is_live(node) or now - t0 >= hedge_s):
-                        given_up.add(fut)
-                        reasons.append(f"node {node} did not answer within {hedge_s:g} s")
-                        await replace(node, rows)
-        finally:
-            for fut in tasks:
-                fut.cancel()  # the write may still land there: that replica is hinted (see replace)
-        ok, failed, landed = outcome(copies(num_rows, [r for parts in acked.values() for r in parts]), needed)
-        if landed and method == "Insert":
-            landed = await self._undo(rec, pks, landed, acked, missed)
-        return WriteOutcome(ok, failed, landed, needed, reasons, first_error)
-
-    async def _undo(self, rec: CollectionRecord, pks: Sequence[Key], rows: list[int],
-                    acked: dict[str, list[np.ndarray]], missed: dict[str, set[int]]) -> list[int]:
-        """Delete the copies of failed insert rows where they landed; the rows that could not be
-        undone are returned. Replicas that may still apply the insert late are hinted (handoff
-        finds no copy on a live replica and deletes it there too)."""
-        want = set(rows)
-        left: set[int] = set()
-        for node, parts in acked.items():
-            mine = sorted(want & set(np.concatenate(parts).tolist()))
-            if not mine:
-                continue
-            try:
-                await self.nodes.client(node).write("Delete", rec.key, milvus_pb2.DeleteRequest(
-                    db_name=rec.db, collection_name=rec.name, expr=pk_expr(rec.pk_name, [pks[i] for i in mine], rec.pk_is_str)))
-            except ProxyError as exc:
-                log.warning("could not undo %d failed insert row(s) on %s: %s", len(mine), node, exc.message)
-                left.update(mine)
-        for replica, rows_ in missed.items():
-            late = sorted(want & rows_)
-            if late:
-                await self.nodes.add_hints(replica, rec.key, [pks[i] for i in late], "")
-        return sorted(left)
+    async def _undo_later(self, rec: CollectionRecord, by_node: Mapping[str, Sequence[Key]]) -> None:
+        """R = 1 inserts that may land on these nodes after they were reported as failed: record
+        them for undo (a hint with the :data:`~shardproxy.hints.UNDO` mark, replayed as a delete
+        before the node serves again) and keep the node out until then (circuit open)."""
+        for nid, pks in by_node.items():
+            if pks:
+                self.nodes.mark_failed(nid)
+                await self.nodes.add_hints(nid, rec.key, pks, UNDO)

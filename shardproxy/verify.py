@@ -10,7 +10,10 @@ adds what it finds to a :class:`CollectionReport`:
 * ``differs``: two owners hold different content for the key;
 * ``duplicate``: one node returned the same key twice;
 
-plus the exact number of distinct keys. *Owners* are the key's R replicas on the target ring;
+plus the exact number of distinct keys. Copies that hinted handoff accounts for are not
+findings but ``hinted`` (they do not make a report unclean, and repair leaves them to handoff): a
+stand-in's copy of a key whose replica has a pending hint naming that stand-in, and a replica
+lacking a key it has a pending hint for. *Owners* are the key's R replicas on the target ring;
 during a move (:attr:`Placement.moving`) a key may legally sit on its current-ring replicas,
 its target-ring replicas or both (in flight), so it is ``missing`` only when neither replica
 set holds it completely, and ``stray`` only on a node outside both sets.
@@ -24,7 +27,7 @@ proxy this is the best available guess; see docs/verify-repair.md.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shardproxy.placement import Placement
@@ -42,10 +45,11 @@ class NodeTally:
     stray: int = 0
     differs: int = 0
     duplicate: int = 0
+    hinted: int = 0  # stand-in copies and copies still to be handed back (hinted handoff)
 
     def to_dict(self) -> dict[str, int]:
         return {"rows": self.rows, "missing": self.missing, "stray": self.stray, "differs": self.differs,
-                "duplicate": self.duplicate}
+                "duplicate": self.duplicate, "hinted": self.hinted}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class CollectionReport:
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    hinted: list[Finding] = field(default_factory=list)  # kind "hinted": pending hinted handoff, not a finding
 
     @property
     def clean(self) -> bool:
@@ -86,14 +91,14 @@ class CollectionReport:
         return t
 
     def add(self, f: Finding) -> None:
-        self.findings.append(f)
+        (self.hinted if f.kind == "hinted" else self.findings).append(f)
         t = self.tally(f.node)
         setattr(t, f.kind, getattr(t, f.kind) + 1)
 
     def to_dict(self, sample: int = 50) -> dict[str, object]:
         return {
             "collection": self.collection, "clean": self.clean, "moving": self.moving, "rows": self.rows,
-            "counts": self.counts(), "unreachable": sorted(self.unreachable),
+            "counts": self.counts(), "hinted": len(self.hinted), "unreachable": sorted(self.unreachable),
             "nodes": {n: t.to_dict() for n, t in sorted(self.nodes.items())},
             "findings": [f.to_dict() for f in self.findings[:sample]],
         }
@@ -145,9 +150,11 @@ def dedup_stream(node: str, entries: Iterable[Entry], report: CollectionReport) 
 
 
 def compare_window(report: CollectionReport, windows: dict[str, Sequence[Entry]], placement: Placement,
-                   unreachable: Iterable[str] = ()) -> None:
-    """Compare one window of keys (every node's entries up to the same horizon)."""
+                   unreachable: Iterable[str] = (), hints: Mapping[Key, Mapping[str, str]] | None = None) -> None:
+    """Compare one window of keys (every node's entries up to the same horizon). ``hints``: the
+    pending hints, pk -> {replica: its stand-in ("" for none)} (see :mod:`shardproxy.hints`)."""
     down = set(unreachable)
+    hints = hints or {}
     per_node = {n: dedup_stream(n, e, report) for n, e in windows.items()}
     by_pk: dict[Key, dict[str, str]] = {}
     for n, m in per_node.items():
@@ -166,13 +173,16 @@ def compare_window(report: CollectionReport, windows: dict[str, Sequence[Entry]]
         winner = choose_version(owned_copies, order) if owned_copies else choose_version(have, sorted(have))
         good = next((n for n in order if owned_copies.get(n) == winner), "") or \
             next(n for n in sorted(have) if have[n] == winner)
+        pending = hints.get(pk, {})
+        standins = {s for s in pending.values() if s}
         for n in sorted(set(have) - owners):
-            report.add(Finding("stray", n, pk, good if good in owners else ""))
+            kind = "hinted" if n in standins else "stray"
+            report.add(Finding(kind, n, pk, good if good in owners else ""))
         complete = set(tgt) <= held or (placement.moving and set(cur) <= held)
         if not complete:
             for n in tgt:
                 if n not in held:
-                    report.add(Finding("missing", n, pk, good))
+                    report.add(Finding("hinted" if n in pending else "missing", n, pk, good))
         for n, d in sorted(owned_copies.items()):
             if d != winner:
                 report.add(Finding("differs", n, pk, good))

@@ -23,6 +23,7 @@ from shardproxy.metastore import CollectionRecord, MetaStore, NodeRecord, NodeSt
 from shardproxy.nodepool import NodeClient
 from shardproxy.nodequery import after_expr, kvs
 from shardproxy.placement import DATA_STATES, Placement
+from shardproxy.hints import HintStore
 from shardproxy.verify import KINDS, CollectionReport, Entry, Key, compare_window, horizon, split_window
 
 Progress = Callable[[int, int], None]
@@ -108,6 +109,7 @@ class Scanner:
                          only_node: str = "") -> CollectionReport:
         placement, nodes = await self.placement(rec)
         report = CollectionReport(rec.name, moving=placement.moving)
+        hints = await self.pending_hints(rec, [n.id for n in nodes])
         clients = {n.id: self.client(n) for n in nodes}
         estimate = sum(await asyncio.gather(*(node_rows(c, rec.name) for c in clients.values())))
         bufs: dict[str, list[Entry]] = {n: [] for n in clients}
@@ -138,7 +140,7 @@ class Scanner:
             windows: dict[str, list[Entry]] = {}
             for n in clients:
                 windows[n], bufs[n] = split_window(bufs[n], upto)
-            compare_window(report, windows, placement, report.unreachable)
+            compare_window(report, windows, placement, report.unreachable, hints)
             if progress is not None:
                 progress(read, max(estimate, read))
             metrics.VERIFY_ROWS_SCANNED.inc(sum(len(w) for w in windows.values()))
@@ -151,6 +153,16 @@ class Scanner:
         if only_node:
             report.findings = [f for f in report.findings if only_node in (f.node, f.source)]
         return report
+
+    async def pending_hints(self, rec: CollectionRecord, nodes: list[str]) -> dict[Key, dict[str, str]]:
+        """pk -> {replica: stand-in} of every pending hint (read when the scan starts: a copy a
+        write places on a stand-in later in the scan may still show as a stray)."""
+        store = HintStore(self.store.r, self.store.prefix, 0, 0)
+        out: dict[Key, dict[str, str]] = {}
+        for n in nodes:
+            for h in await store.all(n, rec.key, rec.pk_is_str):
+                out.setdefault(h.pk, {})[n] = h.standin
+        return out
 
     async def _fetch(self, client: NodeClient, rec: CollectionRecord, last: Key | None) -> list[Entry]:
         fields = await read_rows(client, rec, last, self.opt.batch)

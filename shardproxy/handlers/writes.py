@@ -22,7 +22,7 @@ from shardproxy.metastore import CollectionRecord
 from shardproxy.nodequery import pk_expr
 from shardproxy.placement import Placement
 from shardproxy.rpc import rpc
-from shardproxy.scatter import require_all
+from shardproxy.scatter import require_all, unknown_outcome
 
 Key = int | str
 
@@ -52,7 +52,9 @@ class WriteHandlers(HandlerBase):
         """Tombstones / write marks for the migrator during a move (see shardproxy/migrator.py):
         written before the write itself, so a row being copied cannot come back or overwrite."""
         if placement.moving:
-            await self.cluster.moves.touch(rec.key, placement.tombstone_keys(pks), mark)
+            claimed = await self.cluster.moves.touch(rec.key, placement.tombstone_keys(pks), mark)
+            if claimed and mark == "w":  # the migrator is copying an older version: let it land first
+                await self.cluster.moves.wait_released(rec.key, claimed)
 
     async def _pk_column(self, rec: CollectionRecord, method: str, fields: list[schema_pb2.FieldData],
                          num_rows: int) -> schema_pb2.FieldData:
@@ -112,6 +114,9 @@ class WriteHandlers(HandlerBase):
         errors = [(n, r) for n, r in results.items() if isinstance(r, BaseException)]
         reasons = [
             f"node {n} refused {len(parts[n])} row(s): {r.message if isinstance(r, ProxyError) else repr(r)}"
+            + (("; they may still land there: the node is kept out until they are deleted again"
+                if method == "Insert" else "; they may still land there (retrying the upsert is idempotent)")
+               if unknown_outcome(r) else "")
             for n, r in errors
         ]
         return self._mutation(method, rec, pks, acks.ok_rows, acks.err_rows, [], needed, reasons,
@@ -173,12 +178,7 @@ class WriteHandlers(HandlerBase):
             return await self._delete_by_filter(rec, placement, request)
         # Tombstones first, then the delete: a row the migrator is copying cannot come back.
         await self._touch(rec, placement, pks, "d")
-        holders = placement.holders(pks)
-        if rec.replicas > 1:
-            # every live node too: a stand-in may hold a copy (sloppy quorum)
-            for nid in placement.scatter_set():
-                if nid not in holders and self.cluster.is_live(nid):
-                    holders[nid] = list(range(len(pks)))
+        holders = placement.delete_targets(pks, self.cluster.is_live)  # stand-ins included (R > 1)
         keys = {nid: [pks[i] for i in rows] for nid, rows in holders.items()}
         reqs = {
             nid: milvus_pb2.DeleteRequest(

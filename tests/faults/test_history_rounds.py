@@ -32,10 +32,6 @@ def test_schedule_is_seeded_and_covers_each_fault_once() -> None:
         schedule(1, ["meteor"], 10, nodes=3)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "OPEN BUG found by this checker after the replicas (sloppy quorum) and verify branches were merged: "
-    "with a node killed mid-round, count(*) exceeds acknowledged + in-doubt inserts by 1-8 rows and one "
-    "acknowledged delete came back (seed 1). Kept running so the next session sees it; see issue 11."))
 def test_short_round_node_crash(tmp_path: Path) -> None:
     faults = ["kill-node"]
     out = run_round(tmp_path / "r", seed=1, faults=faults, duration_s=12, preload=150, clients=2)

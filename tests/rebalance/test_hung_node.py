@@ -241,3 +241,46 @@ def test_r1_hung_node_reads_fail_fast_or_partial(make_cluster):
     finally:
         cluster.milvus[2].thaw()
     client.close()
+
+
+def test_r1_insert_failed_at_the_deadline_to_a_hung_node_leaves_nothing_behind(make_cluster):
+    """Issue 16 (R = 1, no stand-in): an insert sent to a hung node fails at the caller's deadline
+    and may land when the node resumes. Its rows are recorded for undo and deleted on the node
+    before the node serves again; a retry of the same insert after that is acknowledged and
+    readable once. (milvus-lite drops a request whose deadline passed while it was frozen, so on
+    this engine the rows did not land even before the undo existed: this test guards the whole
+    path, the undo logic itself is in tests/unit/test_scatter.py and tests/test_hint_store.py.)"""
+    from .conftest import rows
+
+    cluster = make_cluster(nodes=3, replicas=1)
+    use_redis(cluster.redis_url)
+    create_collection(cluster.connect_kwargs()).close()
+    client = cluster.client()
+    fill(client, 300)
+    ring = Ring([RingNode(f"node-{i}") for i in range(3)])
+    batch = np.array([pk for pk in range(10_000, 10_400) if ring.owner(pk) == "node-2"][:40], dtype=np.int64)
+    cluster.milvus[2].freeze()
+    try:
+        with pytest.raises(MilvusException) as info:  # sent before the probes mark node-2 down
+            client.insert(COLLECTION, rows(batch), timeout=4)
+    finally:
+        cluster.milvus[2].thaw()
+    assert "node-2" in info.value.message, info.value.message
+
+    def caught_up() -> None:  # node-2 serves reads again (its undo ran first)
+        got = client.query(COLLECTION, filter="id > 0", output_fields=["count(*)"], timeout=30)
+        assert got[0]["count(*)"] == 300
+
+    eventually(caught_up, timeout=120, errors=(AssertionError, MilvusException))
+    ids = batch.tolist()
+    assert client.query(COLLECTION, filter=f"id in {ids}", output_fields=["id"], timeout=30) == []
+    assert not set(node_pks(cluster.milvus[2].address)) & set(ids)  # not on the node either
+    # a retry of the same request now: acknowledged, and each row there once
+    res = client.insert(COLLECTION, rows(batch), timeout=30)
+    assert res["insert_count"] == len(ids)
+    got = [r["id"] for r in client.query(COLLECTION, filter=f"id in {ids}", output_fields=["id"], timeout=30)]
+    assert sorted(got) == ids
+    time.sleep(2.0)  # a late copy of the first attempt would have shown by now
+    got = [r["id"] for r in client.query(COLLECTION, filter=f"id in {ids}", output_fields=["id"], timeout=30)]
+    assert sorted(got) == ids
+    client.close()

@@ -8,7 +8,6 @@ import time
 from collections import Counter
 
 import numpy as np
-import pytest
 from pymilvus import MilvusClient
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 from shopbyimage.v1 import admin_pb2
@@ -37,10 +36,6 @@ def get_ids(client: MilvusClient, ids: list[int]) -> set[int]:
     return found
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "failed once in the first full run after the merges (36 acknowledged keys missing on the returning "
-    "node after catch-up) and passed 3/3 alone; probably the same open bug the history checker found "
-    "(issues 11/16). Kept running so it stays visible."))
 def test_r2_kill_node_under_load_then_catch_up(make_cluster, loads):
     cluster = make_cluster(nodes=3, replicas=2)
     use_redis(cluster.redis_url)

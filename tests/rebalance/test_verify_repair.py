@@ -142,3 +142,33 @@ def test_verify_names_the_damage_and_repair_fixes_it_cli_and_background(r2) -> N
     code, rep = cli(c, "verify")
     assert code == 0 and rep["collections"][0]["rows"] == N, rep
 
+
+
+def test_verify_reports_stand_in_copies_as_hinted_while_a_replica_is_down(r2) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11: with a replica down, the stand-ins' copies of rows written meanwhile are hinted
+    handoff's business, not strays (repair must not delete them: they are the second copy)."""
+    from shopbyimage.v1 import admin_pb2
+
+    c, _ = r2
+    client = c.client()
+    make(client)
+    client.insert(COLL, rows(list(range(1, N + 1))))
+    c.milvus[0].kill()
+    stub = c.admin()
+
+    def down() -> None:
+        states = {n.id: n.state for n in stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=30).nodes}
+        assert states["node-0"] == admin_pb2.NODE_STATE_DOWN, states
+
+    eventually(down, timeout=60, errors=AssertionError)
+    new = list(range(N + 1, N + 61))
+    assert client.insert(COLL, rows(new))["insert_count"] == len(new)  # replica + stand-in each
+    ring = Ring([RingNode(f"node-{i}") for i in range(3)])
+    standins = [pk for pk in new if "node-0" in ring.replicas(pk, 2)]
+    assert standins
+    code, rep = cli(c, "verify")
+    (coll,) = rep["collections"]
+    assert code == 1 and coll["unreachable"] == ["node-0"]  # a node down is never clean
+    assert not [f for f in coll["findings"] if f["kind"] in ("stray", "missing")], coll["findings"][:5]
+    assert coll["hinted"] == len(standins)
+    client.close()

@@ -183,6 +183,15 @@ def test_fanout_plan() -> None:
     first, _, covers = fanout_plan(ring, 2, nodes, up, True, 0)
     assert first == nodes and not covers(frozenset(nodes[:2]))
     assert len(minimal_cover(Ring([RingNode(f"n{i}") for i in range(5)]), 3, [f"n{i}" for i in range(5)])) == 3
+    # all live, but n1 has pending hints (some of its copies are still on stand-ins): a minimal
+    # cover could read n1 instead of the stand-in holding a copy; the others must cover
+    for rotation in range(3):
+        first, spare, covers = fanout_plan(ring, 2, nodes, up, False, rotation, hinted=lambda n: n == "n1")
+        assert sorted(first) == ["n0", "n2"] and spare == ["n1"]
+        assert covers(frozenset(first)) and not covers(frozenset({"n0", "n1"})) and not covers(frozenset({"n1", "n2"}))
+    # two nodes behind: the third cannot cover alone, every live node must answer
+    first, spare, covers = fanout_plan(ring, 2, nodes, up, False, 0, hinted=lambda n: n != "n2")
+    assert first == nodes and spare == [] and not covers(frozenset(nodes[:2])) and covers(frozenset(nodes))
 
 
 def test_linear_quantile_matches_numpy() -> None:

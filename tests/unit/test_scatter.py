@@ -16,10 +16,11 @@ from shardproxy.acks import tally
 from shardproxy.config import ProxySettings
 from shardproxy.hedging import HedgeBudget
 from shardproxy.latency import LatencyTracker
-from shardproxy.errors import InvalidArgument, NodeError, Unavailable
+from shardproxy.errors import DeadlineBeforeSend, DeadlineExceeded, InvalidArgument, NodeError, Unavailable
+from shardproxy.hints import UNDO
 from shardproxy.placement import Placement
 from shardproxy.ring import Ring, RingNode
-from shardproxy.scatter import MILVUS_CODE_NOT_LOADED, Scatter
+from shardproxy.scatter import MILVUS_CODE_NOT_LOADED, Scatter, unknown_outcome
 
 
 class FakeNode:
@@ -54,6 +55,7 @@ class FakeCluster:
         self.failed: list[str] = []
         self.down: set[str] = set()
         self.hints: dict[str, list[Any]] = {}
+        self.events: list[tuple[str, str, str, tuple[Any, ...]]] = []  # hints and node writes, in order
         self.synced: list[str] = []
         self.rec = SimpleNamespace(name="c", db="default", key="c", replicas=1, loaded=True)
         self.settings = ProxySettings()
@@ -65,6 +67,9 @@ class FakeCluster:
 
     def is_live(self, node_id: str) -> bool:
         return node_id not in self.down and node_id not in self.failed
+
+    def has_hints(self, node_id: str) -> bool:
+        return False
 
     def mark_failed(self, node_id: str) -> None:
         self.failed.append(node_id)
@@ -80,9 +85,17 @@ class FakeCluster:
             self.synced.append(c.id)
             c.synced = True
 
-    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any], standin: str = "") -> bool:
-        self.hints.setdefault(node_id, []).extend(pks)
+    async def add_hints(self, node_id: str, collection: str, pks: Iterable[Any], standin: str = "",
+                        again: bool = False, in_flight: bool = False) -> bool:
+        pks = list(pks)
+        if not again:
+            self.hints.setdefault(node_id, []).extend(pks)
+        self.events.append(("hint-in-flight" if in_flight else "hint", node_id, standin, tuple(pks)))
         return True
+
+    async def touch_hints(self, collection: str, by_node: dict[str, list[Any]]) -> None:
+        for node, pks in by_node.items():
+            self.events.append(("touch", node, "", tuple(pks)))
 
 
 def run(coro: Any) -> Any:
@@ -154,11 +167,39 @@ def test_write_failure_opens_the_circuit_and_tally_reports_err_index(cl: FakeClu
     cl.nodes["n1"].fail["Insert"] = Unavailable("refused")
     results = run(Scatter(cl).write(cl.rec, "Insert", {n: None for n in parts},
                                     {n: [f"k{i}" for i in r] for n, r in parts.items()}))
-    assert isinstance(results["n1"], Unavailable) and cl.failed == ["n1"]
+    assert isinstance(results["n1"], Unavailable) and set(cl.failed) == {"n1"}
     acked = {n for n, r in results.items() if not isinstance(r, BaseException)}
     t = tally(5, parts, acked, 1)
     assert t.err_rows == [1] and t.ok_rows == [0, 2, 3, 4]
-    assert cl.hints == {}  # no replicas: nothing to replay from
+    # no replicas to replay from; the insert may still land on n1: recorded for undo there
+    assert cl.hints == {"n1": ["k1"]} and ("hint", "n1", UNDO, ("k1",)) in cl.events
+
+
+def test_r1_insert_with_unknown_outcome_is_undone_before_the_node_serves_again(cl: FakeCluster) -> None:
+    # issue 16: with R = 1 an insert to a hung node failed at the deadline and still landed when
+    # the node resumed. Its rows are recorded for undo and the node's circuit opened, so the
+    # node is not called again (no retry can land before the undo ran).
+    parts = {"n0": [0], "n1": [1, 2], "n2": [3]}
+    keys = {n: [f"k{i}" for i in r] for n, r in parts.items()}
+    cl.nodes["n1"].fail["Insert"] = DeadlineExceeded("no answer in time")
+    cl.nodes["n2"].fail["Insert"] = NodeError("n2", common_pb2.Status(code=1100, reason="bad row"))
+    results = run(Scatter(cl).write(cl.rec, "Insert", {n: None for n in parts}, keys))
+    assert unknown_outcome(results["n1"]) and not unknown_outcome(results["n2"])  # n2 refused it
+    assert cl.hints == {"n1": ["k1", "k2"]} and not cl.is_live("n1")
+    # the retry is not sent to n1 while the undo is pending (not called: nothing to undo)
+    cl.nodes["n1"].calls.clear()
+    results = run(Scatter(cl).write(cl.rec, "Insert", {n: None for n in parts}, keys))
+    assert cl.nodes["n1"].calls == [] and isinstance(results["n1"], Unavailable)
+    assert not unknown_outcome(results["n1"]) and cl.hints == {"n1": ["k1", "k2"]}
+    # an upsert is not undone (the reply says its rows may land; retrying it is idempotent)
+    cl.failed.clear()
+    cl.nodes["n1"].fail["Upsert"] = DeadlineExceeded("no answer in time")
+    run(Scatter(cl).write(cl.rec, "Upsert", {n: None for n in parts}, keys))
+    assert cl.hints == {"n1": ["k1", "k2"]}
+    # the caller had no time left: nothing was sent, nothing to undo, the node stays in
+    cl.nodes["n0"].fail["Insert"] = DeadlineBeforeSend("the caller's deadline expired before it was sent")
+    run(Scatter(cl).write(cl.rec, "Insert", {n: None for n in parts}, keys))
+    assert "n0" not in cl.hints and cl.is_live("n0")
 
 
 def test_replicated_write_skips_open_circuits_and_records_hints(cl: FakeCluster) -> None:

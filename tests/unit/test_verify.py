@@ -142,3 +142,25 @@ def test_plan_filters_by_node_and_skips_duplicates() -> None:
     assert full.copies == {(tgt[5][0], tgt[5][1]): [5]} and len(full.skipped) == 1
     only = plan(rep.findings, node="nope")
     assert only.empty
+
+
+def test_stand_in_copies_and_replicas_awaiting_handoff_are_hinted_not_strays() -> None:
+    # issue 11: with a replica down, verify reported the stand-in copies as strays
+    p = Placement.steady(R3, 2)
+    streams = placed(p)
+    pk = PKS[0]
+    tgt, _ = replica_sets(p, [pk])[0]
+    other = next(n for n in R3.node_ids if n not in tgt)
+    streams[tgt[1]] = [e for e in streams[tgt[1]] if e[0] != pk]  # the replica lacks it ...
+    streams[other].append((pk, f"d{pk}"))  # ... and a stand-in holds it
+    rep = run(p, streams)
+    assert {(f.kind, f.node) for f in rep.findings if f.pk == pk} == {("stray", other), ("missing", tgt[1])}
+    rep = CollectionReport("c")
+    compare_window(rep, {n: sorted(v) for n, v in streams.items()}, p, (), hints={pk: {tgt[1]: other}})
+    assert rep.findings == [] and rep.clean
+    assert {(f.kind, f.node) for f in rep.hinted} == {("hinted", other), ("hinted", tgt[1])}
+    assert rep.nodes[other].hinted == 1 and rep.to_dict()["hinted"] == 2
+    # a copy on a node no hint names is still a stray
+    rep = CollectionReport("c")
+    compare_window(rep, {n: sorted(v) for n, v in streams.items()}, p, (), hints={pk: {tgt[1]: ""}})
+    assert {(f.kind, f.node) for f in rep.findings} == {("stray", other)}
