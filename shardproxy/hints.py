@@ -73,6 +73,20 @@ return touched
 """
 
 
+_BEGIN = """
+local why = redis.call('HGET', KEYS[1], 'repair') or redis.call('HGET', KEYS[1], 'overflow') or ARGV[1]
+redis.call('HSET', KEYS[1], 'repair', why)
+redis.call('HDEL', KEYS[1], 'overflow', 'first_ms')
+return 1
+"""
+
+_FINISH = """
+if redis.call('HEXISTS', KEYS[1], 'overflow') == 1 then return 0 end
+redis.call('HDEL', KEYS[1], 'repair')
+return 1
+"""
+
+
 UNDO = "!undo"  # the stand-in field of an undo record: an R = 1 insert reported as failed that may
 # have landed on the node (it hung, or did not answer in time): replayed as a delete on the node
 # before it serves reads or writes again
@@ -124,6 +138,8 @@ class HintStore:
         self._add = r.register_script(_ADD)
         self._remove_if = r.register_script(_REMOVE_IF)
         self._touch = r.register_script(_TOUCH)
+        self._begin = r.register_script(_BEGIN)
+        self._finish = r.register_script(_FINISH)
 
     def key(self, node: str, collection: str) -> str:
         return f"{self.prefix}:hints:{node}:{collection}"
@@ -187,6 +203,8 @@ class HintStore:
     async def needs_repair(self, node: str, now_ms: int | None = None) -> str:
         """Why the node cannot be brought back by its hints alone ("" when it can)."""
         meta = await self.r.hgetall(self.meta_key(node))
+        if b"repair" in meta:  # a rebuild began and has not finished (the proxy doing it died)
+            return meta[b"repair"].decode()
         if b"overflow" in meta:
             return meta[b"overflow"].decode()
         first = int(meta[b"first_ms"]) if b"first_ms" in meta else None
@@ -202,6 +220,15 @@ class HintStore:
         await self.r.hdel(self.meta_key(node), "first_ms")
         return True
 
-    async def mark_repaired(self, node: str) -> None:
-        """After a repair of the node's key ranges: its hints are moot."""
-        await self.r.delete(self.meta_key(node))
+    async def begin_rebuild(self, node: str, why: str) -> None:
+        """Before a rebuild of the node's key ranges scans its peers: hints are recorded again
+        from now on (so writes racing the rebuild are replayed after it), while ``repair`` keeps
+        the node marked as needing a repair until :meth:`mark_repaired` (a proxy dying mid-way
+        leaves it so, and the next one rebuilds again)."""
+        await self._begin(keys=[self.meta_key(node)], args=[why])
+
+    async def mark_repaired(self, node: str) -> bool:
+        """After a rebuild of the node's key ranges: its pending hints (older ones and those of
+        writes during the rebuild) can bring it up to date again. False, and still marked, when
+        its hints overflowed again during the rebuild (rebuild once more)."""
+        return bool(await self._finish(keys=[self.meta_key(node)]))
