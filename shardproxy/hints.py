@@ -4,11 +4,12 @@ A hint says "replica N missed a write of key K; its copy (if any) went to stand-
 per (node, collection): ``{prefix}:hints:N:C`` field K -> ``S|ms`` (S empty when no stand-in took
 a copy: a delete, or a write whose stand-in was not needed). A meta hash per node,
 ``{prefix}:hintmeta:N``, holds ``first_ms`` (when its oldest pending hint was written) and
-``overflow`` (why hints stopped being recorded).
+``overflow`` (why hints stopped being recorded) and ``repair`` (a rebuild is due or running,
+:meth:`HintStore.begin_rebuild` / :meth:`HintStore.mark_repaired`).
 
 Bounds (``hint_max_keys`` per node and collection, ``hint_max_age_s``): past them hints stop being
-recorded for that node, and the node must be repaired (its key ranges copied from the other
-replicas) before it serves reads again; :meth:`needs_repair` says so.
+recorded for that node, and the node must be rebuilt (its key ranges copied from the other
+replicas, :mod:`shardproxy.rebuild`) before it serves reads again; :meth:`needs_repair` says so.
 
 Replay removes a hint only if it still holds the value that was replayed (a compare-and-delete
 in Lua), so a write hinted again during the replay is never forgotten. Every write of a hint
