@@ -26,14 +26,14 @@ from shardproxy.metastore import (
     NodeRecord,
     NodeState,
 )
-from shardproxy import handoff, metrics
+from shardproxy import handoff, metrics, rebuild
 from shardproxy.hedging import HedgeBudget
 from shardproxy.hints import HintStore
 from shardproxy.latency import LatencyTracker
 from shardproxy.moves import MoveStore
 from shardproxy.catalog import DEFAULT_DB, collection_key
 from shardproxy.nodepool import CatalogState, NodeClient, NodePool
-from shardproxy.placement import Placement
+from shardproxy.placement import Placement, replica_lists
 from shardproxy.resolve import CatalogCache
 from shardproxy.ring import Ring
 
@@ -275,8 +275,9 @@ class Cluster:
 
     async def catch_up(self, client: NodeClient) -> None:
         """Replay the hints of a node that answers; mark it active when it was down and every
-        hint is replayed. A node whose hints overflowed or grew too old stays down: it needs a
-        repair of its key ranges first (its hints alone cannot bring it up to date)."""
+        hint is replayed. A node whose hints overflowed or grew too old is rebuilt from the other
+        replicas first (:meth:`_rebuild`; its hints alone cannot bring it up to date) and stays
+        down (out of reads) until that and the replay are done."""
         rec_state = client.record.state
         names = await self.store.collection_keys()  # every database's
         pending = await self.hints.pending(client.id, names)
@@ -287,18 +288,18 @@ class Cluster:
             self._health[client.id] = True
             return
         why = await self.hints.needs_repair(client.id)
-        if why:
-            if self._repair_warned.get(client.id) != why:
-                log.warning("node %s answers but needs a repair before it serves reads (%s); it stays down", client.id, why)
-                self._repair_warned[client.id] = why
-            if rec_state == NodeState.ACTIVE:
-                await self._set_state(client.id, NodeState.DOWN, expect=NodeState.ACTIVE)
+        if why and rec_state == NodeState.ACTIVE:  # out of reads first; the next probe rebuilds it
+            log.warning("node %s needs a repair before it serves reads (%s)", client.id, why)
+            await self._set_state(client.id, NodeState.DOWN, expect=NodeState.ACTIVE)
             return
         lock = self.store.k("catchup", client.id)
         token = f"{self.settings.proxy_id or self.settings.address}:{id(self)}"
         if not await self.store.r.set(lock, token, nx=True, px=120_000):
             return  # another proxy is on it
+        keeper = asyncio.create_task(rebuild.hold(self.store.r, lock, token, 120_000)) if why else None
         try:
+            if why and not await self._rebuild(client, why):
+                return  # not now (a peer is out, a move runs) or overflowed again: next probe
             await self._replay_all(client)
             if await self.hints.pending(client.id, names):
                 return  # some hints cannot be replayed yet (a stand-in is unreachable): stay out of reads
@@ -309,8 +310,28 @@ class Cluster:
                 self._hinted.discard(client.id)
             self._health[client.id] = True
         finally:
+            if keeper is not None:
+                keeper.cancel()
             if (await self.store.r.get(lock) or b"").decode() == token:
                 await self.store.r.delete(lock)
+
+    async def _rebuild(self, client: NodeClient, why: str) -> bool:
+        """Rebuild a node whose hints overflowed or grew too old from the other replicas, under
+        the catch-up lock, once every peer answers and no move runs (:func:`rebuild.rebuild_node`).
+        True when done; the caller then replays the hints written meanwhile and marks it active."""
+        others = [n for n in self.ring.node_ids if n != client.id]
+        blocked = "a move runs" if self.moving else ", ".join(f"{n} is out" for n in others if not self.is_live(n))
+        if blocked:
+            if self._repair_warned.get(client.id) != blocked:
+                log.warning("node %s needs a repair (%s); it stays down while %s", client.id, why, blocked)
+                self._repair_warned[client.id] = blocked
+            return False
+        log.warning("node %s needs a repair (%s): rebuilding its key ranges from %s", client.id, why, ", ".join(others))
+        self._repair_warned.pop(client.id, None)
+        return await rebuild.rebuild_node(
+            client, {n: self.pool.clients[n] for n in others}, await self.store.collections(), self.hints, why,
+            lambda keys, r: replica_lists(self.ring, keys, r), lambda: self._replay_all(client),
+            self.settings.repair_rows_per_s)
 
     async def _replay_all(self, client: NodeClient) -> None:
         rings = [self.ring] + ([self.current_ring] if self.moving else [])  # where the keys' replicas are

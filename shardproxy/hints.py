@@ -4,11 +4,12 @@ A hint says "replica N missed a write of key K; its copy (if any) went to stand-
 per (node, collection): ``{prefix}:hints:N:C`` field K -> ``S|ms`` (S empty when no stand-in took
 a copy: a delete, or a write whose stand-in was not needed). A meta hash per node,
 ``{prefix}:hintmeta:N``, holds ``first_ms`` (when its oldest pending hint was written) and
-``overflow`` (why hints stopped being recorded).
+``overflow`` (why hints stopped being recorded) and ``repair`` (a rebuild is due or running,
+:meth:`HintStore.begin_rebuild` / :meth:`HintStore.mark_repaired`).
 
 Bounds (``hint_max_keys`` per node and collection, ``hint_max_age_s``): past them hints stop being
-recorded for that node, and the node must be repaired (its key ranges copied from the other
-replicas) before it serves reads again; :meth:`needs_repair` says so.
+recorded for that node, and the node must be rebuilt (its key ranges copied from the other
+replicas, :mod:`shardproxy.rebuild`) before it serves reads again; :meth:`needs_repair` says so.
 
 Replay removes a hint only if it still holds the value that was replayed (a compare-and-delete
 in Lua), so a write hinted again during the replay is never forgotten. Every write of a hint
@@ -73,6 +74,20 @@ return touched
 """
 
 
+_BEGIN = """
+local why = redis.call('HGET', KEYS[1], 'repair') or redis.call('HGET', KEYS[1], 'overflow') or ARGV[1]
+redis.call('HSET', KEYS[1], 'repair', why)
+redis.call('HDEL', KEYS[1], 'overflow', 'first_ms')
+return 1
+"""
+
+_FINISH = """
+if redis.call('HEXISTS', KEYS[1], 'overflow') == 1 then return 0 end
+redis.call('HDEL', KEYS[1], 'repair')
+return 1
+"""
+
+
 UNDO = "!undo"  # the stand-in field of an undo record: an R = 1 insert reported as failed that may
 # have landed on the node (it hung, or did not answer in time): replayed as a delete on the node
 # before it serves reads or writes again
@@ -124,6 +139,8 @@ class HintStore:
         self._add = r.register_script(_ADD)
         self._remove_if = r.register_script(_REMOVE_IF)
         self._touch = r.register_script(_TOUCH)
+        self._begin = r.register_script(_BEGIN)
+        self._finish = r.register_script(_FINISH)
 
     def key(self, node: str, collection: str) -> str:
         return f"{self.prefix}:hints:{node}:{collection}"
@@ -187,6 +204,8 @@ class HintStore:
     async def needs_repair(self, node: str, now_ms: int | None = None) -> str:
         """Why the node cannot be brought back by its hints alone ("" when it can)."""
         meta = await self.r.hgetall(self.meta_key(node))
+        if b"repair" in meta:  # a rebuild began and has not finished (the proxy doing it died)
+            return meta[b"repair"].decode()
         if b"overflow" in meta:
             return meta[b"overflow"].decode()
         first = int(meta[b"first_ms"]) if b"first_ms" in meta else None
@@ -202,6 +221,15 @@ class HintStore:
         await self.r.hdel(self.meta_key(node), "first_ms")
         return True
 
-    async def mark_repaired(self, node: str) -> None:
-        """After a repair of the node's key ranges: its hints are moot."""
-        await self.r.delete(self.meta_key(node))
+    async def begin_rebuild(self, node: str, why: str) -> None:
+        """Before a rebuild of the node's key ranges scans its peers: hints are recorded again
+        from now on (so writes racing the rebuild are replayed after it), while ``repair`` keeps
+        the node marked as needing a repair until :meth:`mark_repaired` (a proxy dying mid-way
+        leaves it so, and the next one rebuilds again)."""
+        await self._begin(keys=[self.meta_key(node)], args=[why])
+
+    async def mark_repaired(self, node: str) -> bool:
+        """After a rebuild of the node's key ranges: its pending hints (older ones and those of
+        writes during the rebuild) can bring it up to date again. False, and still marked, when
+        its hints overflowed again during the rebuild (rebuild once more)."""
+        return bool(await self._finish(keys=[self.meta_key(node)]))

@@ -135,9 +135,9 @@ VERIFY_FINDINGS = Gauge(
 )
 VERIFY_UNREACHABLE = Gauge("shardproxy_verify_unreachable_nodes", "Nodes the last verify scan could not read")
 REPAIR_ROWS = Counter(
-    "shardproxy_repair_rows_total", "Rows repaired, by action (copied, stray_deleted, reconverged)", ["action"]
+    "shardproxy_repair_rows_total", "Rows repaired, by action (copied, stray_deleted, reconverged; deleted: by a node rebuild)", ["action"]
 )
-REPAIR_PASSES = Counter("shardproxy_repair_passes_total", "Repair passes finished (verify + fix), by result",
+REPAIR_PASSES = Counter("shardproxy_repair_passes_total", "Repair passes finished (verify + fix; rebuilt: a returning node's key ranges), by result",
                         ["result"])
 REPAIR_LAST_PASS = Gauge("shardproxy_repair_last_pass_timestamp_seconds", "Unix time the last repair pass ended")
 MIGRATION_ERRORS = Counter(

@@ -122,3 +122,31 @@ def test_in_flight_hints_are_not_replayed_until_their_write_is_done(redis_url: s
             await r.aclose()
 
     asyncio.run(go())
+
+
+def test_a_rebuild_records_hints_again_and_stays_marked_until_it_finishes(redis_url: str) -> None:
+    async def go() -> None:
+        r = Redis.from_url(redis_url)
+        store = HintStore(r, "t-rebuild", max_keys=2, max_age_s=3600)
+        try:
+            assert await store.add("n1", "c", [1, 2], "n2")
+            assert not await store.add("n1", "c", [3], "n2")  # past the bound: refused, overflowed
+            why = await store.needs_repair("n1")
+            assert "more than 2" in why
+            await store.begin_rebuild("n1", "ignored: the overflow reason is kept")
+            assert await store.needs_repair("n1") == why  # still needs it until the rebuild finishes
+            await r.hdel(store.key("n1", "c"), "1", "2")  # the pending hints were replayed
+            assert await store.add("n1", "c", [4], "n2")  # hints are recorded again meanwhile
+            assert await store.mark_repaired("n1")
+            assert await store.needs_repair("n1") == ""
+            assert await store.pending("n1", ["c"]) == 1  # the hint written meanwhile is replayed next
+            # overflowing again during a rebuild: not repaired, rebuilt once more
+            await store.begin_rebuild("n1", "its oldest hint is older than 3600 s")
+            assert await store.needs_repair("n1") == "its oldest hint is older than 3600 s"
+            assert not await store.add("n1", "c", [5, 6], "n2")
+            assert not await store.mark_repaired("n1")
+            assert await store.needs_repair("n1")
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
