@@ -192,10 +192,11 @@ class Cluster:
 
         start = loop.time()
         results = await asyncio.gather(*(probe(c) for c in clients))
-        verdict = round_is_verdict(loop.time() - start, timeout)
+        elapsed = loop.time() - start
+        verdict = round_is_verdict(elapsed, timeout)
         if not verdict:
             log.info("health round took %.1f s for a %.1f s deadline: the proxy was starved; failures not counted",
-                     loop.time() - start, timeout)
+                     elapsed, timeout)
         for c, (ok, took) in zip(clients, results):
             was = self._health.get(c.id)
             if ok:

@@ -28,16 +28,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
-from pymilvus.grpc_gen import common_pb2, milvus_pb2
+from pymilvus.grpc_gen import milvus_pb2
 from redis.asyncio import Redis
 
 from shardproxy import fielddata, metrics
 from shardproxy.hints import HintStore
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
-from shardproxy.nodequery import after_expr, fetch_rows_by_partition, kvs, pk_expr
+from shardproxy.nodequery import fetch_rows_by_partition, pk_expr
 from shardproxy.verify import Key
-from shardproxy.verifyscan import row_digests
+from shardproxy.verifyscan import Pacer, read_rows, row_digests
 
 log = logging.getLogger(__name__)
 
@@ -90,33 +90,12 @@ async def hold(r: Redis, key: str, token: str, ttl_ms: int) -> None:
             return
 
 
-class Pacer:
-    """Sleep so that rows handled stay at or below ``rows_per_s`` (0 = unthrottled)."""
-
-    def __init__(self, rows_per_s: float) -> None:
-        self.rate = rows_per_s
-        self.done = 0
-        self.t0 = time.monotonic()
-
-    async def __call__(self, rows: int) -> None:
-        self.done += rows
-        if self.rate > 0:
-            pause = self.done / self.rate - (time.monotonic() - self.t0)
-            if pause > 0:
-                await asyncio.sleep(pause)
-
-
 async def digests(client: NodeClient, rec: CollectionRecord, batch: int, pace: Pacer) -> dict[Key, str]:
     """``pk -> row digest`` of every row of ``rec`` on one node, in pk order, ``batch`` at a time."""
     out: dict[Key, str] = {}
     last: Key | None = None
     while True:
-        req = milvus_pb2.QueryRequest(
-            db_name=rec.db, collection_name=rec.name, expr=after_expr(rec.pk_name, last, rec.pk_is_str),
-            output_fields=["*"], query_params=kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
-            consistency_level=common_pb2.ConsistencyLevel.Strong,
-        )
-        entries = row_digests(list((await client.call("Query", req)).fields_data), rec.pk_name)
+        entries = row_digests(await read_rows(client, rec, last, batch), rec.pk_name)
         out.update(entries)
         await pace(len(entries))
         if len(entries) < batch:

@@ -63,12 +63,29 @@ async def read_rows(client: NodeClient, rec: CollectionRecord, last: Key | None,
     if expr.strip():
         e = f"({expr}) and {e}"
     req = milvus_pb2.QueryRequest(
-        collection_name=rec.name, expr=e, output_fields=["*"],
+        db_name=rec.db, collection_name=rec.name, expr=e, output_fields=["*"],
         query_params=kvs(limit=str(batch), iterator="True", reduce_stop_for_best="True"),
         consistency_level=common_pb2.ConsistencyLevel.Strong,
     )
     resp = await client.call("Query", req)
     return list(resp.fields_data)
+
+
+class Pacer:
+    """Sleep so that rows handled stay at or below ``rows_per_s`` (0 = unthrottled); shared by the
+    verify scan and the node rebuild (:mod:`shardproxy.rebuild`)."""
+
+    def __init__(self, rows_per_s: float) -> None:
+        self.rate = rows_per_s
+        self.done = 0
+        self.t0 = time.monotonic()
+
+    async def __call__(self, rows: int) -> None:
+        self.done += rows
+        if self.rate > 0:
+            pause = self.done / self.rate - (time.monotonic() - self.t0)
+            if pause > 0:
+                await asyncio.sleep(pause)
 
 
 async def node_rows(client: NodeClient, name: str) -> int:
@@ -117,7 +134,7 @@ class Scanner:
         done: set[str] = set()
         optional = {n.id for n in nodes if n.state == NodeState.DRAINED}
         read = 0
-        t0 = time.monotonic()
+        pace = Pacer(self.opt.max_rows_per_s)
         while True:
             need = [n for n in clients if n not in done and not bufs[n]]
             got = await asyncio.gather(*(self._fetch(clients[n], rec, lasts[n]) for n in need),
@@ -144,10 +161,7 @@ class Scanner:
             if progress is not None:
                 progress(read, max(estimate, read))
             metrics.VERIFY_ROWS_SCANNED.inc(sum(len(w) for w in windows.values()))
-            if self.opt.max_rows_per_s > 0:
-                pause = read / self.opt.max_rows_per_s - (time.monotonic() - t0)
-                if pause > 0:
-                    await asyncio.sleep(pause)
+            await pace(read - pace.done)
             if len(done) == len(clients) and not any(bufs.values()):
                 break
         if only_node:
