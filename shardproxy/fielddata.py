@@ -197,6 +197,17 @@ def pk_values(ids: schema_pb2.IDs) -> list[int] | list[str]:
     return list(ids.int_id.data)
 
 
+def pk_column(fields: Sequence[schema_pb2.FieldData], pk_name: str) -> schema_pb2.FieldData | None:
+    """The primary-key column of a row set (None when absent, e.g. auto_id inserts)."""
+    return next((fd for fd in fields if fd.field_name == pk_name and not fd.is_dynamic), None)
+
+
+def pk_column_values(fields: Sequence[schema_pb2.FieldData], pk_name: str) -> list:
+    """The primary keys of a row set, in row order ([] when the column is absent)."""
+    col = pk_column(fields, pk_name)
+    return column_values(col) if col is not None else []
+
+
 def column_values(fd: schema_pb2.FieldData) -> list:
     """Scalar column as a Python list (primary keys)."""
     return list(getattr(fd.scalars, _scalar_attr(fd)).data)

@@ -16,11 +16,6 @@ from shardproxy import fielddata
 from shardproxy.placement import Placement
 
 
-def _pks(fields: Sequence[schema_pb2.FieldData], pk_name: str) -> list:
-    col = next((fd for fd in fields if fd.field_name == pk_name and not fd.is_dynamic), None)
-    return fielddata.column_values(col) if col is not None else []
-
-
 def prefer_target_copies(placement: Placement, per_node: Mapping[str, Sequence[schema_pb2.FieldData]],
                          pk_name: str) -> dict[str, list[schema_pb2.FieldData]]:
     """Per node, its rows minus those whose key some *target* replica of that key also returned
@@ -28,7 +23,7 @@ def prefer_target_copies(placement: Placement, per_node: Mapping[str, Sequence[s
     out = {n: list(f) for n, f in per_node.items()}
     if not placement.moving:
         return out
-    got = {n: _pks(f, pk_name) for n, f in out.items()}
+    got = {n: fielddata.pk_column_values(f, pk_name) for n, f in out.items()}
     keys = sorted({pk for pks in got.values() for pk in pks}, key=lambda k: (isinstance(k, str), k))
     if not keys:
         return out

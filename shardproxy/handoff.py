@@ -106,9 +106,7 @@ async def replay_batch(
         fetched[n] = await _fetch(clients[n], rec, keys)
         found[n] = set()
         for _, fields in fetched[n]:
-            pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name), None)
-            if pk_col is not None:
-                found[n].update(fielddata.column_values(pk_col))
+            found[n].update(fielddata.pk_column_values(fields, rec.pk_name))
     chosen = choose([sources[i] for i in ready], found, [pks[i] for i in ready])
     # a node that is not a replica of a key (a stand-in that missed a delete) only gets the delete
     chosen = {j: n for j, n in chosen.items() if target.id in replica_sets[ready[j]]}
@@ -118,10 +116,7 @@ async def replay_batch(
     pieces: dict[str, list[list[schema_pb2.FieldData]]] = {}  # by partition: rows keep their partition
     for node, keys in by_node.items():
         for partition, fields in fetched[node]:
-            pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name), None)
-            if pk_col is None:
-                continue
-            rows = [k for k, v in enumerate(fielddata.column_values(pk_col)) if v in keys]
+            rows = [k for k, v in enumerate(fielddata.pk_column_values(fields, rec.pk_name)) if v in keys]
             if rows:
                 pieces.setdefault(partition, []).append(fielddata.take_all(fields, rows))
     upserted = 0

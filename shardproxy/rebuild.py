@@ -114,8 +114,7 @@ async def rebuild_collection(node: NodeClient, peers: Mapping[str, NodeClient], 
         for i in range(0, len(keys), batch):
             chunk = keys[i : i + batch]
             for partition, fields in await fetch_rows_by_partition(peers[src], rec, chunk):
-                pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic), None)
-                n = len(fielddata.column_values(pk_col)) if pk_col is not None else 0
+                n = len(fielddata.pk_column_values(fields, rec.pk_name))
                 if not n:
                     continue  # deleted since the scan: that delete was hinted, the replay settles it
                 req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name, partition_name=partition,

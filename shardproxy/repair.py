@@ -128,8 +128,7 @@ class Repairer:
 
     async def _copy(self, rec: CollectionRecord, src: str, dst: str, pks: list[Key], by_id: dict) -> int:  # type: ignore[type-arg]
         fields = await fetch_rows(self.scanner.client(by_id[src]), rec, pks)
-        pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic), None)
-        n = len(fielddata.column_values(pk_col)) if pk_col is not None else 0
+        n = len(fielddata.pk_column_values(fields, rec.pk_name))
         if not n:
             return 0
         req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=n)
@@ -145,8 +144,7 @@ class Repairer:
             if owner not in by_id:
                 continue
             fields = await fetch_rows(self.scanner.client(by_id[owner]), rec, pks)
-            col = next((fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic), None)
-            holding[owner] = set(fielddata.column_values(col)) if col is not None else set()
+            holding[owner] = set(fielddata.pk_column_values(fields, rec.pk_name))
         return [pk for pk, (tgt, _) in zip(pks, sets) if tgt and all(pk in holding.get(n, set()) for n in tgt)]
 
 

@@ -41,7 +41,7 @@ def row_digests(fields: list[schema_pb2.FieldData], pk_name: str) -> list[Entry]
     """``(pk, digest)`` per returned row, sorted by pk; the digest covers every field's value
     (deterministic protobuf bytes of that row's slice, fields in name order)."""
     cols = sorted(fields, key=lambda fd: (fd.field_name, fd.is_dynamic))
-    pk_col = next((fd for fd in cols if fd.field_name == pk_name and not fd.is_dynamic), None)
+    pk_col = fielddata.pk_column(cols, pk_name)
     if pk_col is None:
         return []
     pks = fielddata.column_values(pk_col)

@@ -58,7 +58,7 @@ class WriteHandlers(HandlerBase):
 
     async def _pk_column(self, rec: CollectionRecord, method: str, fields: list[schema_pb2.FieldData],
                          num_rows: int) -> schema_pb2.FieldData:
-        pk_col = next((fd for fd in fields if fd.field_name == rec.pk_name and not fd.is_dynamic), None)
+        pk_col = fielddata.pk_column(fields, rec.pk_name)
         if pk_col is None:
             if not rec.auto_id:
                 raise InvalidArgument(f"primary key field {rec.pk_name!r} is missing")
