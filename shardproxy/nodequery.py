@@ -84,6 +84,22 @@ async def fetch_rows_by_partition(client: NodeClient, rec: CollectionRecord,
     return out
 
 
+async def copy_rows(src: NodeClient, dst: NodeClient, rec: CollectionRecord, pks: Sequence[Key]) -> int:
+    """Upsert the rows of ``pks`` that ``src`` holds onto ``dst``, each in its partition and the
+    collection's database (repair, node rebuild). Returns the rows copied (keys ``src`` no longer
+    holds are skipped)."""
+    copied = 0
+    for partition, fields in await fetch_rows_by_partition(src, rec, pks):
+        n = len(fielddata.pk_column_values(fields, rec.pk_name))
+        if not n:
+            continue
+        req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name, partition_name=partition, num_rows=n)
+        req.fields_data.extend(fields)
+        await dst.write("Upsert", rec.key, req)
+        copied += n
+    return copied
+
+
 async def fetch_rows(client: NodeClient, rec: CollectionRecord, pks: Sequence[Key],
                      partition: str = "") -> list[schema_pb2.FieldData]:
     """Full rows (``output_fields=["*"]``) of the given keys on one node."""

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pymilvus.grpc_gen import milvus_pb2
 from redis.asyncio import Redis
 
-from shardproxy import fielddata, metrics
+from shardproxy import metrics
 from shardproxy.hints import HintStore
 from shardproxy.metastore import CollectionRecord
 from shardproxy.nodepool import NodeClient
-from shardproxy.nodequery import fetch_rows_by_partition, pk_expr
+from shardproxy.nodequery import copy_rows, pk_expr
 from shardproxy.verify import Key
 from shardproxy.verifyscan import Pacer, read_rows, row_digests
 
@@ -113,15 +113,8 @@ async def rebuild_collection(node: NodeClient, peers: Mapping[str, NodeClient], 
     for src, keys in p.copies.items():
         for i in range(0, len(keys), batch):
             chunk = keys[i : i + batch]
-            for partition, fields in await fetch_rows_by_partition(peers[src], rec, chunk):
-                n = len(fielddata.pk_column_values(fields, rec.pk_name))
-                if not n:
-                    continue  # deleted since the scan: that delete was hinted, the replay settles it
-                req = milvus_pb2.UpsertRequest(db_name=rec.db, collection_name=rec.name, partition_name=partition,
-                                               num_rows=n)
-                req.fields_data.extend(fields)
-                await node.write("Upsert", rec.key, req)
-                await pace(n)
+            # keys deleted since the scan are skipped: that delete was hinted, the replay settles it
+            await pace(await copy_rows(peers[src], node, rec, chunk))
     for i in range(0, len(p.deletes), batch):
         chunk = p.deletes[i : i + batch]
         await node.write("Delete", rec.key, milvus_pb2.DeleteRequest(

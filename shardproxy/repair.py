@@ -22,7 +22,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from shardproxy import fielddata, metrics
 from shardproxy.metastore import CollectionRecord, MetaStore
-from shardproxy.nodequery import fetch_rows, pk_expr
+from shardproxy.nodequery import copy_rows, fetch_rows, pk_expr
 from shardproxy.placement import Placement
 from shardproxy.verify import CollectionReport, Finding, Key, replica_sets
 from shardproxy.verifyscan import ScanOptions, Scanner
@@ -127,14 +127,7 @@ class Repairer:
         return res
 
     async def _copy(self, rec: CollectionRecord, src: str, dst: str, pks: list[Key], by_id: dict) -> int:  # type: ignore[type-arg]
-        fields = await fetch_rows(self.scanner.client(by_id[src]), rec, pks)
-        n = len(fielddata.pk_column_values(fields, rec.pk_name))
-        if not n:
-            return 0
-        req = milvus_pb2.UpsertRequest(collection_name=rec.name, num_rows=n)
-        req.fields_data.extend(fields)
-        await self.scanner.client(by_id[dst]).write("Upsert", rec.name, req)
-        return n
+        return await copy_rows(self.scanner.client(by_id[src]), self.scanner.client(by_id[dst]), rec, pks)
 
     async def _owned(self, rec: CollectionRecord, placement: Placement, pks: list[Key], by_id: dict) -> list[Key]:  # type: ignore[type-arg]
         """Keys of ``pks`` that every target owner (that answers) holds now."""
