@@ -59,13 +59,9 @@ def redis_server_binary() -> str:
 
 
 def milvus_lite_binary() -> list[str]:
-    exe = Path(sys.executable).parent / "milvus-lite"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("milvus-lite")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "milvus_lite"]
+    """milvus-lite's server command line, with its writes serialized (:mod:`devkit.litenode`: the
+    engine's WAL is not safe under concurrent writes and loses acknowledged rows after a crash)."""
+    return [sys.executable, "-m", "devkit.litenode"]
 
 
 @dataclass
