@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,6 +63,7 @@ class Cluster:
         self._id_lock = asyncio.Lock()
         self._health: dict[str, bool] = {}  # False = circuit open: not called until it answers a probe
         self._fails: dict[str, int] = {}
+        self._answering: dict[str, bool] = {}  # the last health probe's verdict (a down node may answer)
         self._recovering: dict[str, asyncio.Task[Any]] = {}
         self._repair_warned: dict[str, str] = {}
         self._probes = ProbeHistory()  # answered probe durations: the adaptive probe deadline
@@ -200,6 +202,7 @@ class Cluster:
         for c, (ok, took) in zip(clients, results):
             was = self._health.get(c.id)
             if ok:
+                self._answering[c.id] = True
                 self._probes.add(took)
                 self._fails[c.id] = 0
                 task = self._recovering.get(c.id)
@@ -215,6 +218,7 @@ class Cluster:
                     log.warning("node %s (%s) stopped answering", c.id, c.address)
                 c.synced = False
                 self._health[c.id] = False
+                self._answering[c.id] = False
                 if c.record.state == NodeState.ACTIVE:
                     await self._set_state(c.id, NodeState.DOWN, expect=NodeState.ACTIVE)
         return {c.id: self._health.get(c.id, False) for c in clients}
@@ -301,9 +305,12 @@ class Cluster:
         try:
             if why and not await self._rebuild(client, why):
                 return  # not now (a peer is out, a move runs) or overflowed again: next probe
+            started_ms = int(time.time() * 1000)
             await self._replay_all(client)
-            if await self.hints.pending(client.id, names):
+            if await self.hints.stuck(client.id, names, started_ms):
                 return  # some hints cannot be replayed yet (a stand-in is unreachable): stay out of reads
+            # what is left was hinted while this pass ran (writes go on while the node is down: waiting
+            # for none would never end under load); it is replayed right after the switch below
             if rec_state == NodeState.DOWN:
                 await self._set_state(client.id, NodeState.ACTIVE, expect=NodeState.DOWN)
                 await self._replay_all(client)  # writes hinted while every proxy learnt the switch
@@ -340,13 +347,22 @@ class Cluster:
             if rec.replicas <= 1 and not await self.hints.pending(client.id, [rec.key]):
                 continue
             for _ in range(1 + (await self.hints.pending(client.id, [rec.key])) // handoff.BATCH + 2):
-                if not await handoff.replay_batch(self.hints, client, rec, rings, self.pool.clients, self.is_live):
+                if not await handoff.replay_batch(self.hints, client, rec, rings, self.pool.clients, self.is_live,
+                                                        self.answers):
                     break
 
     def has_hints(self, node_id: str) -> bool:
         """The node has pending hints (as of this proxy's last probe or its own hint): some of its
         copies may still be on stand-ins, so covering reads do not rely on it alone."""
         return node_id in self._hinted
+
+    def answers(self, node_id: str) -> bool:
+        """Reachable for a replay's reads: live, or marked down but answering health probes (it is
+        catching up itself; :func:`shardproxy.handoff.plan_sources` decides which of its copies count)."""
+        if self.is_live(node_id):
+            return True
+        c = self.pool.clients.get(node_id)
+        return c is not None and c.record.state != NodeState.SPARE and self._answering.get(node_id, False)
 
     def is_live(self, node_id: str) -> bool:
         """Worth calling: not marked down in Redis and its circuit is closed."""

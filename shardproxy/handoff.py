@@ -33,19 +33,30 @@ BATCH = 1000
 
 
 def plan_sources(
-    hints: list[Hint], replica_sets: list[list[str]], target: str, is_live: Callable[[str], bool]
+    hints: list[Hint], replica_sets: list[list[str]], target: str, answers: Callable[[str], bool],
+    hinted_on: dict[str, dict[Any, str]] | None = None,
 ) -> tuple[list[list[str]], list[int]]:
-    """Per hint, the nodes to read the key from (live replicas other than ``target`` first, then
-    the stand-in), and the hints that cannot be replayed now (a stand-in holding a copy is not
-    reachable, or no source at all is). Pure."""
+    """Per hint, the nodes to read the key from, and the hints that cannot be replayed now. Pure.
+
+    ``answers``: the node can be read (live, or marked down but answering probes while it catches
+    up itself); ``hinted_on``: node -> key -> the stand-in named by that node's own pending hint of
+    the key. Sources, in order: the other replicas that answer and hold no hint of the key (no
+    write of it passed them by); the stand-in named in the hint; the stand-ins named in the other
+    replicas' hints of the key. A hint is blocked while its stand-in does not answer, or while no
+    source is known and some other replica does not answer (it may hold the only copy). With every
+    other replica answering but hinted for the key too, and no stand-in named, every replica
+    missed the key's last write and no copy was placed anywhere: the key was deleted, and the
+    (empty) sources say so."""
+    hinted_on = hinted_on or {}
     sources: list[list[str]] = []
     blocked: list[int] = []
     for i, (h, reps) in enumerate(zip(hints, replica_sets)):
-        src = [n for n in reps if n != target and is_live(n)]
-        standin_ok = not h.standin or h.standin == target or is_live(h.standin)
-        if h.standin and h.standin != target and h.standin not in src and is_live(h.standin):
-            src.append(h.standin)
-        if not src or not standin_ok:
+        others = [n for n in reps if n != target]
+        src = [n for n in others if answers(n) and h.pk not in hinted_on.get(n, {})]
+        standin_ok = not h.standin or h.standin == target or answers(h.standin)
+        named = [h.standin] + [hinted_on.get(n, {}).get(h.pk, "") for n in others]
+        src += [n for n in dict.fromkeys(named) if n and n != target and n not in src and answers(n)]
+        if not standin_ok or (not src and not all(answers(n) for n in others)):
             blocked.append(i)
         sources.append(src)
     return sources, blocked
@@ -69,7 +80,7 @@ async def _fetch(client: NodeClient, rec: CollectionRecord,
 
 async def replay_batch(
     hints_store: HintStore, target: NodeClient, rec: CollectionRecord, rings: list[Ring],
-    clients: dict[str, NodeClient], is_live: Callable[[str], bool],
+    clients: dict[str, NodeClient], is_live: Callable[[str], bool], answers: Callable[[str], bool] | None = None,
 ) -> int:
     """Replay up to :data:`BATCH` hints of ``target``; returns how many were settled (0: none left
     or none replayable now)."""
@@ -92,7 +103,14 @@ async def replay_batch(
     pks = [h.pk for h in hints]
     per_ring = [replica_lists(r, pks, rec.replicas) for r in rings if r]
     replica_sets = [list(dict.fromkeys(n for lists in per_ring for n in lists[i])) for i in range(len(pks))]
-    sources, blocked = plan_sources(hints, replica_sets, target.id, is_live)
+    others = {n for reps in replica_sets for n in reps if n != target.id}
+    suspect = {n for n in others if await hints_store.needs_repair(n)}  # its hints are incomplete
+
+    def readable(n: str) -> bool:
+        return n not in suspect and (is_live(n) or (answers is not None and answers(n)))
+
+    hinted_on = {n: await hints_store.holding(n, rec.key, pks, rec.pk_is_str) for n in others if readable(n)}
+    sources, blocked = plan_sources(hints, replica_sets, target.id, readable, hinted_on)
     ready = [i for i in range(len(hints)) if i not in set(blocked)]
     if not ready:
         return 0

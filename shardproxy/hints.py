@@ -195,6 +195,24 @@ class HintStore:
             args += [h.raw[0], h.raw[1]]
         return int(await self._remove_if(keys=[self.key(node, collection)], args=args))
 
+    async def stuck(self, node: str, collections: Iterable[str], before_ms: int) -> int:
+        """How many of the node's hints written before ``before_ms`` are still pending and
+        replayable (not a write still landing): a replay pass that started then could not settle
+        them (a source is out). Hints written since are new writes, not stuck ones."""
+        now_ms = int(time.time() * 1000)
+        n = 0
+        for name in collections:
+            for h in await self.all(node, name, True):  # the key itself is not needed
+                n += h.ms < before_ms and h.ready(now_ms)
+        return n
+
+    async def holding(self, node: str, collection: str, pks: Sequence[int | str], pk_is_str: bool) -> dict[int | str, str]:
+        """The node's own pending hints among ``pks``: key -> the stand-in its hint names."""
+        if not pks:
+            return {}
+        values = await self.r.hmget(self.key(node, collection), [str(pk) for pk in pks])
+        return {pk: decode(str(pk).encode(), v, pk_is_str).standin for pk, v in zip(pks, values) if v is not None}
+
     async def pending(self, node: str, collections: Iterable[str]) -> int:
         total = 0
         for name in collections:
