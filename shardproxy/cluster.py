@@ -297,6 +297,10 @@ class Cluster:
             log.warning("node %s needs a repair before it serves reads (%s)", client.id, why)
             await self._set_state(client.id, NodeState.DOWN, expect=NodeState.ACTIVE)
             return
+        if not why and rec_state == NodeState.ACTIVE:
+            # another proxy switched it to active with hints still pending: it takes writes again,
+            # and covering reads count it only as a spare until its hints are replayed
+            self._health[client.id] = True
         lock = self.store.k("catchup", client.id)
         token = f"{self.settings.proxy_id or self.settings.address}:{id(self)}"
         if not await self.store.r.set(lock, token, nx=True, px=120_000):

@@ -111,9 +111,11 @@ class ReadHandlers(OrderedReadHandlers):
             set_kv(sub.query_params, "offset", None)
         keyed = pks is not None
         if pks is not None and rec.replicas > 1 and self._some_down(placement):
-            # copies may sit on stand-ins while a replica is out: ask every live node (merge dedups)
+            # copies may sit on stand-ins while a replica is out: ask every live node (merge dedups);
+            # the nodes that are out stay in the request set, so keys whose every replica is out
+            # fail UNAVAILABLE (or come back partial when allowed) instead of reading as absent
             sub.expr = pk_expr(rec.pk_name, pks, rec.pk_is_str)
-            reqs = {n: sub for n in placement.scatter_set() if self.cluster.is_live(n)}
+            reqs = {n: sub for n in placement.scatter_set()}
         elif pks is not None:
             reqs: dict[str, Any] = {}
             for nid, rows in placement.holders(pks).items():
