@@ -112,10 +112,13 @@ class ReadHandlers(OrderedReadHandlers):
         keyed = pks is not None
         if pks is not None and rec.replicas > 1 and self._some_down(placement):
             # copies may sit on stand-ins while a replica is out: ask every live node (merge dedups);
-            # the nodes that are out stay in the request set, so keys whose every replica is out
+            # the out replicas of keys with no live replica stay in the request set, so those keys
             # fail UNAVAILABLE (or come back partial when allowed) instead of reading as absent
             sub.expr = pk_expr(rec.pk_name, pks, rec.pk_is_str)
-            reqs = {n: sub for n in placement.scatter_set()}
+            held = placement.holders(pks)
+            covered = {i for nid, rows in held.items() if self.cluster.is_live(nid) for i in rows}
+            uncovered = {nid for nid, rows in held.items() if any(i not in covered for i in rows)}
+            reqs = {n: sub for n in placement.scatter_set() if self.cluster.is_live(n) or n in uncovered}
         elif pks is not None:
             reqs: dict[str, Any] = {}
             for nid, rows in placement.holders(pks).items():

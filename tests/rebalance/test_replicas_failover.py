@@ -126,3 +126,37 @@ def test_r2_add_node_keeps_two_copies_on_the_new_replica_sets(make_cluster):
         assert {n for n, pks in held.items() if pk in pks} == set(ring.replicas(pk, 2)), pk
     assert held["node-3"]
     assert client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"] == len(ids)
+
+
+def test_r2_get_by_ids_with_both_replicas_out_is_unavailable_not_absent(make_cluster):
+    """A get by primary keys while a node is out asks every live node (copies may be on
+    stand-ins); keys whose every replica is out fail UNAVAILABLE naming the shard (before: they
+    read as absent, a lost read the history checker found), while keys with a live replica are
+    answered, and the partial policy applies on request."""
+    cluster = make_cluster(nodes=3, replicas=2)
+    use_redis(cluster.redis_url)
+    client = create_collection(cluster.connect_kwargs())
+    ids = fill(client, 600).tolist()
+    stub = admin(cluster)
+    ring = Ring([RingNode(f"node-{i}") for i in range(3)])
+    both_out = [pk for pk in ids if set(ring.replicas(pk, 2)) == {"node-1", "node-2"}][:20]
+    one_live = [pk for pk in ids if "node-0" in ring.replicas(pk, 2)][:20]
+    assert both_out and one_live
+    cluster.milvus[1].kill()
+    cluster.milvus[2].kill()
+    wait_state(stub, "node-1", admin_pb2.NODE_STATE_DOWN, timeout=30)
+    wait_state(stub, "node-2", admin_pb2.NODE_STATE_DOWN, timeout=30)
+
+    milvus = milvus_pb2_grpc.MilvusServiceStub(cluster.channel())
+
+    def get(pks: list[int], metadata=()):
+        req = milvus_pb2.QueryRequest(collection_name=COLLECTION, expr=f"id in {pks}", output_fields=["id"])
+        return milvus.Query.with_call(req, timeout=30, metadata=metadata)
+
+    resp, _ = get(one_live)  # a live replica holds every key asked: complete
+    assert resp.status.code == 0 and sorted(resp.fields_data[0].scalars.long_data.data) == sorted(one_live)
+    resp, _ = get(both_out + one_live)
+    assert resp.status.code == 2 and "node-1" in resp.status.reason, resp.status
+    resp, call = get(both_out + one_live, metadata=(("x-shardproxy-partial", "allow"),))
+    assert resp.status.code == 0 and dict(call.trailing_metadata()).get("x-shardproxy-partial") == "true"
+    assert set(one_live) <= set(resp.fields_data[0].scalars.long_data.data)
