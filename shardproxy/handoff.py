@@ -33,29 +33,38 @@ BATCH = 1000
 
 
 def plan_sources(
-    hints: list[Hint], replica_sets: list[list[str]], target: str, answers: Callable[[str], bool],
-    hinted_on: dict[str, dict[Any, str]] | None = None,
+    hints: list[Hint], replica_sets: list[list[str]], target: str, live: Callable[[str], bool],
+    answers: Callable[[str], bool] | None = None, hinted_on: dict[str, dict[Any, Hint]] | None = None,
 ) -> tuple[list[list[str]], list[int]]:
-    """Per hint, the nodes to read the key from, and the hints that cannot be replayed now. Pure.
+    """Per hint, the nodes to read the key from (the first that holds it wins), and the hints
+    that cannot be replayed now. Pure.
 
-    ``answers``: the node can be read (live, or marked down but answering probes while it catches
-    up itself); ``hinted_on``: node -> key -> the stand-in named by that node's own pending hint of
-    the key. Sources, in order: the other replicas that answer and hold no hint of the key (no
-    write of it passed them by); the stand-in named in the hint; the stand-ins named in the other
-    replicas' hints of the key. A hint is blocked while its stand-in does not answer, or while no
-    source is known and some other replica does not answer (it may hold the only copy). With every
-    other replica answering but hinted for the key too, and no stand-in named, every replica
-    missed the key's last write and no copy was placed anywhere: the key was deleted, and the
-    (empty) sources say so."""
+    ``live``: active replicas; ``answers``: nodes that can be read (live, or marked down but
+    answering probes while they catch up themselves); ``hinted_on``: node -> key -> that node's
+    own pending hint of the key. A replica is current for a key unless it holds a hint of the key
+    that no direct write superseded (``Hint.direct``); the stand-in named by such a hint holds
+    the newest copy. Sources, in order: the current live replicas; the stand-in named in this
+    hint and those named in the other replicas' (not superseded) hints; the current replicas that
+    are down but answer; the live replicas that missed the key's last write. A hint is blocked
+    while its stand-in does not answer, or while no source is known and some other replica does
+    not answer (it may hold the only copy). With every other replica answering but behind on the
+    key too, and no stand-in named, every replica missed the key's last write and no copy was
+    placed anywhere: the key was deleted, and the (empty) sources say so."""
+    answers = answers or live
     hinted_on = hinted_on or {}
     sources: list[list[str]] = []
     blocked: list[int] = []
     for i, (h, reps) in enumerate(zip(hints, replica_sets)):
         others = [n for n in reps if n != target]
-        src = [n for n in others if answers(n) and h.pk not in hinted_on.get(n, {})]
+        theirs = {n: hinted_on.get(n, {}).get(h.pk) for n in others}
+        behind = {n for n, t in theirs.items() if t is not None and not t.direct}
+        named = [h.standin] + [t.standin for n, t in theirs.items() if n in behind and t is not None]
+        order = ([n for n in others if live(n) and n not in behind]
+                 + [n for n in dict.fromkeys(named) if n and n != target and answers(n)]
+                 + [n for n in others if not live(n) and answers(n) and n not in behind]
+                 + [n for n in others if live(n) and n in behind])
+        src = list(dict.fromkeys(order))
         standin_ok = not h.standin or h.standin == target or answers(h.standin)
-        named = [h.standin] + [hinted_on.get(n, {}).get(h.pk, "") for n in others]
-        src += [n for n in dict.fromkeys(named) if n and n != target and n not in src and answers(n)]
         if not standin_ok or (not src and not all(answers(n) for n in others)):
             blocked.append(i)
         sources.append(src)
@@ -107,10 +116,10 @@ async def replay_batch(
     suspect = {n for n in others if await hints_store.needs_repair(n)}  # its hints are incomplete
 
     def readable(n: str) -> bool:
-        return n not in suspect and (is_live(n) or (answers is not None and answers(n)))
+        return is_live(n) or (n not in suspect and answers is not None and answers(n))
 
     hinted_on = {n: await hints_store.holding(n, rec.key, pks, rec.pk_is_str) for n in others if readable(n)}
-    sources, blocked = plan_sources(hints, replica_sets, target.id, readable, hinted_on)
+    sources, blocked = plan_sources(hints, replica_sets, target.id, is_live, readable, hinted_on)
     ready = [i for i in range(len(hints)) if i not in set(blocked)]
     if not ready:
         return 0

@@ -53,6 +53,7 @@ return removed
 
 
 _TOUCH = """
+local DIRECT = 'd'
 local at = 1
 local touched = 0
 for j = 1, #KEYS do
@@ -63,7 +64,7 @@ for j = 1, #KEYS do
       if old then
         local mark = ''
         if string.sub(old, -2) == '|p' then mark = '|p' end
-        redis.call('HSET', KEYS[j], ARGV[i], string.match(old, '^[^|]*') .. '|' .. ARGV[1] .. mark)
+        redis.call('HSET', KEYS[j], ARGV[i], string.match(old, '^[^|]*') .. '|' .. ARGV[1] .. '|' .. DIRECT .. mark)
         touched = touched + 1
       end
     end
@@ -93,6 +94,8 @@ UNDO = "!undo"  # the stand-in field of an undo record: an R = 1 insert reported
 # before it serves reads or writes again
 
 
+DIRECT = "d"  # field of a hint touched by a direct write of its key to its node: the node received a
+# newer write than the one it missed, so its copy is current and the stand-in's is not
 IN_FLIGHT = "p"  # last field of a hint written before its write's copies were sent
 IN_FLIGHT_MAX_S = 120.0  # an in-flight hint older than this is replayed anyway (its writer died)
 
@@ -104,6 +107,7 @@ class Hint:
     raw: tuple[bytes, bytes]  # the stored (field, value), for the compare-and-delete
     ms: int = 0  # when it was written
     in_flight: bool = False  # its write may still be landing: not replayable yet
+    direct: bool = False  # a direct write of the key reached the node after the write it missed
 
     def ready(self, now_ms: int, max_s: float = IN_FLIGHT_MAX_S) -> bool:
         """Replayable now: its write is done (or its writer gave no news for ``max_s``). Pure."""
@@ -122,7 +126,8 @@ def decode(pk_raw: bytes, value: bytes, pk_is_str: bool) -> Hint:
     parts = value.decode().split("|")
     ms = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     pk: int | str = pk_raw.decode() if pk_is_str else int(pk_raw)
-    return Hint(pk=pk, standin=parts[0], raw=(pk_raw, value), ms=ms, in_flight=parts[-1] == IN_FLIGHT)
+    return Hint(pk=pk, standin=parts[0], raw=(pk_raw, value), ms=ms, in_flight=parts[-1] == IN_FLIGHT,
+                direct=DIRECT in parts[3:])
 
 
 def over_age(first_ms: int | None, now_ms: int, max_age_s: float) -> bool:
@@ -206,12 +211,12 @@ class HintStore:
                 n += h.ms < before_ms and h.ready(now_ms)
         return n
 
-    async def holding(self, node: str, collection: str, pks: Sequence[int | str], pk_is_str: bool) -> dict[int | str, str]:
-        """The node's own pending hints among ``pks``: key -> the stand-in its hint names."""
+    async def holding(self, node: str, collection: str, pks: Sequence[int | str], pk_is_str: bool) -> dict[int | str, Hint]:
+        """The node's own pending hints among ``pks``, by key."""
         if not pks:
             return {}
         values = await self.r.hmget(self.key(node, collection), [str(pk) for pk in pks])
-        return {pk: decode(str(pk).encode(), v, pk_is_str).standin for pk, v in zip(pks, values) if v is not None}
+        return {pk: decode(str(pk).encode(), v, pk_is_str) for pk, v in zip(pks, values) if v is not None}
 
     async def pending(self, node: str, collections: Iterable[str]) -> int:
         total = 0

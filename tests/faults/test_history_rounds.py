@@ -32,11 +32,6 @@ def test_schedule_is_seeded_and_covers_each_fault_once() -> None:
         schedule(1, ["meteor"], 10, nodes=3)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open bug (issues 11/16): after the fixes this round passed 3/3 alone and in one full suite run, "
-    "then failed once in the next full run with one resurrected read (a get returned key 83's old "
-    "value after its delete was acknowledged; verify clean, nothing to repair): the same family as "
-    "the long rounds' violations. Replay: python -m devkit.jepsen --seed 1 --faults kill-node"))
 def test_short_round_node_crash(tmp_path: Path) -> None:
     faults = ["kill-node"]
     out = run_round(tmp_path / "r", seed=1, faults=faults, duration_s=12, preload=150, clients=2)
