@@ -150,3 +150,30 @@ def test_a_rebuild_records_hints_again_and_stays_marked_until_it_finishes(redis_
             await r.aclose()
 
     asyncio.run(go())
+
+
+def test_touch_marks_direct_and_stuck_counts_only_hints_older_than_the_pass(redis_url: str) -> None:
+    """A touched hint says its node received a direct write after the one it missed (replays then
+    trust that node's copy of the key); ``stuck`` counts only hints older than a replay pass, so a
+    node under steady writes can be switched back to active (hints written meanwhile are new
+    writes, replayed right after)."""
+    async def go() -> None:
+        r = Redis.from_url(redis_url)
+        store = HintStore(r, "t-stuck", max_keys=100, max_age_s=3600)
+        try:
+            now = int(time.time() * 1000)
+            assert await store.add("n1", "c", [1, 2], "n2", now_ms=now - 60_000)
+            assert await store.add("n1", "c", [3], "n2", now_ms=now - 60_000, in_flight=True)
+            assert await store.touch("c", {"n1": [2]}) == 1
+            held = await store.holding("n1", "c", [1, 2, 3, 4], False)
+            assert set(held) == {1, 2, 3}
+            assert not held[1].direct and held[2].direct and held[2].standin == "n2"
+            assert held[3].in_flight and not held[3].direct
+            # hint 2 was touched just now: not older than a pass starting a second ago; hint 3's
+            # write is still landing (in flight): only hint 1 is stuck
+            assert await store.stuck("n1", ["c"], now - 1000) == 1
+            assert await store.stuck("n1", ["c"], now - 120_000) == 0
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
