@@ -13,7 +13,8 @@ an acknowledged-write loss the replicas cannot see: the restarted node answers a
 This module runs the same server with one process-wide re-entrant lock around the engine's write
 entry points (insert, upsert, delete, flush), so writes reach the WAL one at a time while searches
 and queries stay concurrent. (``--max-workers 1`` would serialize reads and health checks too.)
-Real Milvus persists writes through its own log and needs none of this.
+Real Milvus (``--engine milvus``) writes through its own message queue, a different code path,
+and is started unchanged.
 """
 
 from __future__ import annotations
