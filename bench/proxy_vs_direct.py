@@ -84,7 +84,7 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
     try:
         leaders = {"direct": [direct.pid], "proxy": [m.pid for m in cluster.milvus]}
         uris = {"direct": [f"http://{direct.address}"], "proxy": [f"http://{m.address}" for m in cluster.milvus]}
-        clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": cluster.client()}
+        clients = {"direct": common.client(f"http://{direct.address}"), "proxy": common.client(**cluster.connect_kwargs())}
         for index in args.indexes.split(","):
             name = f"bench_{index.lower()}"
             base = {label: sum(common.rss_bytes(p) for p in leaders[label]) for label in clients}
