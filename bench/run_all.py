@@ -28,6 +28,17 @@ from bench import common, report  # noqa: E402
 
 # name -> arguments per scale. Sizes: "default" fits this 2-core machine in < 30 minutes when idle.
 SCALES: dict[str, dict[str, list[str]]] = {
+    "tiny": {  # a smoke run of every part (a few minutes): proves the scripts, measures nothing worth keeping
+        "ring_sim": ["--nodes", "3,8,32", "--vnodes", "10,40", "--build-nodes", "8", "--uhashring-up-to", "8",
+                     "--choose-up-to", "32", "--batches", "1000"],
+        "merge_cpu": ["--min-s", "0.02", "--shards", "2,8", "--ks", "10", "--nq", "1"],
+        "proxy_vs_direct": ["--sizes", "2000", "--indexes", "FLAT,HNSW", "--latency-queries", "20",
+                            "--throughput-rounds", "1", "--recall-queries", "10"],
+        "shards": ["--rows", "2000", "--shards", "1,2", "--queries", "10"],
+        "concurrency": ["--rows", "2000", "--clients", "1,4", "--seconds", "1"],
+        "rebalance": ["--rows", "2000", "--baseline-s", "2"],
+        "pipeline": ["--images", "8", "--batch", "4", "--queries", "2"],
+    },
     "small": {
         "merge_cpu": ["--min-s", "0.1"],
         "concurrency": ["--rows", "10000", "--clients", "1,4,16,64", "--seconds", "4"],
@@ -73,7 +84,7 @@ def run_step(name: str, args: list[str], out: Path, timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             rc = -1
     step = {"name": name, "argv": argv[3:], "rc": rc, "wall_s": time.perf_counter() - t0,
-            "load_before": before, "load_after": common.load(), "log": str((logs / f"{name}.log").relative_to(ROOT))}
+            "load_before": before, "load_after": common.load(), "log": os.path.relpath(logs / f"{name}.log", ROOT)}
     print(f"{name}: rc={rc} in {step['wall_s']:.0f}s (load {before['loadavg'][0]:.1f} -> {step['load_after']['loadavg'][0]:.1f})",
           flush=True)
     return step
@@ -93,18 +104,27 @@ def main() -> None:
     steps = SCALES[args.scale]
     names = [n for n in steps if not args.only or n in args.only.split(",")]
     meta_path = args.out / "run_all.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"steps": {}}
+    full = not args.only and not args.report_only
+    # a full run starts a new record: the report then describes that one run, not earlier pieces
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() and not full else {"steps": {}}
     meta.setdefault("notes", []).extend(args.note)
     if not args.report_only:
-        meta |= {"scale": args.scale, "machine": common.machine()}
+        t0 = time.perf_counter()
+        meta |= {"scale": args.scale, "machine": common.machine(), "started": common.load()}
+        for name in names:  # a part that fails must not leave an older run's results in the report
+            for stale in (args.out / f"{name}.json", args.out / f"{name}.png"):
+                stale.unlink(missing_ok=True)
         for name in names:
             extra = list(steps[name])
             if name in ENGINE_AWARE and name != "proxy_vs_direct":
                 extra += [ENGINE_AWARE[name], args.engine]
             meta["steps"][name] = run_step(name, extra, args.out, args.step_timeout) | {"scale": args.scale}
             common.write("run_all", meta, args.out)
+        meta |= {"finished": common.load(), "wall_s": time.perf_counter() - t0}
     common.write("run_all", meta, args.out)
-    path = report.write_report(args.out, ROOT / "bench" / "REPORT.md")
+    # the checked-in report belongs to bench/results; a run written elsewhere (a smoke run) reports there
+    target = ROOT / "bench" / "REPORT.md" if args.out.resolve() == common.RESULTS.resolve() else args.out / "REPORT.md"
+    path = report.write_report(args.out, target)
     print(f"wrote {path}")
     failed = [n for n in names if meta["steps"].get(n, {}).get("rc") not in (0, None)]
     if failed and not args.report_only:

@@ -102,13 +102,15 @@ def merge_search_results(
     offset: int,
     limit: int,
     output_fields: Sequence[str] = (),
+    fast: bool = True,
 ) -> schema_pb2.SearchResultData:
-    """Merge the SearchResultData of several shards into one, exactly (see module doc)."""
+    """Merge the SearchResultData of several shards into one, exactly (see module doc).
+    ``fast=False``: always the general Hit-by-Hit ranking (the benchmark's same-run baseline)."""
     is_str = any(r.ids.WhichOneof("id_field") == "str_id" for r in results)
     primary = next((r.primary_field_name for r in results if r.primary_field_name), "")
-    fast = fastmerge.rank(results, nq, ascending(metric), offset, limit)
-    if fast is not None:  # numpy, same answer (see fastmerge); else one Hit per candidate
-        merged_pks, merged_scores, topks, global_rows = fast
+    ranked = fastmerge.rank(results, nq, ascending(metric), offset, limit) if fast else None
+    if ranked is not None:  # tuples sorted in C, same answer (see fastmerge); else one Hit per candidate
+        merged_pks, merged_scores, topks, global_rows = ranked
     else:
         merged_pks, merged_scores, topks, global_rows = _rank_hits(results, nq, metric, offset, limit)
 
