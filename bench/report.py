@@ -5,6 +5,7 @@ recorded with every run. Pure rendering: reads JSON, writes one Markdown file.""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -333,5 +334,7 @@ def render(results: Path) -> str:
 
 
 def write_report(results: Path, path: Path) -> Path:
-    path.write_text(render(results))
+    """Write the report to ``path``; its plot links point at ``results`` from there."""
+    rel = os.path.relpath(results.resolve(), path.resolve().parent)
+    path.write_text(render(results).replace("](results/", f"]({rel}/"))
     return path
