@@ -52,7 +52,7 @@ page-bench: $(STAMP)  ## page-to-results vs gRPC time per scene, headless Chromi
 	$(BIN)/python bench/page.py $(PAGE_BENCH_ARGS)
 
 BENCH_ARGS ?=
-bench: $(STAMP)  ## every benchmark (niced) -> bench/results/*.json + PNG, bench/REPORT.md; BENCH_ARGS="--scale small"
+bench: $(STAMP)  ## every benchmark (niced, < 30 min here) -> bench/results/*.json + PNG, bench/REPORT.md; smoke: BENCH_ARGS="--scale tiny --out /tmp/smoke"
 	$(BIN)/pip install -q -e '.[real-milvus]'  # real Milvus standalone nodes (as test-slow)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 

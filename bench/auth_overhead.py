@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pymilvus import MilvusClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
@@ -90,7 +89,7 @@ def main() -> None:
                              proxy_env={"SHARDPROXY_HEALTH_INTERVAL_S": "5"}).start()
         try:
             conns = start_proxies(cluster)
-            clients = {v: MilvusClient(**conns[v], dedicated=True) for v in VARIANTS}
+            clients = {v: common.client(**conns[v], dedicated=True) for v in VARIANTS}
             names = {v: f"bench_auth_{i}" for i, v in enumerate(VARIANTS)}
             for v in VARIANTS:
                 # FLAT: the nodes stay responsive (a 2-core machine building HNSW starves the health checks)

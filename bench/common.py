@@ -15,6 +15,30 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENGINES = ("milvus-lite", "milvus")
+# gRPC options of every benchmark client. pymilvus pings every 10 s, idle or not
+# (keepalive_time_ms=10000, keepalive_permit_without_calls=True); a milvus-lite node keeps gRPC's
+# default server policy (no pings without calls, at most one per 5 minutes during calls, 2 strikes)
+# and answers GOAWAY too_many_pings after about 80 s of idle: a loader's channel died that way
+# during an index wait and the next client to that node failed. Ping only during calls, at most
+# every 5 minutes (as embed.store does). ``use_local_subchannel_pool``: a dedicated client gets its
+# own TCP connection instead of sharing the process-wide subchannel (and its GOAWAY) with others.
+CLIENT_GRPC_OPTIONS: dict[str, Any] = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
+DEDICATED_GRPC_OPTIONS: dict[str, Any] = {**CLIENT_GRPC_OPTIONS, "grpc.use_local_subchannel_pool": 1}
+
+
+def client(uri: str | None = None, dedicated: bool = False, **kwargs: Any) -> Any:
+    """A ``MilvusClient`` with the benchmarks' gRPC options (see ``CLIENT_GRPC_OPTIONS``);
+    ``kwargs`` as for ``MilvusClient`` (e.g. a cluster's ``connect_kwargs()``); ``dedicated``: its
+    own channel and TCP connection, like a separate client process."""
+    from pymilvus import MilvusClient
+
+    if uri is not None:
+        kwargs["uri"] = uri
+    opts = DEDICATED_GRPC_OPTIONS if dedicated else CLIENT_GRPC_OPTIONS
+    kwargs["grpc_options"] = {**opts, **kwargs.get("grpc_options", {})}
+    return MilvusClient(dedicated=dedicated, **kwargs)
+
+
 # Proxy settings of benchmark clusters: on a shared, overloaded machine a node busy building an index
 # can miss two 2-second health checks and be marked down mid-run (seen at load ~18 on 2 cores);
 # checking every 10 s keeps the measurement about search, not about the health loop.
@@ -101,12 +125,10 @@ def await_index(engine: str, node_uris: Sequence[str], leaders: Sequence[int], c
     indexed. milvus-lite builds in a background thread and always says "Finished", so there CPU use
     is the signal (the processes go idle, which also covers compaction). Real Milvus never goes fully
     idle, so there the idle wait after "all rows indexed" is capped at 30 s."""
-    from pymilvus import MilvusClient
-
     t0 = time.perf_counter()
     if engine == "milvus":
         for uri in node_uris:
-            c = MilvusClient(uri=uri)
+            c = client(uri)
             try:
                 names = c.list_indexes(collection, field_name=field) or [field]
                 while time.perf_counter() - t0 < timeout:

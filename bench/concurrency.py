@@ -22,7 +22,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from pymilvus import MilvusClient  # noqa: E402
 
 from bench import common  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
@@ -34,9 +33,9 @@ def run_point(uris: list[dict], clients: int, seconds: float, queries: np.ndarra
               proxy_pids: list[int]) -> dict:
     """``clients`` threads searching for ``seconds``; thread i talks to ``uris[i % len(uris)]``."""
     sp = common.search_params(index)
-    # dedicated=True: each client its own gRPC channel, like separate client processes (pymilvus 3
-    # otherwise shares one channel per URI between all MilvusClient objects)
-    conns = [MilvusClient(**uris[i % len(uris)], dedicated=True) for i in range(clients)]
+    # dedicated: each client its own gRPC channel and TCP connection, like separate client processes
+    # (pymilvus 3 otherwise shares one channel per URI, and gRPC one subchannel per target)
+    conns = [common.client(**uris[i % len(uris)], dedicated=True) for i in range(clients)]
     lat: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     start = threading.Barrier(clients + 1)
@@ -102,7 +101,7 @@ def main() -> None:
             proxy_pids = {"direct": [], "1 proxy": [cluster.proxy.pid],
                           "2 proxies": [cluster.proxy.pid, cluster.more_proxies[0].pid]}
             for label, uri in (("direct", targets["direct"][0]), ("proxy", targets["1 proxy"][0])):
-                c = MilvusClient(**uri)
+                c = common.client(**uri)
                 common.create_collection(c, NAME, args.dim, args.index)
                 common.insert_all(c, NAME, vecs, 5000, label)
                 c.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, RRFRanker
 
+from bench import common
 from devkit import procs
 from devkit.devcluster import DevCluster
 from shardproxy import rerank as rr
@@ -150,7 +151,7 @@ def main() -> None:
         cluster = DevCluster(data_dir=Path(tmp) / "cluster", nodes=3).start()
         direct = procs.start_milvus(Path(tmp) / "direct", name="direct")
         try:
-            clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": cluster.client()}
+            clients = {"direct": common.client(f"http://{direct.address}"), "proxy": common.client(**cluster.connect_kwargs())}
             for label, c in clients.items():
                 create(c, args.dim)
                 load(c, text, image, args.batch)

@@ -2,7 +2,8 @@
 shards (2..64) and k, on simulated per-shard result lists (each shard returns its k best, random
 scores, distinct int primary keys, an int64 output field). Same run baselines: the merge of ONE
 shard's list (what a 1-node pass-through costs) and a numpy top-k over the same candidates (the
-arithmetic floor). Pure CPU, no servers. Writes bench/results/merge_cpu.{json,png}.
+arithmetic floor); and the same merge with the general Hit-by-Hit ranking (``fast=False``: the
+merge before its fast path, for a before/after in the same run). Pure CPU, no servers. Writes bench/results/merge_cpu.{json,png}.
 
     .venv/bin/python bench/merge_cpu.py [--shards 2,4,8,16,32,64] [--ks 10,100] [--nq 1,10]
 """
@@ -66,13 +67,16 @@ def main() -> None:
             for s in (int(x) for x in args.shards.split(",")):
                 parts = [shard_result(rng, i, nq, k) for i in range(s)]
                 t = cpu_per_query(lambda: merge.merge_search_results(parts, nq, "L2", 0, k), nq, args.min_s)
+                # before/after in the same run: the general Hit-by-Hit ranking (the merge before the fast path)
+                t_gen = cpu_per_query(lambda: merge.merge_search_results(parts, nq, "L2", 0, k, fast=False), nq, args.min_s)
                 cand = np.array([list(p.scores) for p in parts], dtype=np.float32).reshape(s, nq, k)
                 cand = cand.transpose(1, 0, 2).reshape(nq, s * k)
                 floor = cpu_per_query(lambda: np.argpartition(cand, k - 1, axis=1)[:, :k], nq, args.min_s / 3)
                 p = {"nq": nq, "k": k, "shards": s, "merge_us_per_query": t * 1e6, "one_shard_us_per_query": base * 1e6,
-                     "numpy_topk_us_per_query": floor * 1e6, "ratio_to_one_shard": t / base, "ratio_to_numpy_topk": t / floor}
+                     "numpy_topk_us_per_query": floor * 1e6, "ratio_to_one_shard": t / base, "ratio_to_numpy_topk": t / floor,
+                     "general_us_per_query": t_gen * 1e6, "speedup_over_general": t_gen / t}
                 res["points"].append(p)
-                print(f"nq={nq} k={k} shards={s}: {t * 1e6:8.1f} us/query ({t / base:.1f}x one shard)", flush=True)
+                print(f"nq={nq} k={k} shards={s}: {t * 1e6:8.1f} us/query ({t / base:.1f}x one shard; general path {t_gen * 1e6:.1f})", flush=True)
     res["load_after"] = common.load()
     common.write("merge_cpu", res, args.out)
     plt = common.plt()

@@ -27,6 +27,7 @@ from pymilvus import DataType, MilvusClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from bench import common  # noqa: E402
 from bench.common import BENCH_PROXY_ENV, machine, pct, plt  # noqa: E402
 from bench.common import load as machine_load  # noqa: E402
 from devkit import procs  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
     direct_node = procs.start_milvus(data / "direct", name="bench-direct")
     try:
         cluster.start()
-        clients = {"proxy": cluster.client(), "direct": MilvusClient(uri=f"http://{direct_node.address}")}
+        clients = {"proxy": common.client(**cluster.connect_kwargs()), "direct": common.client(f"http://{direct_node.address}")}
         for c in clients.values():
             create(c, args.dim, args.rows)
         rng = np.random.default_rng(2)

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,27 @@ from devkit.devcluster import DevCluster  # noqa: E402
 OUT = common.RESULTS
 
 
-def latency(clients: dict[str, MilvusClient], name: str, queries: np.ndarray, index: str) -> dict[str, list[float]]:
-    """nq=1 k=10 latencies, the two targets interleaved query by query so load affects both alike."""
+def latency(clients: dict[str, MilvusClient], name: str, queries: np.ndarray, index: str,
+            fanout: Callable[[np.ndarray], object] | None = None) -> dict[str, list[float]]:
+    """nq=1 k=10 latencies, the targets interleaved query by query so load affects them alike;
+    ``fanout``: a third target, the same search sent by the client straight to every node behind
+    the proxy at once (the floor a zero-cost proxy would reach on this machine)."""
     sp = common.search_params(index)
     calls = {label: (lambda q, c=c: c.search(name, [q.tolist()], limit=10, search_params=sp)) for label, c in clients.items()}
+    if fanout is not None:
+        calls["fanout"] = fanout
     return common.interleaved_latency(calls, tqdm(queries, desc="latency", leave=False))
+
+
+def node_fanout(nodes: list[MilvusClient], pool: ThreadPoolExecutor, name: str, index: str) -> Callable[[np.ndarray], object]:
+    """A search of every node at once from client threads, answers merged by score (no proxy)."""
+    sp = common.search_params(index)
+
+    def search(q: np.ndarray) -> object:
+        futs = [pool.submit(c.search, name, [q.tolist()], limit=10, search_params=sp) for c in nodes]
+        return sorted((h["distance"], h["id"]) for f in futs for h in f.result()[0])[:10]
+
+    return search
 
 
 def throughput(client: MilvusClient, name: str, queries: np.ndarray, index: str, rounds: int) -> float:
@@ -52,15 +69,26 @@ def throughput(client: MilvusClient, name: str, queries: np.ndarray, index: str,
 
 
 def measure(clients: dict[str, MilvusClient], name: str, vecs: np.ndarray, queries: np.ndarray, index: str,
-            args: argparse.Namespace, leaders: dict[str, list[int]], proxy_pid: int) -> dict:
+            args: argparse.Namespace, leaders: dict[str, list[int]], proxy_pid: int,
+            fanout: Callable[[np.ndarray], object]) -> dict:
     r: dict = {label: {} for label in clients}
     truth = common.exact_top10(vecs, queries[: args.recall_queries])
     for label, c in clients.items():  # warm up
         for q in queries[:10]:
             c.search(name, [q.tolist()], limit=10, search_params=common.search_params(index))
-    lat = latency(clients, name, queries[: args.latency_queries], index)
+    for q in queries[:10]:
+        fanout(q)
+    cpu0 = {label: sum(common.cpu_seconds(p) for p in leaders[label]) for label in clients} | {"proxy_process": common.cpu_seconds(proxy_pid)}
+    nq1 = queries[: args.latency_queries]
+    lat = latency(clients, name, nq1, index, fanout)
     for label in clients:
         r[label] |= common.latency_summary(lat[label])
+    r["fanout"] = common.latency_summary(lat["fanout"])
+    # CPU per nq=1 search: the direct node's; the 3 nodes' (they served the proxy's and the fan-out's
+    # searches alike, so per search = their CPU / 2n); the proxy process's (only the proxy's searches)
+    r["direct"]["node_cpu_ms_per_search_nq1"] = (sum(common.cpu_seconds(p) for p in leaders["direct"]) - cpu0["direct"]) / len(nq1) * 1000
+    r["proxy"]["node_cpu_ms_per_search_nq1"] = (sum(common.cpu_seconds(p) for p in leaders["proxy"]) - cpu0["proxy"]) / (2 * len(nq1)) * 1000
+    r["proxy"]["proxy_cpu_ms_per_search_nq1"] = (common.cpu_seconds(proxy_pid) - cpu0["proxy_process"]) / len(nq1) * 1000
     for label, c in clients.items():
         # CPU the servers spent per query (robust to other load on a shared machine, unlike QPS)
         nodes0, proxy0 = sum(common.cpu_seconds(p) for p in leaders[label]), common.cpu_seconds(proxy_pid)
@@ -84,7 +112,9 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
     try:
         leaders = {"direct": [direct.pid], "proxy": [m.pid for m in cluster.milvus]}
         uris = {"direct": [f"http://{direct.address}"], "proxy": [f"http://{m.address}" for m in cluster.milvus]}
-        clients = {"direct": MilvusClient(uri=f"http://{direct.address}"), "proxy": cluster.client()}
+        clients = {"direct": common.client(f"http://{direct.address}"), "proxy": common.client(**cluster.connect_kwargs())}
+        nodes = [common.client(u) for u in uris["proxy"]]
+        pool = ThreadPoolExecutor(len(nodes))
         for index in args.indexes.split(","):
             name = f"bench_{index.lower()}"
             base = {label: sum(common.rss_bytes(p) for p in leaders[label]) for label in clients}
@@ -106,12 +136,14 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
                                   "rss_bytes": sum(common.rss_bytes(p) for p in leaders[label]),
                                   "rss_bytes_before_collection": base[label]}
                 done = rows
-                r = measure(clients, name, part, queries, index, args, leaders, cluster.proxy.pid)
+                r = measure(clients, name, part, queries, index, args, leaders, cluster.proxy.pid,
+                            node_fanout(nodes, pool, name, index))
                 for label in clients:
                     r[label] = ins[label] | r[label]
                 r["ratios"] = {
                     "insert_throughput_proxy_over_direct": r["proxy"]["insert_rows_per_s"] / r["direct"]["insert_rows_per_s"],
                     "search_p50_proxy_over_direct": r["proxy"]["search_p50_ms"] / r["direct"]["search_p50_ms"],
+                    "search_p50_fanout_over_direct": r["fanout"]["search_p50_ms"] / r["direct"]["search_p50_ms"],
                     "search_p99_proxy_over_direct": r["proxy"]["search_p99_ms"] / r["direct"]["search_p99_ms"],
                     "batch_search_throughput_proxy_over_direct": r["proxy"]["batch_qps_nq100"] / r["direct"]["batch_qps_nq100"],
                 }
@@ -122,8 +154,9 @@ def run_engine(engine: str, vecs: np.ndarray, queries: np.ndarray, sizes: list[i
                       + f" (load {run['load_after']['loadavg'][0]:.1f})", flush=True)
             for c in clients.values():
                 c.drop_collection(name)
-        for c in clients.values():
+        for c in [*clients.values(), *nodes]:
             c.close()
+        pool.shutdown()
     finally:
         direct.stop(timeout=30)
         cluster.stop()

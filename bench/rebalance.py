@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pymilvus import MilvusClient
 from shopbyimage.v1 import admin_pb2, admin_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +59,7 @@ def pct(values: list[float], q: float) -> float:
 class Searcher(threading.Thread):
     def __init__(self, connect: dict, vecs: np.ndarray) -> None:
         super().__init__(daemon=True)
-        self.client = MilvusClient(**connect)
+        self.client = common.client(**connect)
         self.vecs = vecs
         self.lat: list[float] = []
         self.stop = threading.Event()
@@ -78,7 +77,7 @@ class Searcher(threading.Thread):
 class Inserter(threading.Thread):
     def __init__(self, connect: dict, dim: int) -> None:
         super().__init__(daemon=True)
-        self.client = MilvusClient(**connect)
+        self.client = common.client(**connect)
         self.dim = dim
         self.rows = 0
         self.stop = threading.Event()

@@ -5,6 +5,7 @@ recorded with every run. Pure rendering: reads JSON, writes one Markdown file.""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,33 @@ def proxy_vs_direct(d: dict) -> list[str]:
                      load_span(r)])
     out += table(["engine", "index", "rows", "insert rows/s direct / proxy = ratio", "p50 ms (nq=1)", "p99 ms",
                   "QPS at nq=100", "recall@10", "index wait s", "RSS MiB (1 node / 3 nodes)", "load"], rows)
-    return out + ["![proxy vs direct](results/proxy_vs_direct.png)", ""]
+    out += ["![proxy vs direct](results/proxy_vs_direct.png)", ""] + latency_breakdown(d)
+    return out
+
+
+def latency_breakdown(d: dict) -> list[str]:
+    """Where the proxy's extra nq=1 latency goes: the fan-out itself (the client searching the 3
+    nodes at once, no proxy) vs the proxy's hop, with the CPU each process spent per search."""
+    runs = [r for r in d["runs"] if "fanout" in r]
+    if not runs:
+        return []
+    out = ["Where the proxy's extra nq=1 time goes (same interleaved loop as the table above): **fan-out** is the "
+           "client searching the 3 nodes behind the proxy at once from 3 threads, no proxy (what a zero-cost proxy "
+           "would reach on this machine); the proxy's own hop is proxy − fan-out. CPU per search from the processes' "
+           "CPU time over the loop (the 3 nodes served the proxy's and the fan-out's searches: their CPU / 2n).", ""]
+    rows = []
+    for r in runs:
+        D, P, F = r["direct"], r["proxy"], r["fanout"]
+        rows.append([r["engine"], r["index"], n(r["rows"]), n(D["search_p50_ms"], 1),
+                     f"{n(F['search_p50_ms'], 1)} ({F['search_p50_ms'] / D['search_p50_ms']:.2f}×)",
+                     f"{n(P['search_p50_ms'], 1)} ({P['search_p50_ms'] / D['search_p50_ms']:.2f}×)",
+                     n(P["search_p50_ms"] - F["search_p50_ms"], 1),
+                     n(P.get("proxy_cpu_ms_per_search_nq1", float("nan")), 2),
+                     f"{n(D.get('node_cpu_ms_per_search_nq1', float('nan')), 2)} / {n(P.get('node_cpu_ms_per_search_nq1', float('nan')), 2)}",
+                     load_span(r)])
+    out += table(["engine", "index", "rows", "p50 ms direct", "p50 ms fan-out, no proxy (× direct)", "p50 ms proxy (× direct)",
+                  "proxy hop ms (proxy − fan-out)", "proxy CPU ms/search", "node CPU ms/search (1 node / 3 nodes)", "load"], rows)
+    return out
 
 
 @section("merge_cpu", "Merge CPU per query vs shards")
@@ -111,9 +138,15 @@ def merge_cpu(d: dict) -> list[str]:
     out: list[str] = []
     out += [f"`merge.merge_search_results` on simulated shard lists (each shard its k best, one int64 output "
             f"field); baseline: the same call on ONE shard's list, same run; {loads(d)}.", ""]
+    gen = all("general_us_per_query" in p for p in d["points"])
+    if gen:
+        out += ["General path: the same merge with the general Hit-by-Hit ranking (`fast=False`, the merge before "
+                "its fast path), same run: the before/after of the fast path.", ""]
     rows = [[p["nq"], p["k"], p["shards"], n(p["merge_us_per_query"], 1), n(p["one_shard_us_per_query"], 1),
-             f"{p['ratio_to_one_shard']:.1f}", n(p["numpy_topk_us_per_query"], 2)] for p in d["points"]]
-    out += table(["nq", "k", "shards", "merge µs/query", "one shard µs/query", "ratio", "numpy top-k floor µs/query"], rows)
+             f"{p['ratio_to_one_shard']:.1f}", n(p["numpy_topk_us_per_query"], 2)]
+            + ([n(p["general_us_per_query"], 1), f"{p['speedup_over_general']:.1f}"] if gen else []) for p in d["points"]]
+    out += table(["nq", "k", "shards", "merge µs/query", "one shard µs/query", "ratio", "numpy top-k floor µs/query"]
+                 + (["general path µs/query", "speedup"] if gen else []), rows)
     return out + ["![merge cpu](results/merge_cpu.png)", ""]
 
 
@@ -179,9 +212,13 @@ def pipeline(d: dict) -> list[str]:
         ["pipeline (queue → decode → embed → upsert → ack)", n(d["pipeline_images_per_s"], 1), f"**{d['pipeline_vs_raw']:.2f}**"],
     ])
     q = d["query_latency"]
-    out += table(["query stage", "mean ms", "p50 ms", "p95 ms", "share of total"],
-                 [[k, n(v["mean_ms"], 1), n(v["p50_ms"], 1), n(v["p95_ms"], 1), f"{v['mean_ms'] / q['total']['mean_ms']:.2f}"]
-                  for k, v in q.items()])
+    # one stage table per query configuration (pipeline.py measures each it can run), or one flat table
+    per_config = {"": q} if "total" in q else q
+    out += table(["query configuration", "query stage", "mean ms", "p50 ms", "p95 ms", "share of total"],
+                 [[cfg, k, n(v["mean_ms"], 1), n(v["p50_ms"], 1), n(v["p95_ms"], 1), f"{v['mean_ms'] / st['total']['mean_ms']:.2f}"]
+                  for cfg, st in per_config.items() for k, v in st.items() if isinstance(v, dict)])
+    objs = {cfg: st["objects_per_photo"] for cfg, st in per_config.items() if "objects_per_photo" in st}
+    out += [f"Objects searched per photo: {', '.join(f'{c} {v:.1f}' for c, v in objs.items())}.", ""] if objs else []
     return out + ["![pipeline](results/pipeline.png)", ""]
 
 
@@ -278,7 +315,12 @@ def render(results: Path) -> str:
            "Generated by `make bench` (`bench/run_all.py`) from `bench/results/*.json`. Every figure is a ratio to a "
            "baseline measured in the same run, with the absolute numbers beside it; the machine load (1-minute load "
            "average) is recorded before and after every run. Shared 2-core machines: read a ratio together with its load.", ""]
-    out += [f"- {note}" for note in meta.get("notes", [])] + ([""] if meta.get("notes") else [])
+    if "wall_s" in meta:
+        out += [f"- One run of every part, scale `{meta.get('scale', '?')}`: {n(meta['wall_s'])} s "
+                f"({meta['wall_s'] / 60:.1f} min) in all, {meta.get('started', {}).get('at', '?')} → "
+                f"{meta.get('finished', {}).get('at', '?')}, load {la(meta.get('started'))} → {la(meta.get('finished'))} "
+                f"on {meta.get('machine', {}).get('cpus', '?')} cores."]
+    out += [f"- {note}" for note in meta.get("notes", [])] + ([""] if meta.get("notes") or "wall_s" in meta else [])
     if meta.get("steps"):
         out += table(["benchmark", "scale", "command", "rc", "wall s", "load before → after"],
                      [[k, s.get("scale", "?"), f"`{' '.join(s['argv'])}`", s["rc"], n(s["wall_s"]),
@@ -292,5 +334,7 @@ def render(results: Path) -> str:
 
 
 def write_report(results: Path, path: Path) -> Path:
-    path.write_text(render(results))
+    """Write the report to ``path``; its plot links point at ``results`` from there."""
+    rel = os.path.relpath(results.resolve(), path.resolve().parent)
+    path.write_text(render(results).replace("](results/", f"]({rel}/"))
     return path

@@ -21,7 +21,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from pymilvus import MilvusClient  # noqa: E402
 
 from bench import common  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
@@ -50,14 +49,14 @@ def main() -> None:
                            "queries": args.queries}, "points": []}
     with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
         direct = common.start_node(args.engine, Path(tmp) / "direct" / "data", "direct")
-        dc = MilvusClient(uri=f"http://{direct.address}")
+        dc = common.client(f"http://{direct.address}")
         try:
             common.load_indexed(dc, NAME, vecs, args.index, args.engine, [f"http://{direct.address}"], [direct.pid], "direct")
             direct_recall = common.recall_at_10(dc, NAME, queries[:50], truth, args.index)
             for s in (int(x) for x in args.shards.split(",")):
                 cluster = DevCluster(data_dir=Path(tmp) / f"c{s}", nodes=s, engine=args.engine, proxy_env=common.BENCH_PROXY_ENV).start()
                 try:
-                    pc = cluster.client()
+                    pc = common.client(**cluster.connect_kwargs())
                     common.load_indexed(pc, NAME, vecs, args.index, args.engine, [f"http://{m.address}" for m in cluster.milvus],
                                         [m.pid for m in cluster.milvus], f"{s} shards")
                     load0 = common.load()

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
+from bench import common
 from devkit.devcluster import DevCluster
 from shardproxy.metastore import MetaStore
 from shardproxy.repair import verify_and_repair
@@ -105,7 +106,7 @@ def main() -> None:
             el, copies = asyncio.run(verify_once(c.redis_url))
             result["verify"] = {"seconds": el, "rows_read": copies, "rows_per_s": copies / el}
             # damage: delete a share of the keys on node-0 only (its other replica keeps them)
-            victim = MilvusClient(uri=f"http://{c.milvus[0].address}")
+            victim = common.client(f"http://{c.milvus[0].address}")
             lost = list(range(0, args.rows, max(1, int(1 / args.damage))))
             victim.delete(COLL, ids=lost)
             idle = measure_search(client, vecs, args.idle_s)

@@ -59,3 +59,26 @@ def test_merge_invocations_tags_runs_and_keeps_each_load() -> None:
                                                      "bench/proxy_vs_direct.py --engines milvus"]
     assert m["load_before"]["loadavg"][0] == 3.0 and m["load_after"]["loadavg"][0] == 9.0
     assert m["skipped"] == ["invocation 2: x"] and m["machine"] == {"cpus": 2}
+
+
+def test_bench_clients_never_ping_an_idle_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pymilvus pings every 10 s even when idle; milvus-lite's default gRPC server policy answers
+    that with GOAWAY too_many_pings after ~80 s of idle (a concurrency run lost its loader's
+    channel that way). Bench clients ping only during calls, at most every 5 minutes (the
+    server's minimum), and a dedicated client has its own subchannel."""
+    import pymilvus
+
+    made: list[dict] = []
+    monkeypatch.setattr(pymilvus, "MilvusClient", lambda **kw: made.append(kw))
+    common.client("http://127.0.0.1:1")
+    common.client(uri="http://127.0.0.1:2", token="root:x", dedicated=True, grpc_options={"grpc.enable_retries": 0})
+    shared, dedicated = made
+    for kw in made:
+        opts = kw["grpc_options"]
+        assert opts["grpc.keepalive_permit_without_calls"] is False
+        assert opts["grpc.keepalive_time_ms"] >= 300_000
+    assert shared["uri"] == "http://127.0.0.1:1" and shared["dedicated"] is False
+    assert "grpc.use_local_subchannel_pool" not in shared["grpc_options"]
+    assert dedicated["dedicated"] is True and dedicated["token"] == "root:x"
+    assert dedicated["grpc_options"]["grpc.use_local_subchannel_pool"] == 1
+    assert dedicated["grpc_options"]["grpc.enable_retries"] == 0  # the caller's options are kept
