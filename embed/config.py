@@ -50,6 +50,7 @@ class EmbedSettings(BaseSettings):
     det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
     det_scenes: int = 300  # embed train: synthetic scenes for the detector (0 = do not train one); 600 measured no better (docs/embed.md)
     det_steps: int = 300  # embed train: detector head training steps
+    det_stride: Literal[8, 16] = 16  # embed train: head output stride (8 also merges Lite0's stride-8 map)
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
