@@ -9,8 +9,9 @@ and the detect time per photo.
 
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``). Variants are given as ``NAME=HEAD[@SIZE][+hard]``: HEAD is a
-head file (or ``default`` for the bench head, ``stride8`` for the bench's stride-8 head), SIZE the input
-side (default: the head's), ``+hard`` the projection adapted with ``EMBED_TRAIN_HARD_VIEWS=0.4``.
+head file (or ``default`` for the bench head of the shipped config, ``w48`` for the second round's head,
+``stride8`` for its stride-8 version), SIZE the input side (default: the head's), ``+hard`` the projection
+adapted with ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the projection before the third round).
 
 Run: python bench/detround.py --queries 40 --variant base=default --variant s8=stride8 ...;
 writes bench/out/detround.{json,png}.
@@ -64,27 +65,31 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--candidates", type=int, default=5)
     ap.add_argument("--max-objects", type=int, default=6)
     ap.add_argument("--pad", type=float, default=0.1)
+    ap.add_argument("--pad2", type=float, default=0.0,
+                    help="also embed every box at this padding and keep the better-matching crop (0 = off)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     s = load_setup()
     tmp = s.settings.artifacts_dir / "detround"
     tmp.mkdir(parents=True, exist_ok=True)
     val = validation_photos(s, args.queries)
-    embs: dict[str, tuple[Embedder, np.ndarray]] = {"default": (s.emb, s.emb.embed(s.images))}
+    embs: dict[str, tuple[Embedder, np.ndarray]] = {}
 
     def embedder(hard: bool) -> tuple[Embedder, np.ndarray]:
-        key = "hard" if hard else "default"
+        key = "hard" if hard else "plain"
         if key not in embs:
             from embed.train import adapt_to_catalog
 
-            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": HARD_VIEWS}))
+            views = HARD_VIEWS if hard else 0.0
+            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views}))
             e = Embedder(spec_from_settings(s.settings, projection=proj), batch_size=32, runtime="onnx",
                          export_dir=s.settings.artifacts_dir, threads=s.settings.threads)
             embs[key] = (e, e.embed(s.images))
         return embs[key]
 
-    heads = {"default": lambda: train_or_load(s, "full", DetTrainConfig())[0],
-             "stride8": lambda: train_or_load(s, "full", DetTrainConfig(stride=8))[0]}
+    heads = {"default": lambda: train_or_load(s, "full", DetTrainConfig())[0],  # the shipped config
+             "w48": lambda: train_or_load(s, "full", DetTrainConfig(width=48, dense=0.0))[0],  # second round's
+             "stride8": lambda: train_or_load(s, "full", DetTrainConfig(width=48, dense=0.0, stride=8))[0]}
     report: dict[str, dict] = {}
     for spec in args.variant or ["default=default"]:
         name, rest = spec.split("=", 1)
@@ -114,6 +119,11 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                                  + [o.crop(img) for o in truth])
                 lists, sims = product_lists(vecs, cat, s.pids)
                 k = len(objs)
+                if args.pad2 > 0 and dets:  # the same boxes at a second padding: keep the better top match
+                    l2, s2 = product_lists(emb.embed([o.crop(img, args.pad2) for o in dets]), cat, s.pids)
+                    for i in range(len(dets)):
+                        if s2[i, 0] > sims[i, 0]:
+                            lists[i], sims[i] = l2[i], s2[i]
                 ev = [evidence(FoundObject(o.box, o.label, o.score, [Hit(0, p, float(v)) for p, v in zip(lst[:2], sm)]),
                                img.width, img.height) for o, lst, sm in zip(objs, lists[:k], sims[:k])]
                 rows.setdefault(split, []).append((sc, objs, lists[:k], ev))
@@ -176,7 +186,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join(["python", *sys.argv]), "validation_photos_per_split": args.queries,
-           "candidates": args.candidates, "pad": args.pad, "load_average_at_start": s.load_start,
+           "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
            "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(), "variants": report}
     (args.out / "detround.json").write_text(json.dumps(out, indent=2))
     import matplotlib

@@ -39,11 +39,11 @@ class DetTrainConfig:
     batch: int = 16
     lr: float = 3e-3
     size: int = DEFAULT_SIZE
-    width: int = 48
+    width: int = 96  # 48 before the third round (docs/embed.md)
     seed: int = 0
     styles: tuple[tuple[SceneStyle, float], ...] = TRAIN_STYLES
     stride: int = STRIDE  # 16, or 8 for a head that also merges the stride-8 map
-    dense: float = 0.0  # > 0: size/offset also learned around the centres (embed.dethead.encode_targets)
+    dense: float = 0.3  # > 0: size/offset also learned around the centres (embed.dethead.encode_targets)
 
     def key(self) -> dict[str, object]:
         k: dict[str, object] = {"scenes": self.scenes, "steps": self.steps, "batch": self.batch, "lr": self.lr,
@@ -230,7 +230,8 @@ def train_catalog_detector(catalog: Catalog, settings: EmbedSettings, *, backbon
     if settings.embedder != "efficientnet-lite0":
         raise ValueError(f"the trained detector runs on EfficientNet-Lite0 maps, not {settings.embedder}")
     weights = settings.weights or lite0_default_weights()
-    cfg = DetTrainConfig(scenes=settings.det_scenes, steps=settings.det_steps, stride=settings.det_stride)
+    cfg = DetTrainConfig(scenes=settings.det_scenes, steps=settings.det_steps, stride=settings.det_stride,
+                         width=settings.det_width, dense=settings.det_dense)
     textures = load_textures(settings.cache_dir / "textures", package=settings.det_textures)
     key = detector_key(catalog.fingerprint(), file_sha256(weights), cfg, [n for n, _ in textures])
     out = settings.artifacts_dir
