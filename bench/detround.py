@@ -9,9 +9,9 @@ and the detect time per photo.
 
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``). Variants are given as ``NAME=HEAD[@SIZE][+hard]``: HEAD is a
-head file (or ``default`` for the bench head of the shipped config, ``w48`` for the second round's head,
-``stride8`` for its stride-8 version), SIZE the input side (default: the head's), ``+hard`` the projection
-adapted with ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the projection before the third round).
+head file (or ``default`` for the bench head of the shipped config, ``w96dense`` for the width-96 head
+with dense targets, ``stride8`` for the stride-8 head), SIZE the input side (default: the head's), ``+hard`` the projection
+adapted with ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default).
 
 Run: python bench/detround.py --queries 40 --variant base=default --variant s8=stride8 ...;
 writes bench/out/detround.{json,png}.
@@ -88,8 +88,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         return embs[key]
 
     heads = {"default": lambda: train_or_load(s, "full", DetTrainConfig())[0],  # the shipped config
-             "w48": lambda: train_or_load(s, "full", DetTrainConfig(width=48, dense=0.0))[0],  # second round's
-             "stride8": lambda: train_or_load(s, "full", DetTrainConfig(width=48, dense=0.0, stride=8))[0]}
+             "w96dense": lambda: train_or_load(s, "full", DetTrainConfig(width=96, dense=0.3))[0],
+             "stride8": lambda: train_or_load(s, "full", DetTrainConfig(stride=8))[0]}
     report: dict[str, dict] = {}
     for spec in args.variant or ["default=default"]:
         name, rest = spec.split("=", 1)

@@ -5,9 +5,10 @@ A 3-node dev cluster (proxy with auth, milvus-lite nodes, Redis); the catalog (D
 is imported through the proxy by an in-process `embed worker` with the catalog-adapted model. The
 query engine (the code the proxy's SearchByImage runs) searches through the proxy, with
 
-- **second round**: the head of the second round (width 48, centre-only targets) with the shipped query
-  settings (learned order over ``det_candidates`` boxes, ``crop_pad``), and
-- **default**: the shipped head config (``DetTrainConfig()``: width 96, dense targets), same settings.
+- **default**: the shipped head config (``DetTrainConfig()``: width 48, centre-only targets) with the
+  shipped query settings (learned order over ``det_candidates`` boxes, ``crop_pad``), and
+- **width 96, dense**: the opt-in head of the third round (``EMBED_DET_WIDTH=96 EMBED_DET_DENSE=0.3``),
+  same settings.
 
 Photos: the cluttered and 1-2 product test compositions of bench/relevance.py. The heads and the
 projection are the ones bench/relevance.py trains (``.cache/models``, trained here when missing). Load
@@ -48,8 +49,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     s = load_setup()
-    heads = {"second round": train_or_load(s, "full", DetTrainConfig(width=48, dense=0.0))[0],
-             "default": train_or_load(s, "full", DetTrainConfig())[0]}
+    heads = {"default": train_or_load(s, "full", DetTrainConfig())[0],
+             "width 96, dense": train_or_load(s, "full", DetTrainConfig(width=96, dense=0.3))[0]}
     proj = s.emb.spec.projection
     photos = test_photos(s, args.queries)
     jpegs = [sc.jpeg for split in ("scene", "cluttered") for sc, _ in photos[split]]
@@ -66,8 +67,8 @@ def main() -> None:
         stats = Worker(base, dc.proxy_uri, consumer="bench").run(max_idle_s=0.5, block_ms=200)
         report["indexed"] = stats.images
         print(f"indexed {stats.images} catalog images through the proxy; load {os.getloadavg()}", flush=True)
-        configs = {"second round: width-48 head, learned order": {"detector_head": heads["second round"]},
-                   "default: width-96 dense head, learned order": {}}
+        configs = {"default: width-48 head, learned order": {},
+                   "opt-in: width-96 dense head, learned order": {"detector_head": heads["width 96, dense"]}}
         report["query_latency"] = {}
         for name, upd in configs.items():
             engine = QueryEngine(base.model_copy(update=upd), dc.proxy_uri)

@@ -43,16 +43,17 @@ class EmbedSettings(BaseSettings):
     # catalog adaptation (embed train)
     train_views: int = 6  # synthetic views per catalog image
     train_steps: int = 400
-    train_hard_views: float = Field(0.4, ge=0.0, le=1.0)  # share of views degraded like clutter (docs/embed.md, third round)
+    train_hard_views: float = Field(0.0, ge=0.0, le=1.0)  # share of views degraded like clutter (opt-in, docs/embed.md)
     # detector
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
     det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
     det_scenes: int = 300  # embed train: synthetic scenes for the detector (0 = do not train one); 600 measured no better (docs/embed.md)
     det_steps: int = 300  # embed train: detector head training steps
-    det_stride: Literal[8, 16] = 16  # embed train: head output stride (8 also merges Lite0's stride-8 map; measured worse)
-    det_width: int = Field(96, ge=8, le=256)  # embed train: head channels (48 before the third round)
-    det_dense: float = Field(0.3, ge=0.0, lt=1.0)  # embed train: size/offset also learned around centres (0 = centres only)
+    # head options measured in the third round (docs/embed.md); opt-in: better boxes, not better cluttered recall
+    det_stride: Literal[8, 16] = 16  # embed train: head output stride (8 also merges Lite0's stride-8 map)
+    det_width: int = Field(48, ge=8, le=256)  # embed train: head channels
+    det_dense: float = Field(0.0, ge=0.0, lt=1.0)  # embed train: size/offset also learned around centres (0 = centres only)
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None

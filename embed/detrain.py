@@ -39,11 +39,11 @@ class DetTrainConfig:
     batch: int = 16
     lr: float = 3e-3
     size: int = DEFAULT_SIZE
-    width: int = 96  # 48 before the third round (docs/embed.md)
+    width: int = 48
     seed: int = 0
     styles: tuple[tuple[SceneStyle, float], ...] = TRAIN_STYLES
     stride: int = STRIDE  # 16, or 8 for a head that also merges the stride-8 map
-    dense: float = 0.3  # > 0: size/offset also learned around the centres (embed.dethead.encode_targets)
+    dense: float = 0.0  # > 0: size/offset also learned around the centres (embed.dethead.encode_targets)
 
     def key(self) -> dict[str, object]:
         k: dict[str, object] = {"scenes": self.scenes, "steps": self.steps, "batch": self.batch, "lr": self.lr,
