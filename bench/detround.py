@@ -8,10 +8,12 @@ scored on the other half) with duplicates last; first n+1 objects counted. Also:
 and the detect time per photo.
 
 Validation photos: detector-training products on training textures, compositions of their own seeds
-(``bench.relsetup.validation_photos``). Variants are given as ``NAME=HEAD[@SIZE][+hard]``: HEAD is a
-head file (or ``default`` for the bench head of the shipped config, ``w96dense`` for the width-96 head
-with dense targets, ``stride8`` for the stride-8 head), SIZE the input side (default: the head's), ``+hard`` the projection
-adapted with ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default).
+(``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
+training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
+``NAME=HEAD[@SIZE][+hard]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head), SIZE
+the input side (default: the head's), ``+hard`` the projection adapted with
+``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default).
 
 Run: python bench/detround.py --queries 40 --variant base=default --variant s8=stride8 ...;
 writes bench/out/detround.{json,png}.
@@ -32,7 +34,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from bench.relsetup import SPLITS, load_setup, product_lists, score_photo, train_or_load, validation_photos  # noqa: E402
+from bench.relsetup import (  # noqa: E402
+    SPLITS,
+    load_setup,
+    product_lists,
+    score_photo,
+    strict_split,
+    strict_validation_photos,
+    train_or_load,
+    validation_photos,
+)
 from embed import objrank  # noqa: E402
 from embed.detector import WHOLE_IMAGE_LABEL, Detection  # noqa: E402
 from embed.detrain import DetTrainConfig  # noqa: E402
@@ -67,12 +78,18 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--pad", type=float, default=0.1)
     ap.add_argument("--pad2", type=float, default=0.0,
                     help="also embed every box at this padding and keep the better-matching crop (0 = off)")
+    ap.add_argument("--strict", action="store_true",
+                    help="validation products and textures held out of the heads' training (bench.relsetup.strict_split); "
+                         "the named heads are trained without them")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     s = load_setup()
     tmp = s.settings.artifacts_dir / "detround"
     tmp.mkdir(parents=True, exist_ok=True)
-    val = validation_photos(s, args.queries)
+    val = strict_validation_photos(s, args.queries) if args.strict else validation_photos(s, args.queries)
+    fit_idx, fit_tex, _, _ = strict_split(s)
+    pool = {"textures": fit_tex, "product_idx": fit_idx} if args.strict else {}
+    prefix = "strict" if args.strict else "full"
     embs: dict[str, tuple[Embedder, np.ndarray]] = {}
 
     def embedder(hard: bool) -> tuple[Embedder, np.ndarray]:
@@ -87,9 +104,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             embs[key] = (e, e.embed(s.images))
         return embs[key]
 
-    heads = {"default": lambda: train_or_load(s, "full", DetTrainConfig())[0],  # the shipped config
-             "w96dense": lambda: train_or_load(s, "full", DetTrainConfig(width=96, dense=0.3))[0],
-             "stride8": lambda: train_or_load(s, "full", DetTrainConfig(stride=8))[0]}
+    heads = {"default": lambda: train_or_load(s, prefix, DetTrainConfig(), **pool)[0],  # the shipped config
+             "w96dense": lambda: train_or_load(s, prefix, DetTrainConfig(width=96, dense=0.3), **pool)[0],
+             "stride8": lambda: train_or_load(s, prefix, DetTrainConfig(stride=8), **pool)[0]}
     report: dict[str, dict] = {}
     for spec in args.variant or ["default=default"]:
         name, rest = spec.split("=", 1)
@@ -186,7 +203,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join(["python", *sys.argv]), "validation_photos_per_split": args.queries,
-           "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
+           "strict_validation": args.strict, "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
            "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(), "variants": report}
     (args.out / "detround.json").write_text(json.dumps(out, indent=2))
     import matplotlib
