@@ -15,6 +15,9 @@ config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for t
 the input side (default: the head's), ``+hard`` the projection adapted with
 ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default).
 
+``--calibrate`` resizes every box by a size calibration fitted for that head on the (non-strict)
+validation photos (``fit_size_calibration``).
+
 Run: python bench/detround.py --queries 40 --variant base=default --variant s8=stride8 ...;
 writes bench/out/detround.{json,png}.
 """
@@ -69,6 +72,43 @@ def sized(head: Path, size: int | None, tmp: Path) -> Path:
     return out
 
 
+def fit_size_calibration(det: ProductDetector, photos: dict[str, list]) -> np.ndarray:
+    """Per axis (a, b) of log(true size) = a + b log(predicted size), in the head's input pixels, over the
+    head's box whose centre is nearest each product's (within a quarter of its size)."""
+    xs, ys = [], []
+    for split in SPLITS:
+        for sc, _ in photos[split]:
+            img = sc.image
+            x, lb = letterbox(img, det.size)
+            dets = det.from_raw(det.raw(x), lb, img.width, img.height, conf=0.05)
+            if not dets:
+                continue
+            p = np.array([o.box for o in dets])
+            pc = (p[:, :2] + p[:, 2:]) / 2
+            for g in np.array(sc.boxes, np.float32):
+                gs, gc = g[2:] - g[:2], (g[:2] + g[2:]) / 2
+                d = np.hypot(*((pc - gc) / gs).T)
+                j = int(d.argmin())
+                if d[j] < 0.25:
+                    xs.append(np.log((p[j, 2:] - p[j, :2]) * lb.scale))
+                    ys.append(np.log(gs * lb.scale))
+    x, y = np.array(xs), np.array(ys)
+    return np.array([np.polyfit(x[:, k], y[:, k], 1)[::-1] for k in range(2)])  # rows: (a, b) for w, h
+
+
+def calibrated(dets: list[Detection], coef: np.ndarray, scale: float, w: int, h: int) -> list[Detection]:
+    """Boxes resized about their centres by the size calibration (clipped to the photo)."""
+    out = []
+    for o in dets:
+        b = np.asarray(o.box, np.float64)
+        c, size = (b[:2] + b[2:]) / 2, (b[2:] - b[:2]) * scale
+        new = np.exp(coef[:, 0] + coef[:, 1] * np.log(np.maximum(size, 1.0))) / scale
+        x0, y0 = np.maximum(c - new / 2, 0)
+        x1, y1 = np.minimum(c + new / 2, (w, h))
+        out.append(Detection((float(x0), float(y0), float(x1), float(y1)), o.label, o.score))
+    return out
+
+
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=40, help="validation photos per split")
@@ -78,6 +118,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--pad", type=float, default=0.1)
     ap.add_argument("--pad2", type=float, default=0.0,
                     help="also embed every box at this padding and keep the better-matching crop (0 = off)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="resize the boxes by a size calibration fitted on the (non-strict) validation photos")
     ap.add_argument("--strict", action="store_true",
                     help="validation products and textures held out of the heads' training (bench.relsetup.strict_split); "
                          "the named heads are trained without them")
@@ -118,6 +160,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                               export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
                               top_k=20, min_size=s.settings.min_box_size)
         emb, cat = embedder(hard)
+        coef = fit_size_calibration(det, validation_photos(s, args.queries)) if args.calibrate else None
         rows: dict[str, list] = {}
         t_det: list[float] = []
         oracle: dict[str, list[int]] = {}
@@ -129,6 +172,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 t = time.perf_counter()
                 x, lb = letterbox(img, det.size)
                 dets = det.from_raw(det.raw(x), lb, img.width, img.height)[: args.candidates]
+                if coef is not None:
+                    dets = calibrated(dets, coef, lb.scale, img.width, img.height)
                 t_det.append(time.perf_counter() - t)
                 objs = [*dets, Detection((0.0, 0.0, float(img.width), float(img.height)), WHOLE_IMAGE_LABEL, 0.0)]
                 truth = [Detection(tuple(map(float, b)), "object", 1.0) for b in sc.boxes]  # type: ignore[arg-type]
@@ -189,7 +234,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 xs.append(objrank.features(ev))
                 ys += labels(sc, ev)
         weights = objrank.fit_logistic(np.concatenate(xs), np.asarray(ys))
-        report[name] = {"variant": spec, "head": str(head), "size": det.size, "stride": det.head.stride,
+        report[name] = {"variant": spec, "head": str(head), "size_calibration": None if coef is None else coef.tolist(), "size": det.size, "stride": det.head.stride,
                         "projection": "hard views 0.4" if hard else "default", "detect_ms_p50": 1000 * float(np.median(t_det)),
                         "results": res, "weights_all": [float(v) for v in weights], "elapsed_s": time.monotonic() - t0,
                         "load_average": os.getloadavg()}
@@ -203,7 +248,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join(["python", *sys.argv]), "validation_photos_per_split": args.queries,
-           "strict_validation": args.strict, "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
+           "strict_validation": args.strict, "size_calibration": args.calibrate, "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
            "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(), "variants": report}
     (args.out / "detround.json").write_text(json.dumps(out, indent=2))
     import matplotlib
