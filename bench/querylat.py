@@ -5,12 +5,14 @@ A 3-node dev cluster (proxy with auth, milvus-lite nodes, Redis); the catalog (D
 is imported through the proxy by an in-process `embed worker` with the catalog-adapted model. The
 query engine (the code the proxy's SearchByImage runs) searches through the proxy, with
 
-- **baseline**: the trained head, detector order, whole photo last, 6 objects (the state before the
-  learned order), and
-- **default**: the shipped settings (learned order over ``det_candidates`` boxes, ``crop_pad``).
+- **default**: the shipped head config (``DetTrainConfig()``: width 48, centre-only targets) with the
+  shipped query settings (learned order over ``det_candidates`` boxes, ``crop_pad``), and
+- **width 96, dense**: the opt-in head of the third round (``EMBED_DET_WIDTH=96 EMBED_DET_DENSE=0.3``),
+  same settings.
 
-Photos: the cluttered and 1-2 product test compositions of bench/relevance.py. The head and the
-projection are the ones bench/relevance.py trained (``.cache/models``). Load average is recorded.
+Photos: the cluttered and 1-2 product test compositions of bench/relevance.py. The heads and the
+projection are the ones bench/relevance.py trains (``.cache/models``, trained here when missing). Load
+average is recorded.
 
 Run: python bench/querylat.py [--queries N]; writes bench/out/querylat.{json,png}.
 """
@@ -31,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from bench.relsetup import load_setup, test_photos  # noqa: E402
+from bench.relsetup import load_setup, test_photos, train_or_load  # noqa: E402
+from embed.detrain import DetTrainConfig  # noqa: E402
 from devkit.devcluster import DevCluster  # noqa: E402
 from embed.importer import start_import  # noqa: E402
 from embed.query import QueryEngine  # noqa: E402
@@ -46,28 +49,26 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     s = load_setup()
-    heads = sorted(s.settings.artifacts_dir.glob("bench-head-full-*.pt"), key=lambda p: p.stat().st_mtime)
-    if not heads:
-        raise SystemExit("no trained head in .cache/models: run bench/relevance.py first")
+    heads = {"default": train_or_load(s, "full", DetTrainConfig())[0],
+             "width 96, dense": train_or_load(s, "full", DetTrainConfig(width=96, dense=0.3))[0]}
     proj = s.emb.spec.projection
     photos = test_photos(s, args.queries)
     jpegs = [sc.jpeg for split in ("scene", "cluttered") for sc, _ in photos[split]]
     work = Path(tempfile.mkdtemp(prefix="bench-querylat-"))
     report: dict[str, object] = {"command": " ".join(["python", *sys.argv]), "photos": len(jpegs),
-                                 "head": heads[-1].name, "cpu_count": os.cpu_count(),
+                                 "heads": {k: p.name for k, p in heads.items()}, "cpu_count": os.cpu_count(),
                                  "load_average_at_start": os.getloadavg()}
     dc = DevCluster(work / "cluster", nodes=3).start()
     try:
         base = s.settings.model_copy(update={"redis_url": dc.redis_url, "stream": "bench:querylat", "projection": proj,
                                              "token": dc.token, "cache_dir": work / "cache", "detector": "trained",
-                                             "detector_head": heads[-1]})
+                                             "detector_head": heads["default"]})
         start_import(base, s.catalog, "querylat", dc.proxy_uri, adapt=False)
         stats = Worker(base, dc.proxy_uri, consumer="bench").run(max_idle_s=0.5, block_ms=200)
         report["indexed"] = stats.images
         print(f"indexed {stats.images} catalog images through the proxy; load {os.getloadavg()}", flush=True)
-        configs = {"baseline: detector order, whole photo last": {"rank": "detector", "crop_pad": 0.0,
-                                                                   "det_candidates": 0},
-                   "default: learned order": {}}
+        configs = {"default: width-48 head, learned order": {},
+                   "opt-in: width-96 dense head, learned order": {"detector_head": heads["width 96, dense"]}}
         report["query_latency"] = {}
         for name, upd in configs.items():
             engine = QueryEngine(base.model_copy(update=upd), dc.proxy_uri)

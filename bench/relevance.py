@@ -61,7 +61,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     shipped = Embedder(spec_from_settings(settings), batch_size=32, runtime="onnx", export_dir=settings.artifacts_dir,
                        threads=settings.threads)
     net = emb.backbone.net
-    cfg = DetTrainConfig(scenes=args.scenes, steps=args.steps)
+    cfg = DetTrainConfig(scenes=args.scenes, steps=args.steps, width=settings.det_width, dense=settings.det_dense,
+                         stride=settings.det_stride)  # EMBED_DET_WIDTH / _DENSE / _STRIDE as `embed train` reads them
     heads: dict[str, tuple[Path, dict]] = {"full": train_or_load(s, "full", cfg)}
     if args.ablate:
         plain_mix = ((STYLES["single"], 0.3), (STYLES["scene"], 0.7))

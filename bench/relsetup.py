@@ -85,13 +85,16 @@ def load_setup() -> Setup:
                  load_start)
 
 
-def train_or_load(s: Setup, name: str, cfg: DetTrainConfig, textures: list | None = None) -> tuple[Path, dict]:
+def train_or_load(s: Setup, name: str, cfg: DetTrainConfig, textures: list | None = None,
+                  product_idx: list[int] | None = None) -> tuple[Path, dict]:
+    """The bench head ``name`` for ``cfg`` (cached); trained on ``product_idx`` (default: the detector-training
+    products) on ``textures`` (default: the training textures). ``name`` must tell other pools apart."""
     tex = s.tex_train if textures is None else textures
     names = s.tex_names if textures is None or textures else []
     path = s.settings.artifacts_dir / f"bench-head-{name}-{detector_key(s.catalog.fingerprint(), 'lite0', cfg, names)}.pt"
     if path.is_file():
         return path, json.loads(path.with_suffix(".json").read_text())
-    products = [(s.pids[i], s.images[i]) for i in s.train_idx]
+    products = [(s.pids[i], s.images[i]) for i in (s.train_idx if product_idx is None else product_idx)]
     head, stats = fit(s.emb.backbone.net, products, tex, cfg, quiet=False, export_dir=s.settings.artifacts_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_head(head, path, cfg)
@@ -123,6 +126,24 @@ def test_photos(s: Setup, n: int) -> dict[str, list]:
 def validation_photos(s: Setup, n: int, seed: int = 20_000) -> dict[str, list]:
     """Detector-training products on training textures, other compositions (tuning only)."""
     return _photos(s, n, seed, [s.train_idx], s.tex_train)
+
+
+def strict_split(s: Setup) -> tuple[list[int], list, list[int], list]:
+    """A validation split held out of detector training like the test split is, disjoint from it:
+    (training products, training textures, validation products, validation textures). Every 7th
+    detector-training product and every 5th training texture are kept for validation; heads for it
+    are trained on the rest (``train_or_load(..., textures=, product_idx=)``)."""
+    val_idx = s.train_idx[6::7]
+    keep = set(val_idx)
+    tex_val = s.tex_train[4::5]
+    tex_fit = [t for k, t in enumerate(s.tex_train) if k % 5 != 4]
+    return [i for i in s.train_idx if i not in keep], tex_fit, val_idx, tex_val
+
+
+def strict_validation_photos(s: Setup, n: int, seed: int = 30_000) -> dict[str, list]:
+    """Validation products (held out of the strict heads' training) on validation textures."""
+    _, _, val_idx, tex_val = strict_split(s)
+    return _photos(s, n, seed, [val_idx], tex_val)
 
 
 @dataclass

@@ -50,6 +50,10 @@ class EmbedSettings(BaseSettings):
     det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
     det_scenes: int = 300  # embed train: synthetic scenes for the detector (0 = do not train one); 600 measured no better (docs/embed.md)
     det_steps: int = 300  # embed train: detector head training steps
+    # head options measured in the third round (docs/embed.md); opt-in: better boxes, not better cluttered recall
+    det_stride: Literal[8, 16] = 16  # embed train: head output stride (8 also merges Lite0's stride-8 map)
+    det_width: int = Field(48, ge=8, le=256)  # embed train: head channels
+    det_dense: float = Field(0.0, ge=0.0, lt=1.0)  # embed train: size/offset also learned around centres (0 = centres only)
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None

@@ -3,8 +3,9 @@
 The EfficientNet-Lite0 backbone (frozen, the same weights the embedder uses) sees the photo letterboxed
 to ``size`` px; its stride-16 (112 ch) and stride-32 (1280 ch) maps are merged FPN-style and a few convs
 predict, per stride-16 cell, an object-centre heatmap, the box size (log, in cells) and the sub-cell
-centre offset. Peaks of the heatmap are the objects, ordered by confidence. Training data comes from
-the catalog itself (``embed.compose``); see ``embed.detrain``.
+centre offset. A head built with ``c8 > 0`` also merges the stride-8 map (40 ch) and predicts per
+stride-8 cell (finer centres and boxes for small, crowded products). Peaks of the heatmap are the
+objects, ordered by confidence. Training data comes from the catalog itself (``embed.compose``); see ``embed.detrain``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ _LITE_MEAN, _LITE_STD = 0.498, 0.502
 
 
 class DetHead(nn.Module):
-    def __init__(self, c16: int = 112, c32: int = 1280, width: int = 48) -> None:
+    def __init__(self, c16: int = 112, c32: int = 1280, width: int = 48, c8: int = 0) -> None:
         super().__init__()
-        self.width = width
+        self.width, self.c8 = width, c8
+        self.stride = 8 if c8 else STRIDE  # output grid stride in input pixels
         self.lat16 = nn.Conv2d(c16, width, 1)
         self.lat32 = nn.Conv2d(c32, width, 1)
+        if c8:
+            self.lat8 = nn.Conv2d(c8, width, 1)
         self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
         self.out = nn.Conv2d(width, 5, 1)  # heatmap logit, log w, log h, dx, dy
@@ -39,25 +43,31 @@ class DetHead(nn.Module):
         with torch.no_grad():
             self.out.bias[0] = -2.19  # prior 0.1
 
-    def forward(self, f16: torch.Tensor, f32: torch.Tensor) -> torch.Tensor:
+    def forward(self, f16: torch.Tensor, f32: torch.Tensor, f8: torch.Tensor | None = None) -> torch.Tensor:
         x = self.lat16(f16) + F.interpolate(self.lat32(f32), size=f16.shape[-2:], mode="nearest")
+        if self.c8:
+            assert f8 is not None, "a stride-8 head needs the stride-8 map"
+            x = self.lat8(f8) + F.interpolate(x, size=f8.shape[-2:], mode="nearest")
         return self.out(self.body(x))
 
 
-def backbone_maps(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lite0 forward that also returns the last stride-16 map: (stride-16 map, stride-32 head map)."""
+def backbone_maps(net: nn.Module, x: torch.Tensor, with8: bool = False) -> tuple[torch.Tensor, ...]:
+    """Lite0 forward that also returns the last stride-16 map: (stride-16 map, stride-32 head map), and
+    the last stride-8 map third when ``with8``."""
     h = x.shape[-1]
     y = net._swish(net._bn0(net._conv_stem(x))) if hasattr(net, "_swish") else net._relu(net._bn0(net._conv_stem(x)))
-    f16 = None
+    f8 = f16 = None
     n = len(net._blocks)
     for idx, block in enumerate(net._blocks):
         rate = net._global_params.drop_connect_rate
         y = block(y, drop_connect_rate=rate * idx / n if rate else rate)
         if y.shape[-1] * STRIDE >= h and y.shape[-1] * STRIDE < h + STRIDE:
             f16 = y
+        if y.shape[-1] * 8 >= h and y.shape[-1] * 8 < h + 8:
+            f8 = y
     y = _head(net, y)
-    assert f16 is not None, "no stride-16 map (input size must be a multiple of 32)"
-    return f16, y
+    assert f16 is not None and f8 is not None, "no stride-16 map (input size must be a multiple of 32)"
+    return (f16, y, f8) if with8 else (f16, y)
 
 
 def _head(net: nn.Module, y: torch.Tensor) -> torch.Tensor:
@@ -66,14 +76,14 @@ def _head(net: nn.Module, y: torch.Tensor) -> torch.Tensor:
 
 
 class Lite0Maps(nn.Module):
-    """Backbone wrapper for export: image tensor -> (stride-16 map, stride-32 map)."""
+    """Backbone wrapper for export: image tensor -> (stride-16 map, stride-32 map[, stride-8 map])."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, with8: bool = False) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.with8 = net, with8
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return backbone_maps(self.net, x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return backbone_maps(self.net, x, self.with8)
 
 
 @dataclass(frozen=True)
@@ -94,41 +104,52 @@ def letterbox(img: Image.Image, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, L
 
 # ---- targets and loss -------------------------------------------------------------------------
 
-def encode_targets(boxes: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes (N, 4) in input pixels -> heatmap (G, G), regression (4, G, G), mask (G, G) of centre cells."""
+def encode_targets(boxes: np.ndarray, grid: int, stride: int = STRIDE, dense: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (N, 4) in input pixels -> heatmap (G, G), regression (4, G, G), regression weights (G, G)
+    (G cells of ``stride`` px). The size and offset are learned at each object's centre cell; with
+    ``dense`` > 0 also at the cells around it where its Gaussian is at least ``dense`` (weighted by
+    it; a cell two objects claim belongs to the one whose centre is nearer), so a peak next to the
+    centre still predicts the whole box (TTFNet-style)."""
     hm = np.zeros((grid, grid), np.float32)
     reg = np.zeros((4, grid, grid), np.float32)
     mask = np.zeros((grid, grid), np.float32)
     ys, xs = np.mgrid[0:grid, 0:grid].astype(np.float32)
     for x0, y0, x1, y1 in np.asarray(boxes, np.float32).reshape(-1, 4):
-        w, h = (x1 - x0) / STRIDE, (y1 - y0) / STRIDE
+        w, h = (x1 - x0) / stride, (y1 - y0) / stride
         if w <= 0 or h <= 0:
             continue
-        cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
+        cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
         ix, iy = min(grid - 1, int(cx)), min(grid - 1, int(cy))
         sx, sy = max(0.5, w / 6), max(0.5, h / 6)
         g = np.exp(-((xs - ix) ** 2) / (2 * sx * sx) - ((ys - iy) ** 2) / (2 * sy * sy))
         hm = np.maximum(hm, g)
         hm[iy, ix] = 1.0
+        if dense > 0:
+            take = (g >= dense) & (g > mask)
+            reg[0][take], reg[1][take] = math.log(w), math.log(h)
+            reg[2][take], reg[3][take] = cx - xs[take], cy - ys[take]
+            mask[take] = g[take]
         reg[:, iy, ix] = (math.log(w), math.log(h), cx - ix, cy - iy)
         mask[iy, ix] = 1.0
     return hm, reg, mask
 
 
 def detection_loss(pred: torch.Tensor, hm: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """CenterNet loss: penalty-reduced focal loss on the heatmap + L1 on size and offset at centres."""
+    """CenterNet loss: penalty-reduced focal loss on the heatmap + L1 on size and offset where ``mask``
+    weighs it (the centres; with dense targets also the cells around them), a weighted mean."""
     p = torch.sigmoid(pred[:, 0]).clamp(1e-4, 1 - 1e-4)
     pos = hm.eq(1).float()
     pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
     neg_loss = -(torch.log(1 - p) * p**2 * (1 - hm) ** 4 * (1 - pos)).sum()
     npos = pos.sum().clamp_min(1)
-    l1 = (F.l1_loss(pred[:, 1:5], reg, reduction="none").sum(1) * mask).sum() / npos
+    l1 = (F.l1_loss(pred[:, 1:5], reg, reduction="none").sum(1) * mask).sum() / mask.sum().clamp_min(1)
     return (pos_loss + neg_loss) / npos + l1
 
 
 # ---- decoding ---------------------------------------------------------------------------------
 
-def decode(pred: np.ndarray, *, top_k: int = 20, conf: float = 0.1, iou: float = 0.5
+def decode(pred: np.ndarray, *, top_k: int = 20, conf: float = 0.1, iou: float = 0.5, stride: int = STRIDE
            ) -> tuple[np.ndarray, np.ndarray]:
     """Raw head output (5, G, G) -> (boxes (K, 4) in input pixels, scores (K,)), best first."""
     logits = torch.from_numpy(np.ascontiguousarray(pred[0:1]))[None]
@@ -143,7 +164,7 @@ def decode(pred: np.ndarray, *, top_k: int = 20, conf: float = 0.1, iou: float =
     iy, ix = idx // grid_w, idx % grid_w
     w, h = np.exp(pred[1, iy, ix]), np.exp(pred[2, iy, ix])
     cx, cy = ix + pred[3, iy, ix], iy + pred[4, iy, ix]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32) * STRIDE
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32) * stride
     if len(boxes) == 0:
         return boxes.reshape(0, 4), scores.astype(np.float32)
     order = nms(boxes, scores, iou)

@@ -42,10 +42,18 @@ class DetTrainConfig:
     width: int = 48
     seed: int = 0
     styles: tuple[tuple[SceneStyle, float], ...] = TRAIN_STYLES
+    stride: int = STRIDE  # 16, or 8 for a head that also merges the stride-8 map
+    dense: float = 0.0  # > 0: size/offset also learned around the centres (embed.dethead.encode_targets)
 
     def key(self) -> dict[str, object]:
-        return {"scenes": self.scenes, "steps": self.steps, "batch": self.batch, "lr": self.lr, "size": self.size,
-                "width": self.width, "seed": self.seed, "styles": repr(self.styles), "v": HEAD_VERSION}
+        k: dict[str, object] = {"scenes": self.scenes, "steps": self.steps, "batch": self.batch, "lr": self.lr,
+                                "size": self.size, "width": self.width, "seed": self.seed, "styles": repr(self.styles),
+                                "v": HEAD_VERSION}
+        if self.stride != STRIDE:  # heads trained as before keep the keys (and caches) they had
+            k["stride"] = self.stride
+        if self.dense:
+            k["dense"] = self.dense
+        return k
 
 
 @dataclass
@@ -55,68 +63,74 @@ class Cached:
     hm: np.ndarray  # (N, G, G)
     reg: np.ndarray  # (N, 4, G, G)
     mask: np.ndarray  # (N, G, G)
+    f8: np.ndarray | None = None  # (N, 40, 2G, 2G) float16, for a stride-8 head
 
 
 def scene_boxes_in_input(boxes: Sequence[tuple[int, int, int, int]], scale: float) -> np.ndarray:
     return np.asarray(boxes, np.float32).reshape(-1, 4) * scale
 
 
-MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+MapsFn = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
-def torch_maps(net: torch.nn.Module) -> MapsFn:
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def torch_maps(net: torch.nn.Module, with8: bool = False) -> MapsFn:
+    def run(x: np.ndarray) -> tuple[np.ndarray, ...]:
         with torch.inference_mode():
-            a, b = backbone_maps(net, torch.from_numpy(x))
-        return a.numpy(), b.numpy()
+            out = backbone_maps(net, torch.from_numpy(x), with8)
+        return tuple(t.numpy() for t in out)
 
     return run
 
 
-def onnx_maps(net: torch.nn.Module, size: int, export_dir: Path, threads: int = 0) -> MapsFn:
-    """The backbone's two maps through ONNX Runtime (exported once into ``export_dir``)."""
+def onnx_maps(net: torch.nn.Module, size: int, export_dir: Path, threads: int = 0, with8: bool = False) -> MapsFn:
+    """The backbone's maps (stride 16, stride 32[, stride 8]) through ONNX Runtime (exported once into
+    ``export_dir``)."""
     from embed.dethead import Lite0Maps
     from embed.onnxrt import OrtRunner, export, tensor_digest
 
-    module = Lite0Maps(net).eval()
-    path = export_dir / f"lite0-maps-{tensor_digest(module, str(size))}-{size}.onnx"
-    runner = OrtRunner(lambda: export(module, torch.zeros(2, 3, size, size), path, output_names=["f16", "f32"],
+    module = Lite0Maps(net, with8).eval()
+    names = ["f16", "f32", "f8"] if with8 else ["f16", "f32"]
+    path = export_dir / f"lite0-maps-{tensor_digest(module, str(size))}-{size}{'-s8' if with8 else ''}.onnx"
+    runner = OrtRunner(lambda: export(module, torch.zeros(2, 3, size, size), path, output_names=names,
                                       dynamic_batch=True), threads)
 
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a, b = runner(x)
-        return a, b
+    def run(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(runner(x))
 
     return run
 
 
 def extract(maps: MapsFn, images: Sequence[Image.Image], boxes: Sequence[Sequence[tuple[int, int, int, int]]],
-            size: int, batch: int = 8, advance: Callable[[int], None] | None = None) -> Cached:
-    """Frozen backbone maps and targets of each scene."""
-    grid = size // STRIDE
-    f16s, f32s, hms, regs, masks = [], [], [], [], []
+            size: int, batch: int = 8, advance: Callable[[int], None] | None = None, stride: int = STRIDE,
+            dense: float = 0.0) -> Cached:
+    """Frozen backbone maps and targets (on the ``stride`` grid) of each scene."""
+    grid = size // stride
+    f16s, f32s, f8s, hms, regs, masks = [], [], [], [], [], []
     for s in range(0, len(images), batch):
         xs, tg = [], []
         for img, bx in zip(images[s : s + batch], boxes[s : s + batch]):
             x, lb = letterbox(img, size)
             xs.append(x)
-            tg.append(encode_targets(scene_boxes_in_input(bx, lb.scale), grid))
-        a, b = maps(np.concatenate(xs))
+            tg.append(encode_targets(scene_boxes_in_input(bx, lb.scale), grid, stride, dense))
+        a, b, *c = maps(np.concatenate(xs))
         f16s.append(a.astype(np.float16))
         f32s.append(b.astype(np.float16))
+        if c and stride != STRIDE:
+            f8s.append(c[0].astype(np.float16))
         for hm, reg, m in tg:
             hms.append(hm)
             regs.append(reg)
             masks.append(m)
         if advance:
             advance(len(xs))
-    return Cached(np.concatenate(f16s), np.concatenate(f32s), np.stack(hms), np.stack(regs), np.stack(masks))
+    return Cached(np.concatenate(f16s), np.concatenate(f32s), np.stack(hms), np.stack(regs), np.stack(masks),
+                  np.concatenate(f8s) if f8s else None)
 
 
 def train_head(data: Cached, cfg: DetTrainConfig, advance: Callable[[int], None] | None = None
                ) -> tuple[DetHead, list[float]]:
     torch.manual_seed(cfg.seed)
-    head = DetHead(data.f16.shape[1], data.f32.shape[1], cfg.width)
+    head = DetHead(data.f16.shape[1], data.f32.shape[1], cfg.width, c8=data.f8.shape[1] if data.f8 is not None else 0)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
     # one-cycle schedule; a handful of steps (tests) keeps the constant rate (OneCycleLR needs >= 20)
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -127,7 +141,8 @@ def train_head(data: Cached, cfg: DetTrainConfig, advance: Callable[[int], None]
     head.train()
     for step in range(cfg.steps):
         idx = torch.randint(0, n, (min(cfg.batch, n),), generator=g).numpy()
-        pred = head(torch.from_numpy(data.f16[idx].astype(np.float32)), torch.from_numpy(data.f32[idx].astype(np.float32)))
+        f8 = torch.from_numpy(data.f8[idx].astype(np.float32)) if data.f8 is not None else None
+        pred = head(torch.from_numpy(data.f16[idx].astype(np.float32)), torch.from_numpy(data.f32[idx].astype(np.float32)), f8)
         loss = detection_loss(pred, torch.from_numpy(data.hm[idx]), torch.from_numpy(data.reg[idx]),
                               torch.from_numpy(data.mask[idx]))
         opt.zero_grad()
@@ -189,8 +204,11 @@ def fit(net: torch.nn.Module, products: Sequence[tuple[str, Image.Image]], textu
                                                 advance=lambda k: prog.update(t, advance=k))
         t1 = time.monotonic()
         t = prog.add_task("detector: backbone maps", total=len(images))
-        maps = onnx_maps(net, cfg.size, export_dir, threads) if export_dir is not None else torch_maps(net)
-        data = extract(maps, images, boxes, cfg.size, advance=lambda k: prog.update(t, advance=k))
+        with8 = cfg.stride == 8
+        maps = (onnx_maps(net, cfg.size, export_dir, threads, with8) if export_dir is not None
+                else torch_maps(net, with8))
+        data = extract(maps, images, boxes, cfg.size, advance=lambda k: prog.update(t, advance=k), stride=cfg.stride,
+                       dense=cfg.dense)
         del images
         t2 = time.monotonic()
         t = prog.add_task(f"detector: training head ({cfg.steps} steps)", total=cfg.steps)
@@ -212,7 +230,8 @@ def train_catalog_detector(catalog: Catalog, settings: EmbedSettings, *, backbon
     if settings.embedder != "efficientnet-lite0":
         raise ValueError(f"the trained detector runs on EfficientNet-Lite0 maps, not {settings.embedder}")
     weights = settings.weights or lite0_default_weights()
-    cfg = DetTrainConfig(scenes=settings.det_scenes, steps=settings.det_steps)
+    cfg = DetTrainConfig(scenes=settings.det_scenes, steps=settings.det_steps, stride=settings.det_stride,
+                         width=settings.det_width, dense=settings.det_dense)
     textures = load_textures(settings.cache_dir / "textures", package=settings.det_textures)
     key = detector_key(catalog.fingerprint(), file_sha256(weights), cfg, [n for n, _ in textures])
     out = settings.artifacts_dir

@@ -31,7 +31,8 @@ def load_head(path: Path | str) -> tuple[DetHead, int]:
     size = int(sd.pop("_meta.size", torch.tensor(DEFAULT_SIZE)))
     width = int(sd.pop("_meta.width", torch.tensor(48)))
     try:
-        head = DetHead(sd["lat16.weight"].shape[1], sd["lat32.weight"].shape[1], width)
+        c8 = sd["lat8.weight"].shape[1] if "lat8.weight" in sd else 0
+        head = DetHead(sd["lat16.weight"].shape[1], sd["lat32.weight"].shape[1], width, c8=c8)
         head.load_state_dict(sd, strict=True)
     except (KeyError, RuntimeError) as e:
         raise ModelFileError(path, f"not a product detector head ({e})") from e
@@ -45,7 +46,7 @@ class _Detect(torch.nn.Module):
         self.net, self.head = net, head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(*backbone_maps(self.net, x))
+        return self.head(*backbone_maps(self.net, x, self.head.c8 > 0))
 
 
 class ProductDetector:
@@ -94,7 +95,7 @@ class ProductDetector:
                  iou: float | None = None) -> list[Detection]:
         """Boxes in the photo's pixels from the head output (thresholds default to the detector's)."""
         boxes, scores = decode(pred, top_k=self.top_k, conf=self.conf if conf is None else conf,
-                               iou=self.iou if iou is None else iou)
+                               iou=self.iou if iou is None else iou, stride=self.head.stride)
         boxes = to_original(boxes, lb, w, h)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= self.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_size)
         return [Detection(tuple(float(v) for v in b), "object", float(s))  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from embed.artifacts import ModelFileError
 from embed.compose import STYLES, SceneStyle, compose, perspective_coeffs, product_cutout
 from embed.config import EmbedSettings
 from embed.detector import Detection, detect_objects
-from embed.dethead import STRIDE, decode, encode_targets
+from embed.dethead import STRIDE, DetHead, backbone_maps, decode, detection_loss, encode_targets
 from embed.detrain import DetTrainConfig, fit, save_head
 from embed.errors import ModelConfigError
 from embed.evalmetrics import box_recall
@@ -34,6 +34,44 @@ def test_targets_decode_back_to_the_boxes() -> None:
     assert len(got) == 3 and (scores > 0.99).all()
     order = np.argsort(got[:, 0])
     assert np.allclose(got[order], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
+
+
+def test_dense_targets_predict_the_whole_box_around_the_centre() -> None:
+    boxes = np.array([[20, 30, 100, 90], [130, 140, 250, 200]], np.float32)
+    g = SIZE // STRIDE
+    hm, reg, mask = encode_targets(boxes, g, dense=0.3)
+    hm0, reg0, mask0 = encode_targets(boxes, g)
+    assert np.array_equal(hm, hm0)  # the heatmap is the same; only where size/offset are learned differs
+    assert mask.sum() > mask0.sum() and ((mask == 1.0) == (mask0 == 1.0)).all()  # centres weigh 1, others less
+    assert np.allclose(reg[:, mask0 > 0], reg0[:, mask0 > 0])
+    # every weighted cell, decoded as if it were the peak, gives back its object's box
+    ys, xs = np.nonzero(mask)
+    for y, x in zip(ys, xs):
+        w, h = np.exp(reg[0, y, x]), np.exp(reg[1, y, x])
+        cx, cy = x + reg[2, y, x], y + reg[3, y, x]
+        got = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]) * STRIDE
+        assert np.isclose(np.abs(boxes - got).sum(axis=1), 0, atol=1e-3).any()
+    # centre-only targets: the weighted loss is the old per-object mean
+    pred = torch.zeros(1, 5, g, g)
+    t = [torch.from_numpy(a)[None] for a in (hm0, reg0, mask0)]
+    l1 = (torch.nn.functional.l1_loss(pred[:, 1:5], t[1], reduction="none").sum(1) * t[2]).sum() / 2
+    assert torch.isclose(detection_loss(pred, *t) - detection_loss(torch.cat([pred[:, :1], t[1]], 1), *t), l1)
+
+
+def test_stride8_targets_decode_back_and_the_head_runs_on_three_maps() -> None:
+    boxes = np.array([[20, 30, 100, 90], [130, 140, 250, 200], [5, 180, 40, 250]], np.float32)
+    hm, reg, mask = encode_targets(boxes, SIZE // 8, stride=8)
+    pred = np.concatenate([np.where(hm == 1.0, 8.0, -8.0)[None], reg]).astype(np.float32)
+    got, _ = decode(pred, conf=0.5, stride=8)
+    assert np.allclose(got[np.argsort(got[:, 0])], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0").eval()
+    with torch.inference_mode():
+        f16, f32, f8 = backbone_maps(net, torch.zeros(1, 3, SIZE, SIZE), with8=True)
+        head = DetHead(f16.shape[1], f32.shape[1], 8, c8=f8.shape[1]).eval()
+        assert head.stride == 8 and head(f16, f32, f8).shape == (1, 5, SIZE // 8, SIZE // 8)
+        assert DetHead(width=8).stride == STRIDE
 
 
 def test_perspective_coefficients_map_corners() -> None:
