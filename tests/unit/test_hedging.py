@@ -154,6 +154,10 @@ def test_caller_deadline_bounds_node_timeout() -> None:
     assert deadline.effective_timeout(30.0, None) == (30.0, False)
     assert deadline.effective_timeout(30.0, 2.0, margin_s=0.05) == (1.95, True)
     assert deadline.effective_timeout(1.0, 20.0) == (1.0, False)
+    # the default margin: a tenth of what the caller has left, between 50 ms and 0.5 s
+    assert deadline.effective_timeout(30.0, 4.0) == (3.6, True)
+    assert deadline.effective_timeout(30.0, 0.2) == (pytest.approx(0.15), True)
+    assert deadline.effective_timeout(60.0, 20.0) == (19.5, True)
     with deadline.caller_deadline(5.0):
         timeout, by_caller = deadline.node_timeout(30.0)
         assert 4.0 < timeout <= 5.0 and by_caller
