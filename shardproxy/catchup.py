@@ -81,8 +81,9 @@ class HintedHandoff:
             log.warning("could not touch pending hints of %s: %s", collection, exc)
 
     async def catch_up(self, client: NodeClient) -> None:
-        """Replay the hints of a node that answers; mark it active when it was down and every
-        hint is replayed. A node whose hints overflowed or grew too old is rebuilt from the other
+        """Replay the hints of a node that answers; mark it active when it was down and no hint
+        older than the replay pass is left (hints written during the pass are replayed right after
+        the switch; covering reads count it only as a spare meanwhile). A node whose hints overflowed or grew too old is rebuilt from the other
         replicas first (:meth:`_rebuild`; its hints alone cannot bring it up to date) and stays
         down (out of reads) until that and the replay are done."""
         rec_state = client.record.state

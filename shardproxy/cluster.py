@@ -62,7 +62,6 @@ class Cluster(HintedHandoff):
         self._id_lock = asyncio.Lock()
         self._health: dict[str, bool] = {}  # False = circuit open: not called until it answers a probe
         self._fails: dict[str, int] = {}
-        self._answering: dict[str, bool] = {}  # the last health probe's verdict (a down node may answer)
         self._recovering: dict[str, asyncio.Task[Any]] = {}
         self._repair_warned: dict[str, str] = {}
         self._probes = ProbeHistory()  # answered probe durations: the adaptive probe deadline
@@ -201,7 +200,6 @@ class Cluster(HintedHandoff):
         for c, (ok, took) in zip(clients, results):
             was = self._health.get(c.id)
             if ok:
-                self._answering[c.id] = True
                 self._probes.add(took)
                 self._fails[c.id] = 0
                 task = self._recovering.get(c.id)
@@ -217,7 +215,6 @@ class Cluster(HintedHandoff):
                     log.warning("node %s (%s) stopped answering", c.id, c.address)
                 c.synced = False
                 self._health[c.id] = False
-                self._answering[c.id] = False
                 if c.record.state == NodeState.ACTIVE:
                     await self._set_state(c.id, NodeState.DOWN, expect=NodeState.ACTIVE)
         return {c.id: self._health.get(c.id, False) for c in clients}
@@ -249,7 +246,7 @@ class Cluster(HintedHandoff):
         if self.is_live(node_id):
             return True
         c = self.pool.clients.get(node_id)
-        return c is not None and c.record.state != NodeState.SPARE and self._answering.get(node_id, False)
+        return c is not None and c.record.state != NodeState.SPARE and self._fails.get(node_id) == 0  # its last probe answered
 
     def is_live(self, node_id: str) -> bool:
         """Worth calling: not marked down in Redis and its circuit is closed."""

@@ -120,7 +120,8 @@ async def replay_batch(
 
     hinted_on = {n: await hints_store.holding(n, rec.key, pks, rec.pk_is_str) for n in others if readable(n)}
     sources, blocked = plan_sources(hints, replica_sets, target.id, is_live, readable, hinted_on)
-    ready = [i for i in range(len(hints)) if i not in set(blocked)]
+    stuck = set(blocked)
+    ready = [i for i in range(len(hints)) if i not in stuck]
     if not ready:
         return 0
     per_node: dict[str, list[Any]] = {}

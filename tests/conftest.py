@@ -111,3 +111,13 @@ def node_clients(cluster: DevCluster):  # type: ignore[no-untyped-def]
 
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A valkey server of its own for one test module (each module's tests use their own key prefix)."""
+    server = procs.start_redis(tmp_path_factory.mktemp("valkey-module") / "data", persist=False)
+    try:
+        yield f"redis://{server.address}/0"
+    finally:
+        server.stop()

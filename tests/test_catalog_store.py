@@ -4,23 +4,12 @@ keys, and the compatibility of the ``default`` database with the layout from bef
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from devkit import procs
 from shardproxy.errors import AlreadyExists, NotFound
 from shardproxy.metastore import MetaStore
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = procs.start_redis(tmp_path_factory.mktemp("valkey-catalog") / "data", persist=False)
-    try:
-        yield f"redis://{server.address}/0"
-    finally:
-        server.stop()
 
 
 def _create(name: str) -> milvus_pb2.CreateCollectionRequest:

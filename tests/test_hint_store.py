@@ -6,22 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
-import pytest
 from redis.asyncio import Redis
 
-from devkit import procs
 from shardproxy.hints import HintStore
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = procs.start_redis(tmp_path_factory.mktemp("valkey-hints") / "data", persist=False)
-    try:
-        yield f"redis://{server.address}/0"
-    finally:
-        server.stop()
 
 
 def test_rewritten_and_touched_hints_survive_a_replay_that_read_them_before(redis_url: str) -> None:

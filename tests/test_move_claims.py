@@ -5,22 +5,9 @@ the migrator is copying waits for the copy, and the migrator never copies a key 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
-
-from devkit import procs
 from shardproxy.metastore import MetaStore
 from shardproxy.moves import MoveStore
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = procs.start_redis(tmp_path_factory.mktemp("valkey-claims") / "data", persist=False)
-    try:
-        yield f"redis://{server.address}/0"
-    finally:
-        server.stop()
 
 
 def test_a_write_waits_for_the_copy_of_a_claimed_key_and_touched_keys_are_never_claimed(redis_url: str) -> None:
