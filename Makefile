@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 PAGE_BENCH_ARGS ?=
 
-.PHONY: install demo test test-slow test-fast proto bench clean help browser prometheus dashboard-preview page-bench
+.PHONY: install demo test test-slow test-fast proto bench bench-scale clean help browser prometheus dashboard-preview page-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -55,6 +55,15 @@ BENCH_ARGS ?=
 bench: $(STAMP)  ## every benchmark (niced, < 30 min here) -> bench/results/*.json + PNG, bench/REPORT.md; smoke: BENCH_ARGS="--scale tiny --out /tmp/smoke"
 	$(BIN)/pip install -q -e '.[real-milvus]'  # real Milvus standalone nodes (as test-slow)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+SCALE_OUT ?= bench/results/scale
+PVD = nice -n 5 $(BIN)/python bench/proxy_vs_direct.py --latency-queries 100 --throughput-rounds 3
+bench-scale: $(STAMP)  ## proxy vs direct at 100k + 300k rows (both engines, FLAT/HNSW/IVF_FLAT) and 1M (milvus-lite IVF_FLAT): ~2 h here -> bench/results/scale/, bench/REPORT.md
+	$(BIN)/pip install -q -e '.[real-milvus]'
+	$(PVD) --sizes 100000,300000 --indexes IVF_FLAT,HNSW,FLAT --engines milvus-lite,milvus --out $(SCALE_OUT)/a
+	$(PVD) --sizes 1000000 --indexes IVF_FLAT --engines milvus-lite --out $(SCALE_OUT)/b
+	$(BIN)/python bench/proxy_vs_direct.py --merge $(SCALE_OUT)/a/proxy_vs_direct.json $(SCALE_OUT)/b/proxy_vs_direct.json --out $(SCALE_OUT)
+	$(BIN)/python bench/run_all.py --report-only
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis

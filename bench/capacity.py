@@ -193,11 +193,29 @@ def plan(c: Constants, t: Target, max_nodes: int = 100_000) -> Plan:
 
 
 # -- constants from bench/results --------------------------------------------------------------
+SCALE_DIR = "scale"  # `make bench-scale` writes proxy_vs_direct at 100k-1M rows here
+
+
 def _load(results: Path, name: str) -> dict:
     path = results / f"{name}.json"
     if not path.exists():
         raise NotMeasured(f"{path} is missing: run `make bench` (or bench/run_all.py --only {name})")
     return json.loads(path.read_text())
+
+
+def proxy_vs_direct_runs(results: Path) -> dict:
+    """``proxy_vs_direct.json`` of ``make bench`` with the runs of ``make bench-scale``
+    (``results/scale/proxy_vs_direct.json``, when present) added: the fits then span 10k to 1M rows.
+    Each run keeps its own load record; a (engine, index, rows) measured in both keeps the scale run's."""
+    pvd = _load(results, "proxy_vs_direct")
+    scale = results / SCALE_DIR / "proxy_vs_direct.json"
+    if not scale.exists():
+        return pvd
+    big = json.loads(scale.read_text())
+    keys = {(r["engine"], r["index"], r["rows"]) for r in big["runs"]}
+    runs = [r for r in pvd["runs"] if (r["engine"], r["index"], r["rows"]) not in keys]
+    runs += [r | {"source": "scale"} for r in big["runs"]]
+    return pvd | {"runs": runs}
 
 
 def node_cpu_s(run: dict, cores: int) -> float:
@@ -248,7 +266,7 @@ def constants_from_results(results: Path = RESULTS, engine: str = "milvus-lite",
                            sizes: Sequence[int] | None = None, pipeline_json: Path | None = None) -> Constants:
     """Fit the constants of ``engine``/``index`` from the JSON the benchmarks wrote; ``sizes``
     restricts the fit to some measured sizes (to check the model on a held-out size)."""
-    pvd = _load(results, "proxy_vs_direct")
+    pvd = proxy_vs_direct_runs(results)
     runs = [r for r in pvd["runs"] if r["engine"] == engine and r["index"] == index
             and (sizes is None or r["rows"] in sizes)]
     if not runs:
@@ -272,7 +290,7 @@ def constants_from_results(results: Path = RESULTS, engine: str = "milvus-lite",
         cores_measured=cores, tail=tail, qps_per_proxy=qps_proxy,
         images_per_s_per_worker=float(pipe["pipeline_images_per_s"]),
         insert_rows_per_s=float(biggest["proxy"]["insert_rows_per_s"]), nodes_measured=int(pvd["setup"]["nodes_behind_proxy"]),
-        sources={"memory, search, p50, tail, insert": "proxy_vs_direct.json", "qps_per_proxy": "concurrency.json",
+        sources={"memory, search, p50, tail, insert": "proxy_vs_direct.json (+ scale/proxy_vs_direct.json)", "qps_per_proxy": "concurrency.json",
                  "images_per_s_per_worker": "pipeline.json"},
     )
 
@@ -283,7 +301,7 @@ def check_against_measurements(results: Path = RESULTS, engine: str = "milvus-li
     one node of that size, so a check at a per-node size the direct fit never saw). With three or
     more sizes the largest is held out of the CPU and latency fits; the memory fit uses the largest
     sizes (:func:`memory_fit`), so there the direct rows are marked ``fitted``."""
-    pvd = _load(results, "proxy_vs_direct")
+    pvd = proxy_vs_direct_runs(results)
     runs = sorted((r for r in pvd["runs"] if r["engine"] == engine and r["index"] == index), key=lambda r: r["rows"])
     sizes = sorted({r["rows"] for r in runs})
     held_out = sizes[-1] if len(sizes) >= 3 else None

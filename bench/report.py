@@ -80,6 +80,22 @@ def section(name: str, title: str) -> Callable[[Callable[[dict], list[str]]], Se
 
 @section("proxy_vs_direct", "Proxy vs direct")
 def proxy_vs_direct(d: dict) -> list[str]:
+    return pvd_tables(d, "results/proxy_vs_direct.png")
+
+
+def scale_section(results: Path) -> list[str]:
+    """`make bench-scale`: proxy vs direct at 100k-1M rows (results/scale/), same tables."""
+    d = _load(results / capacity.SCALE_DIR, "proxy_vs_direct")
+    out = ["## Proxy vs direct at scale (`make bench-scale`)", ""]
+    if not d:
+        return out + ["_not run yet: `make bench-scale` (about 2 hours here)_", ""]
+    out += ["The issue's sizes, outside the 30-minute `make bench`: the same benchmark (same data generator, "
+            "index parameters, queries and interleaving) at 100k rows and more, run by `make bench-scale` "
+            "into `bench/results/scale/`. Its rows also feed the capacity model below.", ""]
+    return out + pvd_tables(d, f"results/{capacity.SCALE_DIR}/proxy_vs_direct.png")
+
+
+def pvd_tables(d: dict, png: str) -> list[str]:
     out: list[str] = []
     s = d["setup"]
     out += [f"Proxy over {s['nodes_behind_proxy']} nodes vs one node holding everything, same run, same data, "
@@ -104,7 +120,7 @@ def proxy_vs_direct(d: dict) -> list[str]:
                      load_span(r)])
     out += table(["engine", "index", "rows", "insert rows/s direct / proxy = ratio", "p50 ms (nq=1)", "p99 ms",
                   "QPS at nq=100", "recall@10", "index wait s", "RSS MiB (1 node / 3 nodes)", "load"], rows)
-    out += ["![proxy vs direct](results/proxy_vs_direct.png)", ""] + latency_breakdown(d)
+    out += [f"![proxy vs direct]({png})", ""] + latency_breakdown(d)
     return out
 
 
@@ -228,8 +244,9 @@ def capacity_section(results: Path) -> list[str]:
            "per query from the node processes' CPU time in nq=100 batches, latency from nq=1 p50, tail from proxy p99/p50, QPS per proxy from the "
            "concurrency run, images/s per worker from the pipeline run). With three or more sizes the largest is "
            "held out of the fit and predicted.", ""]
-    d = _load(results, "proxy_vs_direct")
-    if not d:
+    try:
+        d = capacity.proxy_vs_direct_runs(results)
+    except capacity.NotMeasured:
         return out + not_run("proxy_vs_direct")
     combos = sorted({(r["engine"], r["index"]) for r in d["runs"]})
     rows, preds = [], []
@@ -306,7 +323,7 @@ def ring(d: dict) -> list[str]:
     return out + ["![ring](results/ring_sim.png)", ""]
 
 
-SECTIONS: list[Section] = [proxy_vs_direct, merge_cpu, shards, concurrency, rebalance, pipeline, capacity_section, ring]
+SECTIONS: list[Section] = [proxy_vs_direct, scale_section, merge_cpu, shards, concurrency, rebalance, pipeline, capacity_section, ring]
 
 
 def render(results: Path) -> str:

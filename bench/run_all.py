@@ -8,7 +8,7 @@ next to every table.
     .venv/bin/python bench/run_all.py                      # default scale: < 30 min on this shared 2-core box
     .venv/bin/python bench/run_all.py --scale tiny --out /tmp/smoke   # ~7 min smoke run of every part
     .venv/bin/python bench/run_all.py --scale small        # the sizes of an earlier session (see SCALES)
-    .venv/bin/python bench/run_all.py --scale 300k --out bench/out/300k   # optional: 100k + 300k rows, milvus-lite IVF_FLAT
+    make bench-scale                                       # the issue's 100k/300k/1M rows: proxy_vs_direct, ~2 h (Makefile)
     .venv/bin/python bench/run_all.py --scale large        # 1M rows, both engines: a bigger machine
     .venv/bin/python bench/run_all.py --only ring_sim,merge_cpu --report-only
 """
@@ -61,10 +61,6 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "concurrency": ["--rows", "10000", "--clients", "1,4,16,64", "--seconds", "4"],
         "rebalance": ["--rows", "10000", "--baseline-s", "5"],
         "pipeline": ["--images", "64", "--batch", "16", "--queries", "10"],
-    },
-    "300k": {  # optional, not in the 30 minutes: one larger point of proxy_vs_direct (milvus-lite, IVF_FLAT)
-        "proxy_vs_direct": ["--sizes", "100000,300000", "--indexes", "IVF_FLAT", "--engines", "milvus-lite",
-                            "--latency-queries", "100", "--throughput-rounds", "3"],
     },
     "large": {
         "ring_sim": ["--vnodes", "10,40,80,160,320,640"],

@@ -153,3 +153,24 @@ def test_base_and_slope_from_single_nodes_and_clusters() -> None:
     # one node count only and one size: base and slope cannot be told apart
     with pytest.raises(cap.NotMeasured):
         cap.fit_base_and_slope([(1, 20_000, 1.0), (1, 20_000, 2.0)])
+
+
+def test_scale_runs_join_the_fit_and_replace_equal_points(tmp_path: Path) -> None:
+    """`make bench-scale` writes results/scale/proxy_vs_direct.json: its sizes join `make bench`'s,
+    and a point measured in both is taken from the scale run."""
+    write_results(tmp_path, [10_000, 30_000])
+    (tmp_path / "scale").mkdir()
+    write_results(tmp_path / "scale", [30_000, 300_000, 1_000_000])
+    big = json.loads((tmp_path / "scale" / "proxy_vs_direct.json").read_text())
+    big["runs"][0]["direct"]["search_p50_ms"] = 123.0  # the 30k point: the scale run's copy must win
+    (tmp_path / "scale" / "proxy_vs_direct.json").write_text(json.dumps(big))
+    merged = cap.proxy_vs_direct_runs(tmp_path)
+    assert sorted(r["rows"] for r in merged["runs"]) == [10_000, 30_000, 300_000, 1_000_000]
+    assert [r["direct"]["search_p50_ms"] for r in merged["runs"] if r["rows"] == 30_000] == [123.0]
+    checks = cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW")
+    direct = [r for r in checks if r["nodes"] == 1]
+    assert [(r["rows"], r["kind"]) for r in direct][-1] == (1_000_000, "held out")
+    assert direct[-1]["node_cpu_ms_per_query"]["predicted"] == pytest.approx(direct[-1]["node_cpu_ms_per_query"]["measured"])
+    # without the scale file, only make bench's sizes
+    (tmp_path / "scale" / "proxy_vs_direct.json").unlink()
+    assert sorted(r["rows"] for r in cap.proxy_vs_direct_runs(tmp_path)["runs"]) == [10_000, 30_000]
