@@ -12,7 +12,9 @@ Validation photos: detector-training products on training textures, compositions
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
 ``NAME=HEAD[@SIZE][+hard][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
-``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1), SIZE
+``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
+weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
+default / giou head trained with another seed), SIZE
 the input side (default: the head's), ``+hard`` the projection adapted with
 ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+refine`` the box-refinement pass of
 ``EMBED_DET_REFINE`` (``embed.refine``: the head re-run on a crop of ZOOM x each candidate
@@ -154,7 +156,11 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     heads = {"default": lambda: train_or_load(s, prefix, DetTrainConfig(), **pool)[0],  # the shipped config
              "w96dense": lambda: train_or_load(s, prefix, DetTrainConfig(width=96, dense=0.3), **pool)[0],
              "stride8": lambda: train_or_load(s, prefix, DetTrainConfig(stride=8), **pool)[0],
-             "giou": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0), **pool)[0]}
+             "giou": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0), **pool)[0],
+             "giou2": lambda: train_or_load(s, prefix, DetTrainConfig(giou=2.0), **pool)[0],
+             "gioudense": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, dense=0.3), **pool)[0],
+             "default-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(seed=1), **pool)[0],
+             "giou-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, seed=1), **pool)[0]}
     report: dict[str, dict] = {}
     for spec in args.variant or ["default=default"]:
         name, rest = spec.split("=", 1)
