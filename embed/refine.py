@@ -10,7 +10,9 @@ of ``zoom`` = 6x the box's long side, letterboxed to the head's 352 px input, sh
 shifted to stay inside the photo where it fits; where it does not, it reaches past the photo and the
 outside is mid-grey (a zoom out). Of the crop's detections, the most confident one whose centre is
 within ``max_shift`` of the box's size from the box's centre wins; without one the box is kept. The
-score stays the first pass's (the learned order was fitted on it).
+score stays the first pass's (the learned order was fitted on it). Measured on strict validation
+photos it fixes large single products' boxes but loses cluttered recall at every zoom (docs/embed.md,
+fourth round), hence off by default.
 
 Pure mapping (``window``, ``crop_to_photo``, ``photo_to_crop``, ``pick``) is separate from running the
 head (``refine_objects``).
