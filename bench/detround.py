@@ -10,10 +10,16 @@ and the detect time per photo.
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
-``NAME=HEAD[@SIZE][+hard]``: HEAD is a head file (or ``default`` for the bench head of the shipped
-config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head), SIZE
+``NAME=HEAD[@SIZE][+hard][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
+``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
+weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
+default / giou head trained with another seed), SIZE
 the input side (default: the head's), ``+hard`` the projection adapted with
-``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default).
+``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+refine`` the box-refinement pass of
+``EMBED_DET_REFINE`` (``embed.refine``: the head re-run on a crop of ZOOM x each candidate
+box, default 6; ``+minPX`` refines only boxes at least PX input pixels long in the first pass; its time
+is counted in the detect time).
 
 ``--calibrate`` resizes every box by a size calibration fitted for that head on the (non-strict)
 validation photos (``fit_size_calibration``).
@@ -56,6 +62,7 @@ from embed.evalmetrics import box_recall, recall_at  # noqa: E402
 from embed.models import spec_from_settings  # noqa: E402
 from embed.productdet import ProductDetector  # noqa: E402
 from embed.query import FoundObject, evidence  # noqa: E402
+from embed.refine import refine_objects  # noqa: E402
 from embed.store import Hit  # noqa: E402
 
 HARD_VIEWS = 0.4
@@ -112,7 +119,7 @@ def calibrated(dets: list[Detection], coef: np.ndarray, scale: float, w: int, h:
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=40, help="validation photos per split")
-    ap.add_argument("--variant", action="append", default=[], help="NAME=HEAD[@SIZE][+hard] (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=HEAD[@SIZE][+hard][+refine[ZOOM][+minPX]] (repeatable)")
     ap.add_argument("--candidates", type=int, default=5)
     ap.add_argument("--max-objects", type=int, default=6)
     ap.add_argument("--pad", type=float, default=0.1)
@@ -148,12 +155,20 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
 
     heads = {"default": lambda: train_or_load(s, prefix, DetTrainConfig(), **pool)[0],  # the shipped config
              "w96dense": lambda: train_or_load(s, prefix, DetTrainConfig(width=96, dense=0.3), **pool)[0],
-             "stride8": lambda: train_or_load(s, prefix, DetTrainConfig(stride=8), **pool)[0]}
+             "stride8": lambda: train_or_load(s, prefix, DetTrainConfig(stride=8), **pool)[0],
+             "giou": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0), **pool)[0],
+             "giou2": lambda: train_or_load(s, prefix, DetTrainConfig(giou=2.0), **pool)[0],
+             "gioudense": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, dense=0.3), **pool)[0],
+             "default-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(seed=1), **pool)[0],
+             "giou-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, seed=1), **pool)[0]}
     report: dict[str, dict] = {}
     for spec in args.variant or ["default=default"]:
         name, rest = spec.split("=", 1)
-        hard = rest.endswith("+hard")
-        rest = rest.removesuffix("+hard")
+        rest, *flags = rest.split("+")
+        hard = "hard" in flags
+        zooms = [float(f.removeprefix("refine") or 6.0) for f in flags if f.startswith("refine")]
+        zoom = zooms[0] if zooms else 0.0
+        min_px = float(next((f.removeprefix("min") for f in flags if f.startswith("min")), 0.0))
         head_s, _, size_s = rest.partition("@")
         head = heads[head_s]() if head_s in heads else Path(head_s)
         det = ProductDetector(sized(head, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
@@ -162,7 +177,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         emb, cat = embedder(hard)
         coef = fit_size_calibration(det, validation_photos(s, args.queries)) if args.calibrate else None
         rows: dict[str, list] = {}
-        t_det: list[float] = []
+        t_det: dict[str, list[float]] = {}
         oracle: dict[str, list[int]] = {}
         cov_all = {sp: [0, 0] for sp in SPLITS}
         t0 = time.monotonic()
@@ -174,7 +189,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 dets = det.from_raw(det.raw(x), lb, img.width, img.height)[: args.candidates]
                 if coef is not None:
                     dets = calibrated(dets, coef, lb.scale, img.width, img.height)
-                t_det.append(time.perf_counter() - t)
+                if zoom:
+                    dets = refine_objects(det, img, dets, zoom, min_px=min_px)
+                t_det.setdefault(split, []).append(time.perf_counter() - t)
                 objs = [*dets, Detection((0.0, 0.0, float(img.width), float(img.height)), WHOLE_IMAGE_LABEL, 0.0)]
                 truth = [Detection(tuple(map(float, b)), "object", 1.0) for b in sc.boxes]  # type: ignore[arg-type]
                 vecs = emb.embed([o.crop(img, 0.0 if o.label == WHOLE_IMAGE_LABEL else args.pad) for o in objs]
@@ -235,7 +252,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 ys += labels(sc, ev)
         weights = objrank.fit_logistic(np.concatenate(xs), np.asarray(ys))
         report[name] = {"variant": spec, "head": str(head), "size_calibration": None if coef is None else coef.tolist(), "size": det.size, "stride": det.head.stride,
-                        "projection": "hard views 0.4" if hard else "default", "detect_ms_p50": 1000 * float(np.median(t_det)),
+                        "projection": "hard views 0.4" if hard else "default", "refine_zoom": zoom, "refine_min_px": min_px,
+                        "detect_ms_p50": 1000 * float(np.median(sum(t_det.values(), []))),
+                        "detect_ms_p50_by_split": {sp: 1000 * float(np.median(v)) for sp, v in t_det.items()},
                         "results": res, "weights_all": [float(v) for v in weights], "elapsed_s": time.monotonic() - t0,
                         "load_average": os.getloadavg()}
         for mode in ("whole last", "shipped weights", "learned 2-fold", "perfect boxes"):

@@ -38,6 +38,7 @@ from embed.evalmetrics import box_recall, counted, rank_of, recall_at  # noqa: E
 from embed.models import spec_from_settings  # noqa: E402
 from embed.productdet import ProductDetector  # noqa: E402
 from embed.query import FoundObject, evidence  # noqa: E402
+from embed.refine import refine_objects  # noqa: E402
 from embed.store import Hit  # noqa: E402
 
 LEARNED = "learned order"
@@ -93,12 +94,15 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 at = float(variant.rsplit(" ", 1)[1])
                 k = next((i for i, o in enumerate(objs[:-1]) if o.score < at), len(objs) - 1)
                 objs = [*objs[:k], objs[-1], *objs[k:-1]]
+            if "refined" in variant:  # EMBED_DET_REFINE: the head again on a zoomed crop around each box
+                objs = refine_objects(dets[name], img, objs, settings.det_refine_zoom)
         t_obj.setdefault(variant, []).append(time.perf_counter() - t)
         return objs
 
     variants = [("saliency, whole photo first (shipped)", "adapted"), ("head:full, whole photo last", "adapted"),
                 ("head:full, whole photo first", "adapted"), (f"head:full, {LEARNED}", "adapted"),
-                ("oracle boxes", "adapted"), (f"head:full, {LEARNED}", "shipped")]
+                ("oracle boxes", "adapted"), (f"head:full, {LEARNED}", "shipped"),
+                (f"head:full, {LEARNED}, refined", "adapted")]
     if args.ablate:
         variants += [("head:no-clutter", "adapted"), ("head:no-textures", "adapted")]
     if args.only:
@@ -150,7 +154,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         "photos_per_split": args.queries, "detector_train": {k: {**v[1], "head": v[0].name} for k, v in heads.items()},
         "detector_config": cfg.key(), "adaptation_s": s.adapt_s, "textures": s.tex_names,
         "query_settings": {"det_conf": settings.det_conf, "crop_pad": settings.crop_pad, "det_candidates": settings.det_candidates,
-                           "max_objects": settings.max_objects, "rank_weights": list(objrank.DEFAULT_WEIGHTS)},
+                           "max_objects": settings.max_objects, "det_refine_zoom": settings.det_refine_zoom,
+                           "rank_weights": list(objrank.DEFAULT_WEIGHTS)},
         "detect_ms_mean": {k: 1000 * float(np.mean(v)) for k, v in t_obj.items()},
         "embed_ms_per_object_mean": 1000 * float(np.mean(t_embed)),
         "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(),

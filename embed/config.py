@@ -54,6 +54,7 @@ class EmbedSettings(BaseSettings):
     det_stride: Literal[8, 16] = 16  # embed train: head output stride (8 also merges Lite0's stride-8 map)
     det_width: int = Field(48, ge=8, le=256)  # embed train: head channels
     det_dense: float = Field(0.0, ge=0.0, lt=1.0)  # embed train: size/offset also learned around centres (0 = centres only)
+    det_giou: float = Field(0.0, ge=0.0, le=10.0)  # embed train: weight of a GIoU box loss (0 = log-size L1 only; round 4)
     det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
@@ -67,6 +68,10 @@ class EmbedSettings(BaseSettings):
     rank: Literal["learned", "detector"] = "learned"  # order after the search (learned: embed.objrank, trained head)
     det_candidates: int = Field(0, ge=0, le=50)  # boxes embedded before the learned order (0 = max_objects - 1)
     crop_pad: float = Field(0.1, ge=0.0, le=1.0)  # trained head: widen boxes by this fraction of their size
+    # trained head, opt-in (docs/embed.md, fourth round): re-detect on a zoomed crop around each candidate box
+    det_refine: bool = False
+    det_refine_zoom: float = Field(6.0, ge=1.2, le=12.0)  # crop side / the box's long side (6: a zoom out, embed.refine)
+    det_refine_min_px: float = Field(0.0, ge=0.0)  # refine only boxes at least this long in the head's input
     catalog_objects: int = 1  # vectors per catalog image: the whole image, plus detections when > 1
     # image limits
     max_image_bytes: int = 20 * 1024 * 1024

@@ -135,16 +135,43 @@ def encode_targets(boxes: np.ndarray, grid: int, stride: int = STRIDE, dense: fl
     return hm, reg, mask
 
 
-def detection_loss(pred: torch.Tensor, hm: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def detection_loss(pred: torch.Tensor, hm: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor,
+                   giou: float = 0.0) -> torch.Tensor:
     """CenterNet loss: penalty-reduced focal loss on the heatmap + L1 on size and offset where ``mask``
-    weighs it (the centres; with dense targets also the cells around them), a weighted mean."""
+    weighs it (the centres; with dense targets also the cells around them), a weighted mean; with
+    ``giou`` > 0 also ``giou`` x (1 - GIoU) of the decoded box against the true one there."""
     p = torch.sigmoid(pred[:, 0]).clamp(1e-4, 1 - 1e-4)
     pos = hm.eq(1).float()
     pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
     neg_loss = -(torch.log(1 - p) * p**2 * (1 - hm) ** 4 * (1 - pos)).sum()
     npos = pos.sum().clamp_min(1)
-    l1 = (F.l1_loss(pred[:, 1:5], reg, reduction="none").sum(1) * mask).sum() / mask.sum().clamp_min(1)
+    wsum = mask.sum().clamp_min(1)
+    l1 = (F.l1_loss(pred[:, 1:5], reg, reduction="none").sum(1) * mask).sum() / wsum
+    if giou > 0:
+        l1 = l1 + giou * ((1 - generalized_iou(cell_boxes(pred[:, 1:5]), cell_boxes(reg))) * mask).sum() / wsum
     return (pos_loss + neg_loss) / npos + l1
+
+
+def cell_boxes(reg: torch.Tensor) -> torch.Tensor:
+    """(B, 4, G, G) log w, log h, dx, dy (cells) -> (B, 4, G, G) x0, y0, x1, y1 relative to each cell
+    (log sizes clamped to [-4, 4] so an untrained head cannot overflow)."""
+    w, h = reg[:, 0].clamp(-4, 4).exp(), reg[:, 1].clamp(-4, 4).exp()
+    cx, cy = reg[:, 2], reg[:, 3]
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+
+def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """GIoU of boxes (..., 4, ...) along dim 1 (x0, y0, x1, y1): IoU minus the share of the enclosing box
+    that neither covers; 1 for equal boxes, towards -1 for far apart ones."""
+    ix = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp_min(0)
+    iy = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp_min(0)
+    inter = ix * iy
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = (area_a + area_b - inter).clamp_min(1e-9)
+    hull = ((torch.maximum(a[:, 2], b[:, 2]) - torch.minimum(a[:, 0], b[:, 0]))
+            * (torch.maximum(a[:, 3], b[:, 3]) - torch.minimum(a[:, 1], b[:, 1]))).clamp_min(1e-9)
+    return inter / union - (hull - union) / hull
 
 
 # ---- decoding ---------------------------------------------------------------------------------

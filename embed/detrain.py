@@ -44,6 +44,7 @@ class DetTrainConfig:
     styles: tuple[tuple[SceneStyle, float], ...] = TRAIN_STYLES
     stride: int = STRIDE  # 16, or 8 for a head that also merges the stride-8 map
     dense: float = 0.0  # > 0: size/offset also learned around the centres (embed.dethead.encode_targets)
+    giou: float = 0.0  # > 0: weight of a GIoU box loss next to the log-size L1 (embed.dethead.detection_loss)
 
     def key(self) -> dict[str, object]:
         k: dict[str, object] = {"scenes": self.scenes, "steps": self.steps, "batch": self.batch, "lr": self.lr,
@@ -53,6 +54,8 @@ class DetTrainConfig:
             k["stride"] = self.stride
         if self.dense:
             k["dense"] = self.dense
+        if self.giou:
+            k["giou"] = self.giou
         return k
 
 
@@ -144,7 +147,7 @@ def train_head(data: Cached, cfg: DetTrainConfig, advance: Callable[[int], None]
         f8 = torch.from_numpy(data.f8[idx].astype(np.float32)) if data.f8 is not None else None
         pred = head(torch.from_numpy(data.f16[idx].astype(np.float32)), torch.from_numpy(data.f32[idx].astype(np.float32)), f8)
         loss = detection_loss(pred, torch.from_numpy(data.hm[idx]), torch.from_numpy(data.reg[idx]),
-                              torch.from_numpy(data.mask[idx]))
+                              torch.from_numpy(data.mask[idx]), cfg.giou)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -231,7 +234,7 @@ def train_catalog_detector(catalog: Catalog, settings: EmbedSettings, *, backbon
         raise ValueError(f"the trained detector runs on EfficientNet-Lite0 maps, not {settings.embedder}")
     weights = settings.weights or lite0_default_weights()
     cfg = DetTrainConfig(scenes=settings.det_scenes, steps=settings.det_steps, stride=settings.det_stride,
-                         width=settings.det_width, dense=settings.det_dense)
+                         width=settings.det_width, dense=settings.det_dense, giou=settings.det_giou)
     textures = load_textures(settings.cache_dir / "textures", package=settings.det_textures)
     key = detector_key(catalog.fingerprint(), file_sha256(weights), cfg, [n for n, _ in textures])
     out = settings.artifacts_dir

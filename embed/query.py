@@ -14,6 +14,7 @@ from embed.detector import WHOLE_IMAGE_LABEL, detect_objects
 from embed.imageio import decode_image
 from embed.models import ModelPool
 from embed.productdet import CATALOG_HEAD_PREFIX
+from embed.refine import refine_objects
 from embed.store import Hit, collection_model_id, connect, group_by_product, search
 
 DEFAULT_TOP_K = 10
@@ -82,6 +83,9 @@ class QueryEngine:
         with self._compute:
             t1 = time.perf_counter()
             objects = detect_objects(detector, img, max(max_objects, candidates))
+            if trained and self.settings.det_refine:
+                objects = refine_objects(detector, img, objects, self.settings.det_refine_zoom,  # type: ignore[arg-type]
+                                         min_px=self.settings.det_refine_min_px)
             t2 = time.perf_counter()
             pad = self.settings.crop_pad if trained else 0.0
             vectors = embedder.embed([o.crop(img, 0.0 if o.label == WHOLE_IMAGE_LABEL else pad) for o in objects])

@@ -13,7 +13,16 @@ from embed.artifacts import ModelFileError
 from embed.compose import STYLES, SceneStyle, compose, perspective_coeffs, product_cutout
 from embed.config import EmbedSettings
 from embed.detector import Detection, detect_objects
-from embed.dethead import STRIDE, DetHead, backbone_maps, decode, detection_loss, encode_targets
+from embed.dethead import (
+    STRIDE,
+    DetHead,
+    backbone_maps,
+    cell_boxes,
+    decode,
+    detection_loss,
+    encode_targets,
+    generalized_iou,
+)
 from embed.detrain import DetTrainConfig, fit, save_head
 from embed.errors import ModelConfigError
 from embed.evalmetrics import box_recall
@@ -34,6 +43,24 @@ def test_targets_decode_back_to_the_boxes() -> None:
     assert len(got) == 3 and (scores > 0.99).all()
     order = np.argsort(got[:, 0])
     assert np.allclose(got[order], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
+
+
+def test_giou_box_loss_is_zero_for_the_true_box_and_grows_with_the_size_error() -> None:
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]]).reshape(1, 4, 1, 1)
+    assert generalized_iou(a, a).item() == pytest.approx(1.0)
+    half = torch.tensor([[0.5, 0.5, 1.5, 1.5]]).reshape(1, 4, 1, 1)  # centred, a quarter of the area
+    assert generalized_iou(half, a).item() == pytest.approx(0.25)
+    far = torch.tensor([[4.0, 0.0, 6.0, 2.0]]).reshape(1, 4, 1, 1)  # disjoint: IoU 0, hull 12, union 8
+    assert generalized_iou(far, a).item() == pytest.approx(-1 / 3)
+    reg = torch.tensor([np.log(4.0), np.log(2.0), 0.5, 0.5]).reshape(1, 4, 1, 1)  # 4 x 2 cells at (0.5, 0.5)
+    assert cell_boxes(reg).flatten().tolist() == pytest.approx([-1.5, -0.5, 2.5, 1.5])
+    hm, mask = torch.ones(1, 1, 1), torch.ones(1, 1, 1)
+    losses = []
+    for shrink in (1.0, 0.8, 0.5):
+        pred = torch.cat([torch.full((1, 1, 1, 1), 8.0), reg.clone()], 1)
+        pred[:, 1:3] += float(np.log(shrink))
+        losses.append(float(detection_loss(pred, hm, reg, mask, giou=1.0) - detection_loss(pred, hm, reg, mask)))
+    assert losses[0] == pytest.approx(0.0, abs=1e-6) and 0 < losses[1] < losses[2]
 
 
 def test_dense_targets_predict_the_whole_box_around_the_centre() -> None:

@@ -86,3 +86,20 @@ def test_crop_padding_changes_the_vectors_not_the_boxes(engine_setup) -> None:
     sa = np.array([o.matches[0].score for o in a.objects if o.label != WHOLE_IMAGE_LABEL])
     sb = np.array([o.matches[0].score for o in b.objects if o.label != WHOLE_IMAGE_LABEL])
     assert len(sa) and not np.allclose(sa, sb)
+
+
+def test_refinement_moves_boxes_and_keeps_the_detector_order(engine_setup) -> None:
+    settings, uri, photos = engine_setup
+    plain = QueryEngine(settings.model_copy(update={"rank": "detector"}), uri)
+    refined = QueryEngine(settings.model_copy(update={"rank": "detector", "det_refine": True}), uri)
+    moved = 0
+    for data in photos:
+        a, b = plain.search_image(data, "qorder"), refined.search_image(data, "qorder")
+        assert [(o.label, o.score) for o in a.objects] == [(o.label, o.score) for o in b.objects]
+        for oa, ob in zip(a.objects, b.objects):
+            x0, y0, x1, y1 = ob.box
+            assert 0 <= x0 < x1 <= b.width and 0 <= y0 < y1 <= b.height
+            if oa.label == WHOLE_IMAGE_LABEL:
+                assert ob.box == oa.box
+            moved += ob.box != oa.box
+    assert moved > 0  # the zoomed second look changed at least one box
