@@ -174,3 +174,11 @@ def test_scale_runs_join_the_fit_and_replace_equal_points(tmp_path: Path) -> Non
     # without the scale file, only make bench's sizes
     (tmp_path / "scale" / "proxy_vs_direct.json").unlink()
     assert sorted(r["rows"] for r in cap.proxy_vs_direct_runs(tmp_path)["runs"]) == [10_000, 30_000]
+
+
+def test_tail_is_the_median_not_one_noisy_run(tmp_path: Path) -> None:
+    write_results(tmp_path, [10_000, 30_000, 90_000])
+    pvd = json.loads((tmp_path / "proxy_vs_direct.json").read_text())
+    pvd["runs"][1]["proxy"]["search_p99_ms"] = 60.0  # one run's p99 30x its p50 (scheduling noise)
+    (tmp_path / "proxy_vs_direct.json").write_text(json.dumps(pvd))
+    assert cap.constants_from_results(tmp_path, "milvus-lite", "HNSW").tail == pytest.approx(2.5)
