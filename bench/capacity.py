@@ -302,15 +302,16 @@ def check_against_measurements(results: Path = RESULTS, engine: str = "milvus-li
     """Predicted vs measured per measured size: the direct node (all rows on one node) and the
     cluster behind the proxy (``nodes`` nodes of about rows/nodes each, predicted as ``nodes`` times
     one node of that size, so a check at a per-node size the direct fit never saw). With three or
-    more sizes the largest is held out of the CPU and latency fits; the memory fit uses the largest
-    sizes (:func:`memory_fit`), so there the direct rows are marked ``fitted``."""
+    more sizes the largest is held out of the CPU and latency fits. The memory fit uses the two
+    largest sizes (:func:`memory_fit`): with four or more sizes it is held out of that too (fitted on
+    the next two), with three it is part of it (the smaller sizes are dominated by buffers)."""
     pvd = proxy_vs_direct_runs(results)
     runs = sorted((r for r in pvd["runs"] if r["engine"] == engine and r["index"] == index), key=lambda r: r["rows"])
     sizes = sorted({r["rows"] for r in runs})
     held_out = sizes[-1] if len(sizes) >= 3 else None
     fit_sizes = [s for s in sizes if s != held_out]
     c = constants_from_results(results, engine, index, fit_sizes)
-    mem = memory_fit(runs)
+    mem = c.memory if len(sizes) >= 4 else memory_fit(runs)
     nodes = c.nodes_measured
     out = []
     for r in runs:

@@ -180,9 +180,10 @@ def main() -> None:
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="measure nothing: merge the runs of these proxy_vs_direct.json files (separate invocations, "
                          "e.g. one per engine) into OUT/proxy_vs_direct.json and plot them")
+    ap.add_argument("--note", action="append", default=[], help="with --merge: a line about the run for the report")
     args = ap.parse_args()
     if args.merge:
-        merged = merge_invocations([json.loads(p.read_text()) for p in args.merge])
+        merged = merge_invocations([json.loads(p.read_text()) for p in args.merge]) | {"notes": args.note}
         common.write("proxy_vs_direct", merged, args.out)
         plot(merged, args.out / "proxy_vs_direct.png")
         print(f"merged {len(merged['runs'])} runs from {len(args.merge)} invocations into {args.out / 'proxy_vs_direct.json'}")
@@ -239,7 +240,8 @@ def merge_invocations(docs: list[dict]) -> dict:
         for engine in {r["engine"] for r in d["runs"]}:
             merged["setup"]["sizes"][engine] = sorted({r["rows"] for r in merged["runs"] if r["engine"] == engine})
     merged["load_before"] = docs[0].get("load_before")
-    merged["load_after"] = docs[-1].get("load_after")
+    # an invocation cut short (or still running) has no load_after: take the last one recorded
+    merged["load_after"] = next((d["load_after"] for d in reversed(docs) if d.get("load_after")), None)
     return merged
 
 

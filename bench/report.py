@@ -92,6 +92,7 @@ def scale_section(results: Path) -> list[str]:
     out += ["The issue's sizes, outside the 30-minute `make bench`: the same benchmark (same data generator, "
             "index parameters, queries and interleaving) at 100k rows and more, run by `make bench-scale` "
             "into `bench/results/scale/`. Its rows also feed the capacity model below.", ""]
+    out += [f"- {note}" for note in d.get("notes", [])] + ([""] if d.get("notes") else [])
     return out + pvd_tables(d, f"results/{capacity.SCALE_DIR}/proxy_vs_direct.png")
 
 

@@ -182,3 +182,14 @@ def test_tail_is_the_median_not_one_noisy_run(tmp_path: Path) -> None:
     pvd["runs"][1]["proxy"]["search_p99_ms"] = 60.0  # one run's p99 30x its p50 (scheduling noise)
     (tmp_path / "proxy_vs_direct.json").write_text(json.dumps(pvd))
     assert cap.constants_from_results(tmp_path, "milvus-lite", "HNSW").tail == pytest.approx(2.5)
+
+
+def test_with_four_sizes_the_largest_is_held_out_of_the_memory_fit_too(tmp_path: Path) -> None:
+    write_results(tmp_path, [10_000, 30_000, 300_000, 1_000_000])
+    pvd = json.loads((tmp_path / "proxy_vs_direct.json").read_text())
+    pvd["runs"][-1]["direct"]["rss_bytes"] += 500 * 2**20  # 1M rows used more than the line predicts
+    (tmp_path / "proxy_vs_direct.json").write_text(json.dumps(pvd))
+    last = [r for r in cap.check_against_measurements(tmp_path, "milvus-lite", "HNSW") if r["nodes"] == 1][-1]
+    assert last["kind"] == "held out"
+    # predicted from the 30k and 300k points alone: exactly the line, 500 MiB below the measurement
+    assert last["rss_mib"]["measured"] - last["rss_mib"]["predicted"] == pytest.approx(500, rel=1e-3)
