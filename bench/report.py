@@ -270,7 +270,7 @@ def capacity_section(results: Path) -> list[str]:
                               *["–"] * 8, f"no plan: {exc}"])
                 continue
             preds.append([engine, index, f"{images / 1e6:.0f}M", n(c.memory.slope), f"{c.search_cpu_s.b:.2f}",
-                          p.nodes, f"{p.nodes_for_memory} / {p.nodes_for_qps if p.nodes_for_qps else 'unreachable'}",
+                          p.nodes, f"{p.nodes_for_memory} / {p.nodes_for_qps or 'unreachable'} / {p.nodes_for_p99 or 'unreachable'}",
                           n(p.memory_per_node_gib, 1), n(p.qps_capacity), n(p.p99_ms), p.proxies, p.workers, n(p.import_hours, 1),
                           "; ".join(p.notes)])
     out += ["Predicted vs measured (predicted / measured = ratio) for the direct node holding every row and for the "
@@ -280,7 +280,7 @@ def capacity_section(results: Path) -> list[str]:
             "CPU, import within 24 h, one vector per image (256-d). The search exponent b is the fitted growth of "
             "per-query CPU with rows per node; when it is measured over small sizes only, the extrapolation to "
             "tens of millions per node is the model's weakest part.", ""]
-    out += table(["engine", "index", "images", "bytes/vector", "cpu ~ n^b", "nodes", "for memory / for QPS",
+    out += table(["engine", "index", "images", "bytes/vector", "cpu ~ n^b", "nodes", "for memory / QPS / p99",
                   "GiB per node", "QPS capacity", "p99 ms", "proxies", "workers", "import h", "notes"], preds)
     return out
 

@@ -35,7 +35,7 @@ def consts(b: float = 1.0, slope: float = 1500.0) -> cap.Constants:
 
 def test_memory_bound_plan() -> None:
     c = consts()
-    t = cap.Target(images=30_000_000, replicas=2, qps=1.0, node_memory_gib=64, usable_memory=0.5)
+    t = cap.Target(images=30_000_000, replicas=2, qps=1.0, p99_ms=60_000.0, node_memory_gib=64, usable_memory=0.5)
     p = cap.plan(c, t)
     per_node = (64 * GIB * 0.5 - 200 * 2**20) / 1500
     assert p.nodes_for_memory == math.ceil(30e6 * 2 / per_node)
@@ -61,6 +61,26 @@ def test_qps_bound_plan_adds_nodes_and_proxies() -> None:
     assert high.qps_capacity >= 2000.0 and high.proxies == 5
     # linear per-node cost: QPS capacity grows with the node count
     assert high.search_cpu_ms_per_query_per_node < low.search_cpu_ms_per_query_per_node
+
+
+def test_p99_bound_plan_adds_nodes_until_the_target_holds() -> None:
+    c = consts()  # c(n) = 1e-7 s * n, proxy 2.5 ms per search, tail 2
+    t = cap.Target(images=30_000_000, replicas=2, qps=1.0, p99_ms=60_000.0, node_memory_gib=64, usable_memory=0.5)
+    loose = cap.plan(c, t)
+    tight = cap.plan(c, cap.Target(**{**t.__dict__, "p99_ms": 100.0}))
+    assert loose.nodes_for_p99 == loose.nodes_for_memory == loose.nodes
+    assert tight.nodes == tight.nodes_for_p99 > loose.nodes
+    assert tight.p99_ok and tight.p99_ms <= 100.0
+    # the smallest such count (stepping by 5%): one step fewer misses the target
+    fewer = (tight.nodes - 1) if tight.nodes < 20 else int(tight.nodes / 1.05)
+    assert (1e-7 * 60e6 / fewer + 1 / 400) * 2 * 1000 > 100.0
+
+
+def test_p99_below_the_proxy_floor_is_unreachable_and_said() -> None:
+    c = consts()
+    p = cap.plan(c, cap.Target(images=1_000_000, qps=1.0, p99_ms=4.0), max_nodes=2000)  # floor 2.5 ms * 2
+    assert p.nodes_for_p99 is None and not p.p99_ok
+    assert any("p99 <= 4 ms is not reachable" in n for n in p.notes)
 
 
 def test_flat_cost_cannot_be_bought_with_nodes() -> None:
