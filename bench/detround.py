@@ -10,13 +10,15 @@ and the detect time per photo.
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
-``NAME=HEAD[@SIZE][+hard][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+``NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
 default / giou head trained with another seed), SIZE
 the input side (default: the head's), ``+hard`` the projection adapted with
-``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+refine`` the box-refinement pass of
+``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+protoK`` catalog prototypes of K views
+(``EMBED_CATALOG_VIEWS=K``, ``embed.prototypes``; ``+proto`` is K=8), ``+viewsV`` / ``+stepsS`` the
+projection adapted with V synthetic views per image / S steps (``EMBED_TRAIN_VIEWS`` / ``EMBED_TRAIN_STEPS``), ``+refine`` the box-refinement pass of
 ``EMBED_DET_REFINE`` (``embed.refine``: the head re-run on a crop of ZOOM x each candidate
 box, default 6; ``+minPX`` refines only boxes at least PX input pixels long in the first pass; its time
 is counted in the detect time).
@@ -45,6 +47,7 @@ sys.path[:0] = [str(ROOT)]
 
 from bench.relsetup import (  # noqa: E402
     SPLITS,
+    catalog_seeds,
     load_setup,
     product_lists,
     score_photo,
@@ -53,7 +56,7 @@ from bench.relsetup import (  # noqa: E402
     train_or_load,
     validation_photos,
 )
-from embed import objrank  # noqa: E402
+from embed import objrank, prototypes  # noqa: E402
 from embed.detector import WHOLE_IMAGE_LABEL, Detection  # noqa: E402
 from embed.detrain import DetTrainConfig  # noqa: E402
 from embed.dethead import letterbox  # noqa: E402
@@ -119,7 +122,7 @@ def calibrated(dets: list[Detection], coef: np.ndarray, scale: float, w: int, h:
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=40, help="validation photos per split")
-    ap.add_argument("--variant", action="append", default=[], help="NAME=HEAD[@SIZE][+hard][+refine[ZOOM][+minPX]] (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+refine[ZOOM][+minPX]] (repeatable)")
     ap.add_argument("--candidates", type=int, default=5)
     ap.add_argument("--max-objects", type=int, default=6)
     ap.add_argument("--pad", type=float, default=0.1)
@@ -141,16 +144,18 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     prefix = "strict" if args.strict else "full"
     embs: dict[str, tuple[Embedder, np.ndarray]] = {}
 
-    def embedder(hard: bool) -> tuple[Embedder, np.ndarray]:
-        key = "hard" if hard else "plain"
+    def embedder(hard: bool, proto: int = 0, adapt: dict | None = None) -> tuple[Embedder, np.ndarray]:
+        adapt = adapt or {}
+        key = ("hard" if hard else "plain") + (f"-proto{proto}" if proto else "") + "".join(f"-{k}{v}" for k, v in adapt.items())
         if key not in embs:
             from embed.train import adapt_to_catalog
 
             views = HARD_VIEWS if hard else 0.0
-            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views}))
-            e = Embedder(spec_from_settings(s.settings, projection=proj), batch_size=32, runtime="onnx",
-                         export_dir=s.settings.artifacts_dir, threads=s.settings.threads)
-            embs[key] = (e, e.embed(s.images))
+            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views, **adapt}))
+            spec = spec_from_settings(s.settings.model_copy(update={"catalog_views": proto}), projection=proj)
+            e = Embedder(spec, batch_size=32, runtime="onnx", export_dir=s.settings.artifacts_dir, threads=s.settings.threads)
+            # catalog vectors as the import worker makes them (prototypes seeded by each file's sha256)
+            embs[key] = (e, prototypes.catalog_vectors(e, s.images, catalog_seeds(s)))
         return embs[key]
 
     heads = {"default": lambda: train_or_load(s, prefix, DetTrainConfig(), **pool)[0],  # the shipped config
@@ -174,7 +179,10 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         det = ProductDetector(sized(head, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
                               export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
                               top_k=20, min_size=s.settings.min_box_size)
-        emb, cat = embedder(hard)
+        proto = int(next((f.removeprefix("proto") or 8 for f in flags if f.startswith("proto")), 0))
+        adapt = {**({"train_views": int(f.removeprefix("views"))} if (f := next((f for f in flags if f.startswith("views")), "")) else {}),
+                 **({"train_steps": int(f.removeprefix("steps"))} if (f := next((f for f in flags if f.startswith("steps")), "")) else {})}
+        emb, cat = embedder(hard, proto, adapt)
         coef = fit_size_calibration(det, validation_photos(s, args.queries)) if args.calibrate else None
         rows: dict[str, list] = {}
         t_det: dict[str, list[float]] = {}
@@ -252,7 +260,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 ys += labels(sc, ev)
         weights = objrank.fit_logistic(np.concatenate(xs), np.asarray(ys))
         report[name] = {"variant": spec, "head": str(head), "size_calibration": None if coef is None else coef.tolist(), "size": det.size, "stride": det.head.stride,
-                        "projection": "hard views 0.4" if hard else "default", "refine_zoom": zoom, "refine_min_px": min_px,
+                        "projection": "hard views 0.4" if hard else "default", "catalog_views": proto, "adaptation": adapt, "refine_zoom": zoom, "refine_min_px": min_px,
                         "detect_ms_p50": 1000 * float(np.median(sum(t_det.values(), []))),
                         "detect_ms_p50_by_split": {sp: 1000 * float(np.median(v)) for sp, v in t_det.items()},
                         "results": res, "weights_all": [float(v) for v in weights], "elapsed_s": time.monotonic() - t0,

@@ -85,10 +85,14 @@ def main() -> None:
         stats = worker.run(max_idle_s=0.5, block_ms=200)
         elapsed = time.perf_counter() - t0 - 0.5  # minus the idle wait at the end
         pipe = stats.images / elapsed
+        # each catalog image is embedded as itself plus its K prototype views (embed.prototypes)
+        per_image = 1 + emb.spec.catalog_views
         report.update({"pipeline_images_per_s": pipe, "pipeline_vs_raw": pipe / raw, "indexed": stats.images,
+                       "catalog_views": emb.spec.catalog_views, "forwards_per_image": per_image,
+                       "pipeline_forwards_per_s": pipe * per_image, "pipeline_forwards_vs_raw": pipe * per_image / raw,
                        "dead": stats.dead, "import_id": ticket.import_id})
-        print(f"pipeline (queue -> decode -> embed -> upsert -> ack): {pipe:.1f} images/s = {pipe / raw:.2f} x raw",
-              flush=True)
+        print(f"pipeline (queue -> decode -> embed -> upsert -> ack): {pipe:.1f} images/s = {pipe / raw:.2f} x raw; "
+              f"{per_image} forwards per image: {pipe * per_image / raw:.2f} x raw forwards/s", flush=True)
         # (3) query latency breakdown: the shipped baseline (saliency, eager torch, 8 objects, whole photo
         # first) and the new default (catalog-trained head + ONNX Runtime, <= 6 objects) on the same photos
         images = [read_image_file(it.image_path) for it in catalog.items[: args.queries]]

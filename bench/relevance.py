@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from bench.relsetup import SPLITS, load_setup, product_lists, test_photos, train_or_load  # noqa: E402
-from embed import objrank  # noqa: E402
+from bench.relsetup import SPLITS, catalog_seeds, load_setup, product_lists, test_photos, train_or_load  # noqa: E402
+from embed import objrank, prototypes  # noqa: E402
 from embed.compose import STYLES  # noqa: E402
 from embed.detector import WHOLE_IMAGE_LABEL, Detection, SaliencyDetector, detect_objects  # noqa: E402
 from embed.detrain import DetTrainConfig  # noqa: E402
@@ -76,7 +76,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     held = s.held
     splits = test_photos(s, args.queries)
 
-    cat_vecs = {"adapted": emb.embed(images), "shipped": shipped.embed(images)}
+    # the adapted catalog as `embed import` indexes it (prototypes when EMBED_CATALOG_VIEWS > 0)
+    cat_vecs = {"adapted": prototypes.catalog_vectors(emb, images, catalog_seeds(s)), "shipped": shipped.embed(images)}
     t_obj: dict[str, list[float]] = {}
 
     def objects_for(variant: str, img, sc) -> list[Detection]:

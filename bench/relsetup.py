@@ -8,6 +8,7 @@ on training textures with other seeds (``validation_photos``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -83,6 +84,13 @@ def load_setup() -> Setup:
                    export_dir=settings.artifacts_dir, threads=settings.threads)
     return Setup(settings, catalog, images, pids, held, train_idx, textures, tex_train, tex_held, emb, adapt_s,
                  load_start)
+
+
+def catalog_seeds(s: Setup) -> list[int]:
+    """Each catalog image's prototype seed, as the import worker derives it (its file's sha256)."""
+    from embed.prototypes import view_seed
+
+    return [view_seed(hashlib.sha256(Path(it.image_path).read_bytes()).hexdigest()) for it in s.catalog.items]
 
 
 def train_or_load(s: Setup, name: str, cfg: DetTrainConfig, textures: list | None = None,

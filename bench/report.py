@@ -227,6 +227,9 @@ def pipeline(d: dict) -> list[str]:
     out += table(["stage", "images/s", "ratio to raw forward"], [
         ["raw forward (backbone + projection)", n(d["raw_forward_images_per_s"], 1), "1.00"],
         ["pipeline (queue → decode → embed → upsert → ack)", n(d["pipeline_images_per_s"], 1), f"**{d['pipeline_vs_raw']:.2f}**"],
+        *([[f"pipeline, model forwards/s ({d['forwards_per_image']} per catalog image: itself + "
+            f"{d['catalog_views']} prototype views)", n(d["pipeline_forwards_per_s"], 1), f"{d['pipeline_forwards_vs_raw']:.2f}"]]
+          if d.get("catalog_views") else []),
     ])
     q = d["query_latency"]
     # one stage table per query configuration (pipeline.py measures each it can run), or one flat table

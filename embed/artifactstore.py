@@ -55,6 +55,7 @@ def describe(spec: EmbedderSpec) -> dict[str, object]:
         "arch": spec.arch, "dim": spec.dim,
         "weights_sha256": file_sha256(spec.weights) if spec.weights else None,
         "projection_sha256": file_sha256(spec.projection) if spec.projection else None,
+        "catalog_views": spec.catalog_views, "catalog_hard": spec.catalog_hard,
     }
 
 
@@ -129,7 +130,8 @@ class ArtifactStore:
             sha = desc.get(f"{what}_sha256")
             paths[what] = str(self._blob(sha, cache_dir)) if sha else None
         spec = EmbedderSpec(arch=desc["arch"], weights=paths["weights"], projection=paths["projection"],
-                            dim=int(desc["dim"]))
+                            dim=int(desc["dim"]), catalog_views=int(desc.get("catalog_views", 0)),
+                            catalog_hard=float(desc.get("catalog_hard", 1.0)))
         if spec.model_id() != model_id:
             raise ArtifactStoreError(f"model {model_id} from {self.url} rebuilds as {spec.model_id()}; refusing it")
         return spec

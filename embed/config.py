@@ -41,9 +41,12 @@ class EmbedSettings(BaseSettings):
     batch_size: int = 32
     threads: int = 0  # 0 = number of cores
     # catalog adaptation (embed train)
-    train_views: int = 6  # synthetic views per catalog image
-    train_steps: int = 400
+    train_views: int = 12  # synthetic views per catalog image (6 until the fifth round of #15: docs/embed.md)
+    train_steps: int = 900  # (400 until the fifth round)
     train_hard_views: float = Field(0.0, ge=0.0, le=1.0)  # share of views degraded like clutter (opt-in, docs/embed.md)
+    # catalog prototypes (embed/prototypes.py): each catalog image's vector averages K synthetic views
+    catalog_views: int = Field(8, ge=0, le=64)  # 0 = plain vectors (before the fifth round); import embeds K+1 crops per image
+    catalog_hard: float = Field(1.0, ge=0.0, le=1.0)  # share of those views degraded like clutter
     # detector
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model

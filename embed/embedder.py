@@ -90,6 +90,9 @@ class EmbedderSpec:
     projection: str | None = None  # None: fixed seeded random projection
     dim: int = 256
     input_size: int = 224
+    # catalog side only (embed.prototypes): K synthetic views averaged into each catalog image's vector
+    catalog_views: int = 0
+    catalog_hard: float = 1.0
 
     def weights_path(self) -> Path:
         if self.weights:
@@ -107,6 +110,8 @@ class EmbedderSpec:
             "input_size": self.input_size,
             "preprocess": "letterbox-white-bilinear",
         }
+        if self.catalog_views > 0:  # absent when 0, so ids from before the option stay valid
+            cfg["catalog_prototypes"] = {"views": self.catalog_views, "hard": self.catalog_hard, "v": 1}
         return model_id(self.arch, self.dim, cfg)
 
     def to_json(self) -> str:

@@ -35,6 +35,8 @@ def spec_from_settings(settings: EmbedSettings, projection: Path | None = None) 
         weights=str(settings.weights) if settings.weights else None,
         projection=str(proj) if proj else None,
         dim=settings.dim,
+        catalog_views=settings.catalog_views,
+        catalog_hard=settings.catalog_hard,
     )
 
 

@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import redis
 from PIL import Image
 
 from embed.config import EmbedSettings
 from embed.detector import NoDetector, detect_objects
-from embed import metrics
+from embed import metrics, prototypes
 from embed.imageio import InvalidImage, decode_image
 from embed.models import ModelPool
 from embed.queue import Job, JobQueue
@@ -133,7 +134,7 @@ class Worker:
                             meta.append((job, sha, k))
                 stage = "embed"
                 with metrics.stage_timer("embed", len(crops)):
-                    vectors = embedder.embed(crops)
+                    vectors = self._vectors(embedder, crops, meta)
                 rows = [
                     {"image_id": image_key(job.product_id, sha, k), "product_id": job.product_id,
                      "image_path": job.image_path[-2048:], "object_index": k, "vector": v.tolist(), **job.attributes}
@@ -157,6 +158,21 @@ class Worker:
             self.stats.vectors += len(rows)
         self.stats.batches += 1
         self.stats.seconds += time.perf_counter() - t0
+
+    @staticmethod
+    def _vectors(embedder, crops: list[Image.Image], meta: list[tuple[Job, str, int]]) -> np.ndarray:
+        """The whole catalog image (object 0) under the model's catalog recipe (prototypes when it
+        has catalog views, seeded by the image's hash); detected sub-objects as plain vectors."""
+        if embedder.spec.catalog_views <= 0:
+            return embedder.embed(crops)
+        whole = [i for i, (_, _, k) in enumerate(meta) if k == 0]
+        parts = [i for i, (_, _, k) in enumerate(meta) if k != 0]
+        out = np.zeros((len(crops), embedder.dim), np.float32)
+        out[whole] = prototypes.catalog_vectors(embedder, [crops[i] for i in whole],
+                                                [prototypes.view_seed(meta[i][1]) for i in whole])
+        if parts:
+            out[parts] = embedder.embed([crops[i] for i in parts])
+        return out
 
     def run(self, *, max_idle_s: float | None = None, block_ms: int = 1000) -> WorkerStats:
         """Process jobs until stopped (SIGTERM/SIGINT), or until idle for ``max_idle_s``."""
