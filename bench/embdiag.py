@@ -74,8 +74,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=150, help="strict validation photos per split")
     ap.add_argument("--views", type=int, default=8, help="K synthetic views per catalog image for proto / multi")
-    ap.add_argument("--stage", choices=["a", "b"], default="a", help="a: single levers; b: prototypes' K and hard share, "
-                    "and with the better projections")
+    ap.add_argument("--stage", choices=["a", "b", "c"], default="a", help="a: single levers; b: prototypes' K and hard share, "
+                    "and with the better projections; c: views cut from composed cluttered scenes")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "round5")
     args = ap.parse_args()
     t0 = time.monotonic()
@@ -125,6 +125,33 @@ def main() -> None:
         for update in ({"train_views": 12}, {"train_steps": 900}, {"train_views": 12, "train_steps": 900}):
             e = embedder(**update)
             run("projection " + " ".join(f"{k}={v}" for k, v in update.items()), e, e.embed(s.images), s.pids)
+    elif args.stage == "c":  # views cut from composed cluttered scenes (the product + distractors)
+        from bench.relsetup import strict_split
+        from embed.compose import STYLES, compose
+
+        _, tex_fit, _, _ = strict_split(s)  # never the validation photos' textures
+
+        def scene_views(k: int) -> np.ndarray:
+            rng = random.Random(11)
+            crops = []
+            for i in range(len(s.images)):
+                got = []
+                while len(got) < k:
+                    sc = compose([(s.pids[i], s.cutout(i))], rng, STYLES["cluttered"], tex_fit, cutouts=True)
+                    got += [sc.image.crop(b) for b in sc.boxes][:1] or []
+                crops += got
+            return base.embed(crops).reshape(len(s.images), k, -1)
+
+        run("base (pad 0)", base, cat, s.pids)
+        syn = views_of(base, args.views, 1.0)
+        run(f"proto K={args.views} hard 1.0 (default)", base, _norm(cat + syn.mean(axis=1)), s.pids)
+        scn = scene_views(args.views)
+        run(f"proto K={args.views} scene crops", base, _norm(cat + scn.mean(axis=1)), s.pids)
+        half = args.views // 2
+        run(f"proto K={args.views}: {half} synthetic + {half} scene crops", base,
+            _norm(cat + np.concatenate([syn[:, :half], scn[:, :half]], axis=1).mean(axis=1)), s.pids)
+        run(f"proto K={2 * args.views}: {args.views} synthetic + {args.views} scene crops", base,
+            _norm(cat + np.concatenate([syn, scn], axis=1).mean(axis=1)), s.pids)
     else:  # stage b: prototypes' K and hard share, and with the better projections
         run("base (pad 0)", base, cat, s.pids)
         for k, hard in ((4, 0.4), (16, 0.4), (8, 1.0), (16, 1.0)):
