@@ -133,13 +133,19 @@ def main() -> None:
 
         def scene_views(k: int) -> np.ndarray:
             rng = random.Random(11)
-            crops = []
+            crops, fallback = [], 0
             for i in range(len(s.images)):
-                got = []
-                while len(got) < k:
+                got: list[Image.Image] = []
+                for _ in range(8 * k):  # a product that is never half visible gets synthetic views instead
                     sc = compose([(s.pids[i], s.cutout(i))], rng, STYLES["cluttered"], tex_fit, cutouts=True)
-                    got += [sc.image.crop(b) for b in sc.boxes][:1] or []
+                    got += [sc.image.crop(b) for b in sc.boxes][:1]
+                    if len(got) == k:
+                        break
+                if len(got) < k:
+                    fallback += 1
+                    got += [synthetic_view(s.images[i], rng, hard=1.0) for _ in range(k - len(got))]
                 crops += got
+            print(f"scene crops: {fallback} products never half visible, synthetic views instead", flush=True)
             return base.embed(crops).reshape(len(s.images), k, -1)
 
         run("base (pad 0)", base, cat, s.pids)
