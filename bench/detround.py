@@ -119,6 +119,20 @@ def calibrated(dets: list[Detection], coef: np.ndarray, scale: float, w: int, h:
     return out
 
 
+def flag_value(flags: list[str], prefix: str, *, bare: float | None = None, absent: float | None = None) -> float | None:
+    """The number after ``prefix`` in the first flag starting with it (``+refine6`` -> 6.0): ``bare``
+    for the flag alone (an error when None), ``absent`` when no flag starts with ``prefix``."""
+    for f in flags:
+        if f.startswith(prefix):
+            value = f.removeprefix(prefix)
+            if value:
+                return float(value)
+            if bare is None:
+                raise ValueError(f"+{prefix} needs a number")
+            return bare
+    return absent
+
+
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=40, help="validation photos per split")
@@ -171,17 +185,16 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         name, rest = spec.split("=", 1)
         rest, *flags = rest.split("+")
         hard = "hard" in flags
-        zooms = [float(f.removeprefix("refine") or 6.0) for f in flags if f.startswith("refine")]
-        zoom = zooms[0] if zooms else 0.0
-        min_px = float(next((f.removeprefix("min") for f in flags if f.startswith("min")), 0.0))
+        zoom = flag_value(flags, "refine", bare=6.0, absent=0.0)
+        min_px = flag_value(flags, "min", absent=0.0)
         head_s, _, size_s = rest.partition("@")
         head = heads[head_s]() if head_s in heads else Path(head_s)
         det = ProductDetector(sized(head, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
                               export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
                               top_k=20, min_size=s.settings.min_box_size)
-        proto = int(next((f.removeprefix("proto") or 8 for f in flags if f.startswith("proto")), 0))
-        adapt = {**({"train_views": int(f.removeprefix("views"))} if (f := next((f for f in flags if f.startswith("views")), "")) else {}),
-                 **({"train_steps": int(f.removeprefix("steps"))} if (f := next((f for f in flags if f.startswith("steps")), "")) else {})}
+        proto = int(flag_value(flags, "proto", bare=8, absent=0))
+        adapt = {key: int(v) for key, prefix in (("train_views", "views"), ("train_steps", "steps"))
+                 if (v := flag_value(flags, prefix)) is not None}
         emb, cat = embedder(hard, proto, adapt)
         coef = fit_size_calibration(det, validation_photos(s, args.queries)) if args.calibrate else None
         rows: dict[str, list] = {}

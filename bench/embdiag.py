@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from bench.relsetup import SPLITS, load_setup, strict_validation_photos  # noqa: E402
+from embed import prototypes  # noqa: E402
 from embed.augment import synthetic_view  # noqa: E402
 from embed.embedder import Embedder  # noqa: E402
 from embed.evalmetrics import product_ranks, rank_of, recall_at  # noqa: E402
@@ -119,7 +120,7 @@ def main() -> None:
         run("flip", base, cat, s.pids, flip=True)
         for hard in (0.0, 0.4):
             vv = views_of(base, args.views, hard)
-            run(f"proto K={args.views} hard {hard}", base, _norm(cat + vv.mean(axis=1)), s.pids)
+            run(f"proto K={args.views} hard {hard}", base, prototypes.combine(cat, vv), s.pids)
             multi = np.concatenate([cat, vv.reshape(-1, vv.shape[-1])])
             run(f"multi K={args.views} hard {hard}", base, multi, s.pids + [p for p in s.pids for _ in range(args.views)])
         for update in ({"train_views": 12}, {"train_steps": 900}, {"train_views": 12, "train_steps": 900}):
@@ -150,19 +151,19 @@ def main() -> None:
 
         run("base (pad 0)", base, cat, s.pids)
         syn = views_of(base, args.views, 1.0)
-        run(f"proto K={args.views} hard 1.0 (default)", base, _norm(cat + syn.mean(axis=1)), s.pids)
+        run(f"proto K={args.views} hard 1.0 (default)", base, prototypes.combine(cat, syn), s.pids)
         scn = scene_views(args.views)
-        run(f"proto K={args.views} scene crops", base, _norm(cat + scn.mean(axis=1)), s.pids)
+        run(f"proto K={args.views} scene crops", base, prototypes.combine(cat, scn), s.pids)
         half = args.views // 2
         run(f"proto K={args.views}: {half} synthetic + {half} scene crops", base,
-            _norm(cat + np.concatenate([syn[:, :half], scn[:, :half]], axis=1).mean(axis=1)), s.pids)
+            prototypes.combine(cat, np.concatenate([syn[:, :half], scn[:, :half]], axis=1)), s.pids)
         run(f"proto K={2 * args.views}: {args.views} synthetic + {args.views} scene crops", base,
-            _norm(cat + np.concatenate([syn, scn], axis=1).mean(axis=1)), s.pids)
+            prototypes.combine(cat, np.concatenate([syn, scn], axis=1)), s.pids)
     else:  # stage b: prototypes' K and hard share, and with the better projections
         run("base (pad 0)", base, cat, s.pids)
         for k, hard in ((4, 0.4), (16, 0.4), (8, 1.0), (16, 1.0)):
             vv = views_of(base, k, hard)
-            run(f"proto K={k} hard {hard}", base, _norm(cat + vv.mean(axis=1)), s.pids)
+            run(f"proto K={k} hard {hard}", base, prototypes.combine(cat, vv), s.pids)
         for update in ({"train_views": 12, "train_steps": 900}, {"train_views": 12, "train_steps": 900, "train_hard_views": 0.4}):
             e = embedder(**update)
             c2 = e.embed(s.images)
@@ -170,7 +171,7 @@ def main() -> None:
             run(name, e, c2, s.pids)
             for k, hard in ((8, 0.4), (16, 1.0)):
                 vv = views_of(e, k, hard)
-                run(f"{name} + proto K={k} hard {hard}", e, _norm(c2 + vv.mean(axis=1)), s.pids)
+                run(f"{name} + proto K={k} hard {hard}", e, prototypes.combine(c2, vv), s.pids)
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"command": "python bench/embdiag.py " + " ".join(sys.argv[1:]), "queries_per_split": args.queries,
            "products": {sp: sum(len(p) for p, _ in by_pad[0.0][sp]) for sp in SPLITS},
