@@ -1,5 +1,5 @@
 """Synthetic shopper views of a catalog image: cut out, rotate, scale, recolour, paste on a background,
-loose crop, blur, JPEG. Used by ``embed train`` (catalog adaptation)."""
+loose crop, blur, JPEG; or crowded by other products. Used by ``embed train`` (catalog adaptation)."""
 
 from __future__ import annotations
 
@@ -102,3 +102,45 @@ def synthetic_view(img: Image.Image, rng: random.Random, out_size: int = 224, ha
     if rng.random() < 0.3:
         view = view.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
     return jpeg_roundtrip(view, rng.randrange(40, 95))
+
+
+def crowded_view(obj: Image.Image, neighbours: list[Image.Image], rng: random.Random, out_size: int = 224) -> Image.Image:
+    """A product in a crowd: other products (``neighbours``) reach into its box from the sides, behind it
+    or (a quarter of them) in front of it; then a loose crop around the product, lighting, blur and JPEG.
+    This is what a detector's box holds in a crowded photo (copy-paste augmentation with the catalog's own
+    products). ``obj`` and ``neighbours`` are RGBA cut-outs cropped to the product
+    (``embed.compose.product_cutout``)."""
+    from embed.compose import SceneStyle, lighting, warp
+
+    c = int(out_size * 1.8)
+    bg = random_background(rng, c, c)
+
+    def place(o: Image.Image, side: float) -> tuple[Image.Image, Image.Image]:
+        o = warp(o, rng, SceneStyle(perspective=0.12, rotation=25.0))
+        s = side / max(o.width, o.height)
+        o = o.resize((max(1, int(o.width * s)), max(1, int(o.height * s))), Image.BILINEAR)
+        return colour_jitter(o.convert("RGB"), rng), o.getchannel("A")
+
+    side = c * rng.uniform(0.35, 0.5)
+    rgb, alpha = place(obj, side)
+    x, y = (c - rgb.width) // 2 + rng.randrange(-8, 9), (c - rgb.height) // 2 + rng.randrange(-8, 9)
+    x0, y0, x1, y1 = x, y, x + rgb.width, y + rgb.height
+    front = []
+    for nb in neighbours:
+        nrgb, na = place(nb, side * rng.uniform(0.5, 1.1))
+        edge, reach = rng.randrange(4), rng.uniform(0.0, 0.35)  # how far into the product's box it reaches
+        along_x = rng.randrange(x0 - nrgb.width // 2, x1 - nrgb.width // 2 + 1)
+        along_y = rng.randrange(y0 - nrgb.height // 2, y1 - nrgb.height // 2 + 1)
+        pos = [(int(x0 - nrgb.width + reach * rgb.width), along_y), (int(x1 - reach * rgb.width), along_y),
+               (along_x, int(y0 - nrgb.height + reach * rgb.height)), (along_x, int(y1 - reach * rgb.height))][edge]
+        if rng.random() < 0.25:
+            front.append((nrgb, na, pos))
+        else:
+            bg.paste(nrgb, pos, na)
+    bg.paste(rgb, (x, y), alpha)
+    for nrgb, na, pos in front:
+        bg.paste(nrgb, pos, na)
+    m = rng.uniform(0.0, 0.2) * side
+    view = bg.crop((int(max(0, x0 - m)), int(max(0, y0 - m)), int(min(c, x1 + m)), int(min(c, y1 + m))))
+    view = lighting(view, rng, 0.3).filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.5)))
+    return jpeg_roundtrip(view, rng.randrange(25, 90))

@@ -1,6 +1,7 @@
 """``embed train``: adapt the embedding projection to a catalog (metric learning, backbone frozen).
 
-For every catalog image we render synthetic shopper views (``embed.augment``), cache the frozen
+For every catalog image we render synthetic shopper views (``embed.augment``; a share of them crowded
+by 1-3 other catalog products reaching into the product's box, ``EMBED_TRAIN_CROWDED``), cache the frozen
 backbone's pooled features, and train a linear projection (features -> 256-d) with a symmetric
 InfoNCE loss that pulls each view towards its own catalog image and away from the others. The
 result is a projection file keyed by the catalog's fingerprint and the backbone, so importing the
@@ -23,7 +24,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from embed.augment import synthetic_view
+from embed.augment import crowded_view, synthetic_view
 from embed.catalog import Catalog
 from embed.config import EmbedSettings
 from embed.embedder import Embedder, EmbedderSpec, random_projection
@@ -67,10 +68,17 @@ def train_projection(
     return w.detach(), losses
 
 
+def _neighbours(cuts: list[Image.Image], i: int, rng: random.Random) -> list[Image.Image]:
+    """1-3 other catalog products' cut-outs to crowd image ``i``'s view."""
+    others = [rng.randrange(len(cuts) - 1) for _ in range(rng.randint(1, 3))]
+    return [cuts[j + (j >= i)] for j in others]
+
+
 def adaptation_key(catalog: Catalog, base: EmbedderSpec, settings: EmbedSettings) -> str:
     cfg = {"catalog": catalog.fingerprint(), "base": base.model_id(), "views": settings.train_views,
            "steps": settings.train_steps, "v": 1,
-           **({"hard_views": settings.train_hard_views} if settings.train_hard_views else {})}
+           **({"hard_views": settings.train_hard_views} if settings.train_hard_views else {}),
+           **({"crowded": settings.train_crowded} if settings.train_crowded else {})}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -99,6 +107,12 @@ def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Cons
     if len(images) < 2:
         raise ValueError("catalog adaptation needs at least two readable images")
     nv = settings.train_views
+    n_crowded = round(nv * settings.train_crowded)  # the last n_crowded views of each image are crowded
+    cuts = []
+    if n_crowded:
+        from embed.compose import product_cutout
+
+        cuts = [product_cutout(im) for im in images]
     anchors = np.zeros((len(images), emb.feature_dim), np.float32)
     views = np.zeros((len(images), nv, emb.feature_dim), np.float32)
     chunk = max(1, settings.batch_size // (nv + 1))
@@ -107,9 +121,10 @@ def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Cons
         for s in range(0, len(images), chunk):
             batch = images[s : s + chunk]
             crops = []
-            for im in batch:
+            for i, im in enumerate(batch, start=s):
                 crops.append(im)
-                crops += [synthetic_view(im, rng, hard=settings.train_hard_views) for _ in range(nv)]
+                crops += [synthetic_view(im, rng, hard=settings.train_hard_views) for _ in range(nv - n_crowded)]
+                crops += [crowded_view(cuts[i], _neighbours(cuts, i, rng), rng) for _ in range(n_crowded)]
             f = emb.features(crops).reshape(len(batch), nv + 1, -1)
             anchors[s : s + len(batch)] = f[:, 0]
             views[s : s + len(batch)] = f[:, 1:]
