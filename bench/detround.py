@@ -10,7 +10,7 @@ and the detect time per photo.
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
-``NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+``NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
@@ -19,7 +19,8 @@ the input side (default: the head's), ``+hard`` the projection adapted with
 ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+protoK`` catalog prototypes of K views
 (``EMBED_CATALOG_VIEWS=K``, ``embed.prototypes``; ``+proto`` is K=8), ``+viewsV`` / ``+stepsS`` the
 projection adapted with V synthetic views per image / S steps (``EMBED_TRAIN_VIEWS`` / ``EMBED_TRAIN_STEPS``), ``+crowdedC``
-a share C of the views crowded by other products (``EMBED_TRAIN_CROWDED``; ``+crowded0`` is the fifth round's), ``+refine`` the box-refinement pass of
+a share C of the views crowded by other products (``EMBED_TRAIN_CROWDED``; ``+crowded0`` is the fifth round's), ``+tex`` half the crowded views on
+training textures (``EMBED_TRAIN_TEXTURES=1``; the heads' texture pool, never the evaluation photos'), ``+refine`` the box-refinement pass of
 ``EMBED_DET_REFINE`` (``embed.refine``: the head re-run on a crop of ZOOM x each candidate
 box, default 6; ``+minPX`` refines only boxes at least PX input pixels long in the first pass; its time
 is counted in the detect time).
@@ -137,7 +138,7 @@ def flag_value(flags: list[str], prefix: str, *, bare: float | None = None, abse
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=40, help="validation photos per split")
-    ap.add_argument("--variant", action="append", default=[], help="NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+refine[ZOOM][+minPX]] (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]] (repeatable)")
     ap.add_argument("--candidates", type=int, default=5)
     ap.add_argument("--max-objects", type=int, default=6)
     ap.add_argument("--pad", type=float, default=0.1)
@@ -166,7 +167,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             from embed.train import adapt_to_catalog
 
             views = HARD_VIEWS if hard else 0.0
-            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views, **adapt}))
+            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views, **adapt}),
+                                    textures=fit_tex if args.strict else s.tex_train)
             spec = spec_from_settings(s.settings.model_copy(update={"catalog_views": proto}), projection=proj)
             e = Embedder(spec, batch_size=32, runtime="onnx", export_dir=s.settings.artifacts_dir, threads=s.settings.threads)
             # catalog vectors as the import worker makes them (prototypes seeded by each file's sha256)
@@ -198,6 +200,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                  if (v := flag_value(flags, prefix)) is not None}
         if (crowded := flag_value(flags, "crowded")) is not None:
             adapt["train_crowded"] = crowded
+        if "tex" in flags:
+            adapt["train_textures"] = True
         emb, cat = embedder(hard, proto, adapt)
         coef = fit_size_calibration(det, validation_photos(s, args.queries)) if args.calibrate else None
         rows: dict[str, list] = {}

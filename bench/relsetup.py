@@ -78,7 +78,7 @@ def load_setup() -> Setup:
     from embed.train import adapt_to_catalog
 
     t0 = time.monotonic()
-    proj = adapt_to_catalog(catalog, settings)
+    proj = adapt_to_catalog(catalog, settings, textures=tex_train)  # with EMBED_TRAIN_TEXTURES: never held-out ones
     adapt_s = time.monotonic() - t0
     emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32, runtime="onnx",
                    export_dir=settings.artifacts_dir, threads=settings.threads)

@@ -104,16 +104,21 @@ def synthetic_view(img: Image.Image, rng: random.Random, out_size: int = 224, ha
     return jpeg_roundtrip(view, rng.randrange(40, 95))
 
 
-def crowded_view(obj: Image.Image, neighbours: list[Image.Image], rng: random.Random, out_size: int = 224) -> Image.Image:
+def crowded_view(obj: Image.Image, neighbours: list[Image.Image], rng: random.Random, out_size: int = 224,
+                 backgrounds: list[Image.Image] | None = None) -> Image.Image:
     """A product in a crowd: other products (``neighbours``) reach into its box from the sides, behind it
     or (a quarter of them) in front of it; then a loose crop around the product, lighting, blur and JPEG.
     This is what a detector's box holds in a crowded photo (copy-paste augmentation with the catalog's own
     products). ``obj`` and ``neighbours`` are RGBA cut-outs cropped to the product
-    (``embed.compose.product_cutout``)."""
-    from embed.compose import SceneStyle, lighting, warp
+    (``embed.compose.product_cutout``). With ``backgrounds`` (real photos), half the views are set on a
+    random crop of one of them instead of a synthetic background."""
+    from embed.compose import SceneStyle, backdrop, lighting, warp
 
     c = int(out_size * 1.8)
-    bg = random_background(rng, c, c)
+    if backgrounds and rng.random() < 0.5:
+        bg = backdrop(rng, c, c, backgrounds, plain=False)
+    else:
+        bg = random_background(rng, c, c)
 
     def place(o: Image.Image, side: float) -> tuple[Image.Image, Image.Image]:
         o = warp(o, rng, SceneStyle(perspective=0.12, rotation=25.0))

@@ -46,6 +46,7 @@ class EmbedSettings(BaseSettings):
     train_hard_views: float = Field(0.0, ge=0.0, le=1.0)  # share of views degraded like clutter (opt-in, docs/embed.md)
     # share of views crowded by other catalog products (embed.augment.crowded_view; 0 until the sixth round of #15)
     train_crowded: float = Field(0.5, ge=0.0, le=1.0)
+    train_textures: bool = False  # half the crowded views on real background photos (embed.textures, as the detector)
     # catalog prototypes (embed/prototypes.py): each catalog image's vector averages K synthetic views
     catalog_views: int = Field(8, ge=0, le=64)  # 0 = plain vectors (before the fifth round); import embeds K+1 crops per image
     catalog_hard: float = Field(1.0, ge=0.0, le=1.0)  # share of those views degraded like clutter

@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,22 +75,41 @@ def _neighbours(cuts: list[Image.Image], i: int, rng: random.Random) -> list[Ima
     return [cuts[j + (j >= i)] for j in others]
 
 
-def adaptation_key(catalog: Catalog, base: EmbedderSpec, settings: EmbedSettings) -> str:
+def textures_digest(textures: Sequence[Image.Image]) -> str:
+    h = hashlib.sha256()
+    for t in textures:
+        h.update(f"{t.size}".encode())
+        h.update(t.tobytes())
+    return h.hexdigest()[:16]
+
+
+def adaptation_key(catalog: Catalog, base: EmbedderSpec, settings: EmbedSettings,
+                   textures: Sequence[Image.Image] = ()) -> str:
     cfg = {"catalog": catalog.fingerprint(), "base": base.model_id(), "views": settings.train_views,
            "steps": settings.train_steps, "v": 1,
            **({"hard_views": settings.train_hard_views} if settings.train_hard_views else {}),
-           **({"crowded": settings.train_crowded} if settings.train_crowded else {})}
+           **({"crowded": settings.train_crowded} if settings.train_crowded else {}),
+           **({"textures": textures_digest(textures)} if textures else {})}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Console | None = None,
-                     force: bool = False, quiet: bool = False) -> Path:
-    """Train (or reuse) the catalog's projection; returns the projection file."""
+                     force: bool = False, quiet: bool = False, textures: Sequence[Image.Image] | None = None) -> Path:
+    """Train (or reuse) the catalog's projection; returns the projection file. With
+    ``settings.train_textures`` the crowded views use ``textures`` as backgrounds (default: every
+    texture the detector's training uses, ``embed.textures.load_textures``)."""
+    tex: list[Image.Image] = []
+    if settings.train_textures and settings.train_crowded:
+        if textures is None:
+            from embed.textures import load_textures
+
+            textures = [im for _, im in load_textures(settings.cache_dir / "textures", package=settings.det_textures)]
+        tex = list(textures)
     base = spec_from_settings(settings)
     base = EmbedderSpec(base.arch, base.weights, None, base.dim, base.input_size)
     out_dir = settings.artifacts_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = (out_dir / f"projection-{adaptation_key(catalog, base, settings)}.pt").resolve()
+    path = (out_dir / f"projection-{adaptation_key(catalog, base, settings, tex)}.pt").resolve()
     if path.is_file() and not force:
         log.info("catalog adaptation cached: %s", path)
         return path
@@ -124,7 +144,7 @@ def adapt_to_catalog(catalog: Catalog, settings: EmbedSettings, *, console: Cons
             for i, im in enumerate(batch, start=s):
                 crops.append(im)
                 crops += [synthetic_view(im, rng, hard=settings.train_hard_views) for _ in range(nv - n_crowded)]
-                crops += [crowded_view(cuts[i], _neighbours(cuts, i, rng), rng) for _ in range(n_crowded)]
+                crops += [crowded_view(cuts[i], _neighbours(cuts, i, rng), rng, backgrounds=tex) for _ in range(n_crowded)]
             f = emb.features(crops).reshape(len(batch), nv + 1, -1)
             anchors[s : s + len(batch)] = f[:, 0]
             views[s : s + len(batch)] = f[:, 1:]

@@ -127,3 +127,19 @@ def test_adaptation_with_crowded_views_is_its_own_cached_projection(tmp_path) ->
     assert adaptation_key(cat, spec, plain) != adaptation_key(cat, spec, crowded)
     p1, p2 = adapt_to_catalog(cat, plain, quiet=True), adapt_to_catalog(cat, crowded, quiet=True)
     assert p1 != p2 and p1.is_file() and p2.is_file()
+
+
+def test_crowded_views_on_real_backgrounds_when_given() -> None:
+    """EMBED_TRAIN_TEXTURES: about half the crowded views sit on the given photos (here pure green);
+    without backgrounds the random sequence is the one without the option."""
+    from PIL import Image
+
+    from embed.augment import crowded_view
+
+    red, blue = _square((230, 20, 20)), _square((20, 20, 230))
+    green = [Image.new("RGB", (500, 400), (20, 200, 20))]
+    on = [_share(crowded_view(red, [blue], random.Random(i), backgrounds=green), 1) for i in range(40)]
+    off = [_share(crowded_view(red, [blue], random.Random(i)), 1) for i in range(40)]
+    assert sum(g > 0.2 for g in on) >= 10 and sum(g > 0.2 for g in on) > sum(g > 0.2 for g in off) + 8
+    a = crowded_view(red, [blue], random.Random(2), backgrounds=[])
+    assert np.array_equal(np.asarray(a), np.asarray(crowded_view(red, [blue], random.Random(2))))
