@@ -14,7 +14,8 @@ training, disjoint from the test split's (``bench.relsetup.strict_split``). Vari
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
-default / giou head trained with another seed), SIZE
+default / giou head trained with another seed, ``more900`` / ``more1500`` the default head trained on 900 / 1500
+scenes for as many steps, ``w96more900`` the width-96 dense head on 900 / 900), SIZE
 the input side (default: the head's), ``+hard`` the projection adapted with
 ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+protoK`` catalog prototypes of K views
 (``EMBED_CATALOG_VIEWS=K``, ``embed.prototypes``; ``+proto`` is K=8), ``+viewsV`` / ``+stepsS`` the
@@ -182,7 +183,11 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
              "giou2": lambda: train_or_load(s, prefix, DetTrainConfig(giou=2.0), **pool)[0],
              "gioudense": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, dense=0.3), **pool)[0],
              "default-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(seed=1), **pool)[0],
-             "giou-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, seed=1), **pool)[0]}
+             "giou-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, seed=1), **pool)[0],
+             "more900": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=900, steps=900), **pool)[0],
+             "more1500": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=1500, steps=1500), **pool)[0],
+             "w96more900": lambda: train_or_load(s, prefix, DetTrainConfig(width=96, dense=0.3, scenes=900, steps=900),
+                                                 **pool)[0]}
     report: dict[str, dict] = {}
     for spec in args.variant or ["default=default"]:
         name, rest = spec.split("=", 1)

@@ -54,8 +54,10 @@ class EmbedSettings(BaseSettings):
     detector: str = "auto"  # auto: the catalog-trained head (embed train) else saliency | trained | saliency | yolo | none
     detector_head: Path | None = None  # a trained head file; None = the one `embed train` registered for the model
     det_conf: float = 0.1  # trained head: minimum centre-heatmap score (tuned on validation photos: bench/rankfit.py)
-    det_scenes: int = 300  # embed train: synthetic scenes for the detector (0 = do not train one); 600 measured no better (docs/embed.md)
-    det_steps: int = 300  # embed train: detector head training steps
+    # embed train: synthetic scenes for the detector (0 = do not train one) and head training steps; 300 / 300
+    # until the sixth round of #15 measured 900 / 900 better in clutter (docs/embed.md)
+    det_scenes: int = 900
+    det_steps: int = 900
     # head options measured in the third round (docs/embed.md); opt-in: better boxes, not better cluttered recall
     det_stride: Literal[8, 16] = 16  # embed train: head output stride (8 also merges Lite0's stride-8 map)
     det_width: int = Field(48, ge=8, le=256)  # embed train: head channels

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DetTrainConfig:
-    scenes: int = 300
-    steps: int = 300
+    scenes: int = 900  # 300 / 300 until the sixth round of #15 (docs/embed.md)
+    steps: int = 900
     batch: int = 16
     lr: float = 3e-3
     size: int = DEFAULT_SIZE
