@@ -15,7 +15,8 @@ config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for t
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
 default / giou head trained with another seed, ``more900`` / ``more1500`` the default head trained on 900 / 1500
-scenes for as many steps, ``w96more900`` the width-96 dense head on 900 / 900), SIZE
+scenes for as many steps (``more900-seed1`` with another seed, ``more900clutter`` on a mix with twice the
+cluttered and crowded scenes), ``w96more900`` the width-96 dense head on 900 / 900), SIZE
 the input side (default: the head's), ``+hard`` the projection adapted with
 ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+protoK`` catalog prototypes of K views
 (``EMBED_CATALOG_VIEWS=K``, ``embed.prototypes``; ``+proto`` is K=8), ``+viewsV`` / ``+stepsS`` the
@@ -61,7 +62,11 @@ from bench.relsetup import (  # noqa: E402
 )
 from embed import objrank, prototypes  # noqa: E402
 from embed.detector import WHOLE_IMAGE_LABEL, Detection  # noqa: E402
+from embed.compose import TRAIN_STYLES  # noqa: E402
 from embed.detrain import DetTrainConfig  # noqa: E402
+
+# the shipped training mix with the cluttered and crowded styles weighted twice (single and scene kept)
+CLUTTER_HEAVY = tuple((st, w * (2.0 if k >= 2 else 1.0)) for k, (st, w) in enumerate(TRAIN_STYLES))
 from embed.dethead import letterbox  # noqa: E402
 from embed.embedder import Embedder  # noqa: E402
 from embed.evalmetrics import box_recall, recall_at  # noqa: E402
@@ -186,6 +191,9 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
              "giou-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, seed=1), **pool)[0],
              "more900": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=900, steps=900), **pool)[0],
              "more1500": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=1500, steps=1500), **pool)[0],
+             "more900-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=900, steps=900, seed=1), **pool)[0],
+             "more900clutter": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=900, steps=900, styles=CLUTTER_HEAVY),
+                                                     **pool)[0],
              "w96more900": lambda: train_or_load(s, prefix, DetTrainConfig(width=96, dense=0.3, scenes=900, steps=900),
                                                  **pool)[0]}
     report: dict[str, dict] = {}
