@@ -14,7 +14,8 @@ training, disjoint from the test split's (``bench.relsetup.strict_split``). Vari
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
-default / giou head trained with another seed, ``more900`` / ``more1500`` the default head trained on 900 / 1500
+default / giou head trained with another seed, ``base300`` / ``base300-seed1`` the head of the default
+config before the sixth round (300 scenes / 300 steps; seeds 0 and 1), ``more900`` / ``more1500`` the default head trained on 900 / 1500
 scenes for as many steps (``more900-seed1`` with another seed, ``more900clutter`` on a mix with twice the
 cluttered and crowded scenes), ``w96more900`` the width-96 dense head on 900 / 900), SIZE
 the input side (default: the head's), ``+hard`` the projection adapted with
@@ -189,6 +190,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
              "gioudense": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, dense=0.3), **pool)[0],
              "default-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(seed=1), **pool)[0],
              "giou-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(giou=1.0, seed=1), **pool)[0],
+             "base300": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=300, steps=300), **pool)[0],
+             "base300-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=300, steps=300, seed=1), **pool)[0],
              "more900": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=900, steps=900), **pool)[0],
              "more1500": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=1500, steps=1500), **pool)[0],
              "more900-seed1": lambda: train_or_load(s, prefix, DetTrainConfig(scenes=900, steps=900, seed=1), **pool)[0],
