@@ -10,7 +10,7 @@ and the detect time per photo.
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
-``NAME=HEAD[@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+``NAME=HEAD[,HEAD...][@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
@@ -18,7 +18,8 @@ default / giou head trained with another seed, ``base300`` / ``base300-seed1`` t
 config before the sixth round (300 scenes / 300 steps; seeds 0 and 1), ``more900`` / ``more1500`` the default head trained on 900 / 1500
 scenes for as many steps (``more900-seed1`` with another seed, ``more900clutter`` on a mix with twice the
 cluttered and crowded scenes), ``w96more900`` the width-96 dense head on 900 / 900), SIZE
-the input side (default: the head's), ``+hard`` the projection adapted with
+the input side (default: the head's; several heads joined by commas are an ensemble: their raw outputs
+are averaged before decoding, each with its own backbone pass here), ``+hard`` the projection adapted with
 ``EMBED_TRAIN_HARD_VIEWS=0.4`` (without it: 0, the default), ``+protoK`` catalog prototypes of K views
 (``EMBED_CATALOG_VIEWS=K``, ``embed.prototypes``; ``+proto`` is K=8), ``+viewsV`` / ``+stepsS`` the
 projection adapted with V synthetic views per image / S steps (``EMBED_TRAIN_VIEWS`` / ``EMBED_TRAIN_STEPS``), ``+crowdedC``
@@ -207,10 +208,19 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         zoom = flag_value(flags, "refine", bare=6.0, absent=0.0)
         min_px = flag_value(flags, "min", absent=0.0)
         head_s, _, size_s = rest.partition("@")
-        head = heads[head_s]() if head_s in heads else Path(head_s)
-        det = ProductDetector(sized(head, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
-                              export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
-                              top_k=20, min_size=s.settings.min_box_size)
+
+        def detector(h: str) -> ProductDetector:
+            path = heads[h]() if h in heads else Path(h)
+            return ProductDetector(sized(path, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
+                                   export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
+                                   top_k=20, min_size=s.settings.min_box_size)
+
+        # "A,B": an ensemble, the heads' raw outputs (heatmap logits, sizes, offsets) averaged before decoding
+        det, *others = [detector(h) for h in head_s.split(",")]
+        head = ",".join(head_s.split(",")) if others else (heads[head_s]() if head_s in heads else Path(head_s))
+
+        def raw(x: np.ndarray) -> np.ndarray:
+            return np.mean([det.raw(x), *[o.raw(x) for o in others]], axis=0) if others else det.raw(x)
         proto = int(flag_value(flags, "proto", bare=8, absent=0))
         adapt = {key: int(v) for key, prefix in (("train_views", "views"), ("train_steps", "steps"))
                  if (v := flag_value(flags, prefix)) is not None}
@@ -230,7 +240,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
                 img = sc.image
                 t = time.perf_counter()
                 x, lb = letterbox(img, det.size)
-                dets = det.from_raw(det.raw(x), lb, img.width, img.height)[: args.candidates]
+                dets = det.from_raw(raw(x), lb, img.width, img.height)[: args.candidates]
                 if coef is not None:
                     dets = calibrated(dets, coef, lb.scale, img.width, img.height)
                 if zoom:
