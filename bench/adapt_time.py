@@ -26,11 +26,8 @@ def main() -> None:
     for name, upd in (("fifth round: 12 views / 900 steps, no crowded views", {"train_crowded": 0.0}),
                       ("sixth round default: 12 / 900, crowded share 0.5", {})):
         with tempfile.TemporaryDirectory() as d:
-            base = EmbedSettings(cache_dir=ROOT / ".cache")
-            s = base.model_copy(update={**upd})
             # a fresh artifacts dir so nothing is cached; the backbone export is rebuilt too, timed apart
-            s2 = s.model_copy(update={"cache_dir": Path(d)})
-            (Path(d) / "textures").symlink_to(ROOT / ".cache" / "textures")
+            s2 = EmbedSettings(cache_dir=Path(d)).model_copy(update=upd)
             adapt_to_catalog(cat, s2.model_copy(update={"train_steps": 1, "train_views": 1}), quiet=True)  # warm export
             t = time.monotonic()
             adapt_to_catalog(cat, s2, quiet=True, force=True)

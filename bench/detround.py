@@ -63,12 +63,9 @@ from bench.relsetup import (  # noqa: E402
     validation_photos,
 )
 from embed import objrank, prototypes  # noqa: E402
-from embed.detector import WHOLE_IMAGE_LABEL, Detection  # noqa: E402
 from embed.compose import TRAIN_STYLES  # noqa: E402
+from embed.detector import WHOLE_IMAGE_LABEL, Detection  # noqa: E402
 from embed.detrain import DetTrainConfig  # noqa: E402
-
-# the shipped training mix with the cluttered and crowded styles weighted twice (single and scene kept)
-CLUTTER_HEAVY = tuple((st, w * (2.0 if k >= 2 else 1.0)) for k, (st, w) in enumerate(TRAIN_STYLES))
 from embed.dethead import letterbox  # noqa: E402
 from embed.embedder import Embedder  # noqa: E402
 from embed.evalmetrics import box_recall, recall_at  # noqa: E402
@@ -79,6 +76,9 @@ from embed.refine import refine_objects  # noqa: E402
 from embed.store import Hit  # noqa: E402
 
 HARD_VIEWS = 0.4
+
+# the shipped training mix with the cluttered and crowded styles weighted twice (single and scene kept)
+CLUTTER_HEAVY = tuple((st, w * (2.0 if k >= 2 else 1.0)) for k, (st, w) in enumerate(TRAIN_STYLES))
 
 
 def sized(head: Path, size: int | None, tmp: Path) -> Path:
@@ -209,15 +209,15 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         min_px = flag_value(flags, "min", absent=0.0)
         head_s, _, size_s = rest.partition("@")
 
-        def detector(h: str) -> ProductDetector:
-            path = heads[h]() if h in heads else Path(h)
+        def detector(path: Path) -> ProductDetector:
             return ProductDetector(sized(path, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
                                    export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
                                    top_k=20, min_size=s.settings.min_box_size)
 
         # "A,B": an ensemble, the heads' raw outputs (heatmap logits, sizes, offsets) averaged before decoding
-        det, *others = [detector(h) for h in head_s.split(",")]
-        head = ",".join(head_s.split(",")) if others else (heads[head_s]() if head_s in heads else Path(head_s))
+        paths = [heads[h]() if h in heads else Path(h) for h in head_s.split(",")]
+        det, *others = [detector(p) for p in paths]
+        head = head_s if others else paths[0]
 
         def raw(x: np.ndarray) -> np.ndarray:
             return np.mean([det.raw(x), *[o.raw(x) for o in others]], axis=0) if others else det.raw(x)

@@ -38,6 +38,7 @@ from bench.relsetup import SPLITS, catalog_seeds, load_setup, strict_validation_
 from embed import prototypes  # noqa: E402
 from embed.augment import crowded_view, synthetic_view  # noqa: E402
 from embed.evalmetrics import product_ranks, rank_of, recall_at  # noqa: E402
+from embed.train import info_nce  # noqa: E402
 
 
 class MapNet(torch.nn.Module):
@@ -172,11 +173,7 @@ def main() -> None:
             vi = torch.randint(0, args.views, (len(idx),), generator=g)
             xv = torch.from_numpy(tv_m[idx.numpy(), vi.numpy()].astype(np.float32))
             xa = torch.from_numpy(cat_m[idx.numpy()].astype(np.float32))
-            q = F.normalize(pool(xv) @ w.T, dim=1)
-            kk = F.normalize(pool(xa) @ w.T, dim=1)
-            logits = q @ kk.T / temperature
-            tgt = torch.arange(len(idx))
-            loss = (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt)) / 2
+            loss = info_nce(F.normalize(pool(xv) @ w.T, dim=1), F.normalize(pool(xa) @ w.T, dim=1), temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -40,6 +40,15 @@ def _progress(console: Console | None, disable: bool) -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True), disable=disable)
 
 
+def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of L2-normalised pairs: row i of ``q`` (a view) belongs with row i
+    of ``k`` (its catalog image), every other row is a negative (other views of the same product are not
+    in the batch: one view per image)."""
+    logits = q @ k.T / temperature
+    target = torch.arange(len(q))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
 def train_projection(
     anchors: np.ndarray, views: np.ndarray, dim: int, *, steps: int = 300, batch: int = 256,
     temperature: float = 0.05, lr: float = 2e-3, seed: int = 0, init: torch.Tensor | None = None,
@@ -56,12 +65,7 @@ def train_projection(
     for _ in range(steps):
         idx = torch.randperm(n, generator=g)[: min(batch, n)]
         vi = torch.randint(0, v, (len(idx),), generator=g)
-        q = F.normalize(x[idx, vi] @ w.T, dim=1)
-        k = F.normalize(a[idx] @ w.T, dim=1)
-        # other views of the same products are extra positives' negatives-free: plain symmetric InfoNCE
-        logits = q @ k.T / temperature
-        target = torch.arange(len(idx))
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        loss = info_nce(F.normalize(x[idx, vi] @ w.T, dim=1), F.normalize(a[idx] @ w.T, dim=1), temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()
