@@ -54,6 +54,7 @@ sys.path[:0] = [str(ROOT)]
 from bench.relsetup import (  # noqa: E402
     SPLITS,
     catalog_seeds,
+    compose_photos,
     load_setup,
     product_lists,
     score_photo,
@@ -157,13 +158,20 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--strict", action="store_true",
                     help="validation products and textures held out of the heads' training (bench.relsetup.strict_split); "
                          "the named heads are trained without them")
+    ap.add_argument("--unseen-bg", action="store_true",
+                    help="with --strict: the validation products on the unseen backgrounds of the extra texture "
+                         "packages (EMBED_DET_TEXTURES beyond ukui-wallpapers; bench.relsetup.Setup.tex_extra_held)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
     s = load_setup()
     tmp = s.settings.artifacts_dir / "detround"
     tmp.mkdir(parents=True, exist_ok=True)
     val = strict_validation_photos(s, args.queries) if args.strict else validation_photos(s, args.queries)
-    fit_idx, fit_tex, _, _ = strict_split(s)
+    fit_idx, fit_tex, val_idx, _ = strict_split(s)
+    if args.unseen_bg:
+        if not (args.strict and s.tex_extra_held):
+            raise SystemExit("--unseen-bg needs --strict and an extra package in EMBED_DET_TEXTURES")
+        val = compose_photos(s, args.queries, 30_000, [val_idx], s.tex_extra_held)
     pool = {"textures": fit_tex, "product_idx": fit_idx} if args.strict else {}
     prefix = "strict" if args.strict else "full"
     embs: dict[str, tuple[Embedder, np.ndarray]] = {}
@@ -321,7 +329,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join(["python", *sys.argv]), "validation_photos_per_split": args.queries,
-           "strict_validation": args.strict, "size_calibration": args.calibrate, "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
+           "strict_validation": args.strict, "unseen_backgrounds": args.unseen_bg, "size_calibration": args.calibrate, "candidates": args.candidates, "pad": args.pad, "pad2": args.pad2, "load_average_at_start": s.load_start,
            "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(), "variants": report}
     (args.out / "detround.json").write_text(json.dumps(out, indent=2))
     import matplotlib

@@ -31,7 +31,7 @@ from embed.evalmetrics import box_recall, counted, product_ranks, rank_of  # noq
 from embed.imageio import read_image_file  # noqa: E402
 from embed.models import spec_from_settings  # noqa: E402
 from embed.sample_catalog import build_sample_catalog  # noqa: E402
-from embed.textures import load_textures, split_textures  # noqa: E402
+from embed.textures import PACKAGE, load_textures, split_textures  # noqa: E402
 
 SPLITS = ("single", "scene", "cluttered")
 
@@ -50,6 +50,8 @@ class Setup:
     emb: Embedder
     adapt_s: float
     load_start: tuple[float, float, float]
+    tex_base_train: list = field(default_factory=list)  # the training pool of the base textures (strict split)
+    tex_extra_held: list = field(default_factory=list)  # every 4th extra-package texture: unseen backgrounds
     cut: dict[int, object] = field(default_factory=dict)
 
     @property
@@ -71,10 +73,19 @@ def load_setup() -> Setup:
     rng = random.Random(2026)
     held = set(rng.sample(range(len(pids)), len(pids) // 4))
     train_idx = [i for i in range(len(pids)) if i not in held]
-    textures = load_textures(ROOT / ".cache" / "textures")
+    # The test and strict-validation backgrounds come from the base pool (ukui-wallpapers and the wheels'
+    # photos) as in every round; other packages in EMBED_DET_TEXTURES only add training backgrounds, and
+    # every 4th of them is held out as a further validation pool (unseen backgrounds).
+    textures = load_textures(ROOT / ".cache" / "textures", package=PACKAGE)
     tex_train, tex_held = split_textures(textures)
+    base_train = list(tex_train)
+    extras = ",".join(p for p in settings.det_textures.split(",") if p.strip() and p.strip() != PACKAGE)
+    extra = load_textures(ROOT / ".cache" / "textures", package=extras, wheels=False) if extras else []
+    extra_train, extra_held = split_textures(extra) if extra else ([], [])
+    textures, tex_train = textures + extra, tex_train + extra_train
     print(f"catalog {len(pids)} products ({len(held)} held out of detector training); textures {len(tex_train)} "
-          f"train / {len(tex_held)} held out; load {load_start}", flush=True)
+          f"train ({len(extra_train)} from {extras or 'no extra packages'}) / {len(tex_held)} held out; "
+          f"load {load_start}", flush=True)
     from embed.train import adapt_to_catalog
 
     t0 = time.monotonic()
@@ -83,7 +94,7 @@ def load_setup() -> Setup:
     emb = Embedder(spec_from_settings(settings, projection=proj), batch_size=32, runtime="onnx",
                    export_dir=settings.artifacts_dir, threads=settings.threads)
     return Setup(settings, catalog, images, pids, held, train_idx, textures, tex_train, tex_held, emb, adapt_s,
-                 load_start)
+                 load_start, base_train, extra_held)
 
 
 def catalog_seeds(s: Setup) -> list[int]:
@@ -110,7 +121,9 @@ def train_or_load(s: Setup, name: str, cfg: DetTrainConfig, textures: list | Non
     return path, stats
 
 
-def _photos(s: Setup, n: int, seed: int, pools: list[list[int]], textures: list) -> dict[str, list]:
+def compose_photos(s: Setup, n: int, seed: int, pools: list[list[int]], textures: list) -> dict[str, list]:
+    """Per split, ``n`` photos composed from ``pools`` of product indices (taken in turn) on ``textures``:
+    (Composed, drawn from the first of several pools?)."""
     out: dict[str, list] = {}
     for s_i, split in enumerate(SPLITS):
         style = STYLES[split]
@@ -128,12 +141,12 @@ def _photos(s: Setup, n: int, seed: int, pools: list[list[int]], textures: list)
 
 def test_photos(s: Setup, n: int) -> dict[str, list]:
     """Held-out textures; even photos of held-out products: (Composed, unseen products?) per split."""
-    return _photos(s, n, 10_000, [sorted(s.held), s.train_idx], s.tex_held)
+    return compose_photos(s, n, 10_000, [sorted(s.held), s.train_idx], s.tex_held)
 
 
 def validation_photos(s: Setup, n: int, seed: int = 20_000) -> dict[str, list]:
     """Detector-training products on training textures, other compositions (tuning only)."""
-    return _photos(s, n, seed, [s.train_idx], s.tex_train)
+    return compose_photos(s, n, seed, [s.train_idx], s.tex_train)
 
 
 def strict_split(s: Setup) -> tuple[list[int], list, list[int], list]:
@@ -143,15 +156,16 @@ def strict_split(s: Setup) -> tuple[list[int], list, list[int], list]:
     are trained on the rest (``train_or_load(..., textures=, product_idx=)``)."""
     val_idx = s.train_idx[6::7]
     keep = set(val_idx)
-    tex_val = s.tex_train[4::5]
-    tex_fit = [t for k, t in enumerate(s.tex_train) if k % 5 != 4]
+    base = s.tex_base_train or s.tex_train
+    tex_val = base[4::5]
+    tex_fit = [t for k, t in enumerate(base) if k % 5 != 4] + s.tex_train[len(base):]
     return [i for i in s.train_idx if i not in keep], tex_fit, val_idx, tex_val
 
 
 def strict_validation_photos(s: Setup, n: int, seed: int = 30_000) -> dict[str, list]:
     """Validation products (held out of the strict heads' training) on validation textures."""
     _, _, val_idx, tex_val = strict_split(s)
-    return _photos(s, n, seed, [val_idx], tex_val)
+    return compose_photos(s, n, seed, [val_idx], tex_val)
 
 
 @dataclass

@@ -63,7 +63,7 @@ class EmbedSettings(BaseSettings):
     det_width: int = Field(48, ge=8, le=256)  # embed train: head channels
     det_dense: float = Field(0.0, ge=0.0, lt=1.0)  # embed train: size/offset also learned around centres (0 = centres only)
     det_giou: float = Field(0.0, ge=0.0, le=10.0)  # embed train: weight of a GIoU box loss (0 = log-size L1 only; round 4)
-    det_textures: str = "ukui-wallpapers"  # Debian package of background photos ("" = scikit-image's only)
+    det_textures: str = "ukui-wallpapers"  # Debian packages of backgrounds, comma-separated ("" = scikit-image's only)
     runtime: str = "onnx"  # onnx (ONNX Runtime, exported once into the artifacts dir) | torch
     yolo_path: Path | None = None
     yolo_classes: list[int] | None = None  # class ids to keep (None = all)

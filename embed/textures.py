@@ -1,8 +1,12 @@
 """Real background textures for synthetic training scenes, from packages (nothing downloaded at run time).
 
-First choice: the photographic wallpapers of Debian's ``ukui-wallpapers`` (``apt-get download`` + ``dpkg -x``
-into a cache dir, no root needed, like the tuxpaint sample catalog). Always added, and the fallback when
-apt is not available: the sample photos that ship inside the ``scikit-image`` and ``scikit-learn`` wheels.
+First choice: Debian packages (``apt-get download`` + ``dpkg -x`` into a cache dir, no root needed, like the
+tuxpaint sample catalog), by default the photographic wallpapers of ``ukui-wallpapers``. ``package``
+(``EMBED_DET_TEXTURES``) takes a comma-separated list; ``LARGER_POOL`` adds ``mate-backgrounds`` (nature,
+abstract and desktop photos) and the surface patterns of ``gimp-data`` (wood, stone, fabric, paper,
+leather, water: GIMP ``.pat`` tiles, tiled up to half of ``max_side``); measured no better in the
+seventh round (docs/embed.md), so not the default. Always added, and the fallback when apt is not
+available: the sample photos that ship inside the ``scikit-image`` and ``scikit-learn`` wheels.
 Images are downscaled to at most ``max_side`` pixels and split deterministically into a training pool
 and a held-out pool, so benchmark scenes use backgrounds the detector never saw.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,6 +26,10 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 PACKAGE = "ukui-wallpapers"
+LARGER_POOL = "ukui-wallpapers,mate-backgrounds,gimp-data"  # 115 backgrounds instead of 27 (opt-in)
+# where each package keeps its images (others: usr/share/backgrounds)
+_IMAGE_DIRS = {"gimp-data": "usr/share/gimp/2.0/patterns"}
+_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".pat")
 DEFAULT_CACHE = Path(".cache/textures")
 _SKIMAGE = ("astronaut", "brick", "camera", "chelsea", "coffee", "grass", "gravel", "rocket", "text",
             "immunohistochemistry", "logo", "motorcycle_left", "retina", "moon", "page", "colorwheel")
@@ -78,25 +87,61 @@ def _wheel_images() -> list[tuple[str, Image.Image]]:
     return out
 
 
-def load_textures(cache_dir: Path = DEFAULT_CACHE, max_side: int = 800, use_package: bool = True,
-                  package: str = PACKAGE) -> list[tuple[str, Image.Image]]:
-    """(name, RGB image) of every background texture available, sorted by name (``package`` empty: the
-    wheel images only)."""
-    found: list[tuple[str, Image.Image]] = []
-    root = fetch_package(package, cache_dir) if use_package and package else None
-    if root is not None:
-        for p in sorted((root / "usr/share/backgrounds").glob("*")):
-            if p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+def read_gimp_pattern(path: Path) -> Image.Image:
+    """A GIMP pattern file (``.pat``: big-endian header size, version, width, height, bytes per pixel,
+    ``GPAT``, name; then the pixels) as an RGB image."""
+    data = path.read_bytes()
+    if len(data) < 24 or data[20:24] != b"GPAT":
+        raise OSError(f"{path}: not a GIMP pattern")
+    header, _, w, h, bpp = struct.unpack(">5I", data[:20])
+    if bpp not in (1, 2, 3, 4) or w * h * bpp > len(data) - header or w == 0 or h == 0:
+        raise OSError(f"{path}: bad GIMP pattern header")
+    arr = np.frombuffer(data, np.uint8, w * h * bpp, header).reshape(h, w, bpp)
+    arr = arr[..., :1 if bpp < 3 else 3]
+    return Image.fromarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
+
+
+def tiled(im: Image.Image, side: int) -> Image.Image:
+    """A small seamless tile repeated until both sides reach ``side`` pixels."""
+    if min(im.size) >= side:
+        return im
+    reps = (-(-side // im.height), -(-side // im.width), 1)
+    return Image.fromarray(np.tile(np.asarray(im), reps)[:max(side, im.height), :max(side, im.width)])
+
+
+def _package_images(package: str, root: Path, max_side: int) -> list[tuple[str, Image.Image]]:
+    base = root / _IMAGE_DIRS.get(package, "usr/share/backgrounds")
+    out: list[tuple[str, Image.Image]] = []
+    for p in sorted(base.rglob("*")):
+        if p.suffix.lower() not in _SUFFIXES or not p.is_file():
+            continue
+        name = f"{package}:{p.relative_to(base).as_posix()}" if package != PACKAGE else f"{package}:{p.name}"
+        try:
+            if p.suffix.lower() == ".pat":
+                out.append((name, tiled(read_gimp_pattern(p), max_side // 2)))
                 continue
-            try:
-                with Image.open(p) as im:
-                    im.draft("RGB", (max_side, max_side))
-                    found.append((f"{package}:{p.name}", im.convert("RGB")))
-            except OSError as e:
-                log.warning("skipping texture %s: %s", p, e)
-    found += _wheel_images()
+            with Image.open(p) as im:
+                im.draft("RGB", (max_side, max_side))
+                out.append((name, im.convert("RGB")))
+        except OSError as e:
+            log.warning("skipping texture %s: %s", p, e)
+    return out
+
+
+def load_textures(cache_dir: Path = DEFAULT_CACHE, max_side: int = 800, use_package: bool = True,
+                  package: str = PACKAGE, wheels: bool = True) -> list[tuple[str, Image.Image]]:
+    """(name, RGB image) of every background texture available, sorted by name. ``package`` is a
+    comma-separated list of Debian packages (empty: the wheel images only); ``wheels`` adds the
+    scikit-image / scikit-learn sample photos."""
+    found: list[tuple[str, Image.Image]] = []
+    for pkg in [p.strip() for p in package.split(",") if p.strip()] if use_package else []:
+        root = fetch_package(pkg, cache_dir)
+        if root is not None:
+            found += _package_images(pkg, root, max_side)
+    if wheels:
+        found += _wheel_images()
     if not found:
-        raise RuntimeError(f"no background textures: install scikit-image, or allow apt-get download {PACKAGE}")
+        raise RuntimeError(f"no background textures: install scikit-image, or allow apt-get download {package or PACKAGE}")
     for k, (name, im) in enumerate(found):
         if max(im.size) > max_side:
             im = im.copy()
