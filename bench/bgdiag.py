@@ -38,6 +38,7 @@ os.environ.setdefault("EMBED_DET_TEXTURES", LARGER_POOL)
 
 import embed.augment as augment  # noqa: E402
 from bench.embdiag import crops_of  # noqa: E402
+from bench.headft import plot  # noqa: E402
 from bench.relsetup import SPLITS, catalog_seeds, compose_photos, load_setup, strict_split, strict_validation_photos  # noqa: E402
 from embed import prototypes  # noqa: E402
 from embed.compose import backdrop  # noqa: E402
@@ -109,21 +110,7 @@ def main() -> None:
            "load_average_at_start": s.load_start, "load_average_at_end": os.getloadavg(),
            "cpu_count": os.cpu_count(), "elapsed_s": time.monotonic() - t0, "results": results}
     (args.out / "bgdiag.json").write_text(json.dumps(out, indent=2))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
-    width = 0.8 / len(results)
-    for j, (label, res) in enumerate(results.items()):
-        ax.bar([i + j * width for i in range(len(rows))], [res[k]["cluttered"]["recall@1"] for k in rows], width, label=label)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], list(rows))
-    ax.set_ylim(0.75, 1.0)
-    ax.set_ylabel("cluttered recall@1, perfect boxes")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out / "bgdiag.png", dpi=120)
+    plot(results, args.out / "bgdiag.png")
     print(f"wrote {args.out / 'bgdiag.json'} and bgdiag.png ({time.monotonic() - t0:.0f} s)")
 
 

@@ -75,7 +75,7 @@ class Top(torch.nn.Module):
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
-    """Cluttered recall@1 per variant and photo set, as a bar chart."""
+    """Cluttered recall@1 per variant and photo set, as a bar chart (also bench/bgdiag.py's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +87,8 @@ def plot(results: dict[str, dict], path: Path) -> None:
     for j, (label, res) in enumerate(results.items()):
         ax.bar([i + j * width for i in range(len(sets))], [res[k]["cluttered"]["recall@1"] for k in sets], width, label=label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(sets))], sets)
-    ax.set_ylim(0.8, 1.0)
+    low = min(res[k]["cluttered"]["recall@1"] for res in results.values() for k in sets)
+    ax.set_ylim(max(0.0, round(low - 0.05, 1)), 1.0)
     ax.set_ylabel("cluttered recall@1, perfect boxes")
     ax.legend(fontsize=8)
     fig.tight_layout()
