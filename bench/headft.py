@@ -95,7 +95,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def scene_crops(s, cuts: list, per_image: int, textures: list, rng: random.Random) -> list[list]:
+def scene_crops(cuts: list, per_image: int, textures: list, rng: random.Random) -> list[list]:
     """``per_image`` crops of each catalog image's product in composed scenes (the detector's training
     styles, ``textures`` as backgrounds): its visible box widened by the query path's padding (0.1) with
     a random jitter of each side (up to 10 % of the box), as a detector's box would be. Products
@@ -181,7 +181,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     cuts = [product_cutout(im) for im in s.images]
     nc = args.views // 2
     views = []
-    scene = scene_crops(s, cuts, nc, fit_tex, rng) if args.scene_crops else None
+    scene = scene_crops(cuts, nc, fit_tex, rng) if args.scene_crops else None
     for i, im in enumerate(s.images):
         views += [synthetic_view(im, rng) for _ in range(args.views - nc)]
         if scene is not None:

@@ -31,7 +31,7 @@ from embed.evalmetrics import box_recall, counted, product_ranks, rank_of  # noq
 from embed.imageio import read_image_file  # noqa: E402
 from embed.models import spec_from_settings  # noqa: E402
 from embed.sample_catalog import build_sample_catalog  # noqa: E402
-from embed.textures import PACKAGE, load_textures, split_textures  # noqa: E402
+from embed.textures import PACKAGE, load_textures, package_list, split_textures  # noqa: E402
 
 SPLITS = ("single", "scene", "cluttered")
 
@@ -79,7 +79,7 @@ def load_setup() -> Setup:
     textures = load_textures(ROOT / ".cache" / "textures", package=PACKAGE)
     tex_train, tex_held = split_textures(textures)
     base_train = list(tex_train)
-    extras = ",".join(p for p in settings.det_textures.split(",") if p.strip() and p.strip() != PACKAGE)
+    extras = ",".join(p for p in package_list(settings.det_textures) if p != PACKAGE)
     extra = load_textures(ROOT / ".cache" / "textures", package=extras, wheels=False) if extras else []
     extra_train, extra_held = split_textures(extra) if extra else ([], [])
     textures, tex_train = textures + extra, tex_train + extra_train

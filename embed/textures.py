@@ -115,7 +115,7 @@ def _package_images(package: str, root: Path, max_side: int) -> list[tuple[str, 
     for p in sorted(base.rglob("*")):
         if p.suffix.lower() not in _SUFFIXES or not p.is_file():
             continue
-        name = f"{package}:{p.relative_to(base).as_posix()}" if package != PACKAGE else f"{package}:{p.name}"
+        name = f"{package}:{p.relative_to(base).as_posix()}"
         try:
             if p.suffix.lower() == ".pat":
                 out.append((name, tiled(read_gimp_pattern(p), max_side // 2)))
@@ -128,13 +128,18 @@ def _package_images(package: str, root: Path, max_side: int) -> list[tuple[str, 
     return out
 
 
+def package_list(spec: str) -> list[str]:
+    """The Debian packages named in a comma-separated ``EMBED_DET_TEXTURES`` value."""
+    return [p.strip() for p in spec.split(",") if p.strip()]
+
+
 def load_textures(cache_dir: Path = DEFAULT_CACHE, max_side: int = 800, use_package: bool = True,
                   package: str = PACKAGE, wheels: bool = True) -> list[tuple[str, Image.Image]]:
     """(name, RGB image) of every background texture available, sorted by name. ``package`` is a
     comma-separated list of Debian packages (empty: the wheel images only); ``wheels`` adds the
     scikit-image / scikit-learn sample photos."""
     found: list[tuple[str, Image.Image]] = []
-    for pkg in [p.strip() for p in package.split(",") if p.strip()] if use_package else []:
+    for pkg in package_list(package) if use_package else []:
         root = fetch_package(pkg, cache_dir)
         if root is not None:
             found += _package_images(pkg, root, max_side)
