@@ -10,7 +10,7 @@ and the detect time per photo.
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
-``NAME=HEAD[,HEAD...][@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+``NAME=HEAD[,HEAD...][@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]][+ft=PREFIX]``: HEAD is a head file (or ``default`` for the bench head of the shipped
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
@@ -27,7 +27,9 @@ a share C of the views crowded by other products (``EMBED_TRAIN_CROWDED``; ``+cr
 training textures (``EMBED_TRAIN_TEXTURES=1``; the heads' texture pool, never the evaluation photos'), ``+refine`` the box-refinement pass of
 ``EMBED_DET_REFINE`` (``embed.refine``: the head re-run on a crop of ZOOM x each candidate
 box, default 6; ``+minPX`` refines only boxes at least PX input pixels long in the first pass; its time
-is counted in the detect time).
+is counted in the detect time), ``+ft=PREFIX`` the embedder from ``PREFIX-lite0.pth`` and
+``PREFIX-projection.pt`` (a backbone fine-tuned by ``bench/headft.py --save``; no adaptation runs, and the
+detector keeps the stock backbone).
 
 ``--calibrate`` resizes every box by a size calibration fitted for that head on the (non-strict)
 validation photos (``fit_size_calibration``).
@@ -176,16 +178,20 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     prefix = "strict" if args.strict else "full"
     embs: dict[str, tuple[Embedder, np.ndarray]] = {}
 
-    def embedder(hard: bool, proto: int = 0, adapt: dict | None = None) -> tuple[Embedder, np.ndarray]:
+    def embedder(hard: bool, proto: int = 0, adapt: dict | None = None, ft: str = "") -> tuple[Embedder, np.ndarray]:
         adapt = adapt or {}
-        key = ("hard" if hard else "plain") + (f"-proto{proto}" if proto else "") + "".join(f"-{k}{v}" for k, v in adapt.items())
+        key = ("hard" if hard else "plain") + (f"-proto{proto}" if proto else "") + "".join(f"-{k}{v}" for k, v in adapt.items()) + ft
         if key not in embs:
             from embed.train import adapt_to_catalog
 
             views = HARD_VIEWS if hard else 0.0
-            proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views, **adapt}),
-                                    textures=fit_tex if args.strict else s.tex_train)
-            spec = spec_from_settings(s.settings.model_copy(update={"catalog_views": proto}), projection=proj)
+            update: dict = {"catalog_views": proto}
+            if ft:  # a backbone and projection fine-tuned by bench/headft.py --save (the detector keeps the stock one)
+                update["weights"], proj = Path(f"{ft}-lite0.pth"), Path(f"{ft}-projection.pt")
+            else:
+                proj = adapt_to_catalog(s.catalog, s.settings.model_copy(update={"train_hard_views": views, **adapt}),
+                                        textures=fit_tex if args.strict else s.tex_train)
+            spec = spec_from_settings(s.settings.model_copy(update=update), projection=proj)
             e = Embedder(spec, batch_size=32, runtime="onnx", export_dir=s.settings.artifacts_dir, threads=s.settings.threads)
             # catalog vectors as the import worker makes them (prototypes seeded by each file's sha256)
             embs[key] = (e, prototypes.catalog_vectors(e, s.images, catalog_seeds(s)))
@@ -236,7 +242,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             adapt["train_crowded"] = crowded
         if "tex" in flags:
             adapt["train_textures"] = True
-        emb, cat = embedder(hard, proto, adapt)
+        ft = next((f[3:] for f in flags if f.startswith("ft=")), "")
+        emb, cat = embedder(hard, proto, adapt, ft)
         coef = fit_size_calibration(det, validation_photos(s, args.queries)) if args.calibrate else None
         rows: dict[str, list] = {}
         t_det: dict[str, list[float]] = {}

@@ -8,10 +8,16 @@ with the projection, on the adaptation's views (half crowded by other catalog pr
 backgrounds half of the time), makes the embedding robust to what surrounds a product. The trunk below
 the trained layers is frozen, so its maps are computed once (ONNX Runtime) and training runs on them.
 
+Eighth round: ``--upto 8 --trainable top`` caches the trunk below block 8 and trains blocks 8-15 (the
+upper half: stage 5 on), ``conv_head`` and the projection; ``--save DIR`` writes the result as an
+EMBED_WEIGHTS / EMBED_PROJECTION pair (``bench/detround.py``'s ``+ft=DIR/top-upto8``); ``--negatives``
+also trains projections on pooled features with the whole catalog as negatives.
+
 Photo sets as in ``bench/bgdiag.py`` (validation only): strict validation, every product on the
 validation backgrounds, every product on the unseen backgrounds of the larger pool.
 Run: EMBED_THREADS=2 nice -n 5 python bench/headft.py --queries 150 [--scene-crops --trainable none,head]
-Writes bench/out/round7/headft.json (headft-scenes.json with --scene-crops) and a few sample crops.
+     ... --upto 8 --batch 64 --trainable top --save .cache/models/headft --out bench/out/round8
+Writes OUT/headft[-scenes][-negatives][-uptoN].json and .png, and with --scene-crops a few sample crops.
 """
 
 from __future__ import annotations
@@ -127,6 +133,67 @@ def scene_crops(cuts: list, per_image: int, textures: list, rng: random.Random) 
             out[i].append(sc.image.crop(tuple(int(round(v)) for v in box)))
 
 
+def save(out: Path, name: str, net, top: Top, w: torch.Tensor) -> None:
+    """The whole backbone with ``top``'s layers in place, and the projection, as the embedder loads them."""
+    whole = copy.deepcopy(net)
+    upto = len(whole._blocks) - len(top.blocks)
+    for i, b in enumerate(top.blocks):
+        whole._blocks[upto + i] = b
+    whole._conv_head, whole._bn1 = top.conv_head, top.bn1
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(whole.state_dict(), out / f"{name}-upto{upto}-lite0.pth")
+    torch.save({"weight": w.contiguous()}, out / f"{name}-upto{upto}-projection.pt")
+    print(f"saved {out / f'{name}-upto{upto}-lite0.pth'} and its projection", flush=True)
+
+
+def pooled_variants(args, top: Top, w0: torch.Tensor, cat_m, proto_m, tv_m, k: int, evaluate) -> None:
+    """Projection-only training on pooled features (the frozen top run once), in-batch negatives
+    against whole-catalog negatives, with the catalog images or their stored prototypes as anchors."""
+    top.eval()
+
+    def pool(m: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.cat([top(torch.from_numpy(m[i: i + 256].astype(np.float32)))
+                              for i in range(0, len(m), 256)]).numpy()
+
+    t = time.monotonic()
+    cat_p, proto_p = pool(cat_m), pool(proto_m).reshape(len(cat_m), k, -1)
+    tv_p = pool(tv_m.reshape(-1, *tv_m.shape[2:])).reshape(len(cat_m), tv_m.shape[1], -1)
+    print(f"pooled features: {time.monotonic() - t:.0f} s", flush=True)
+    n = len(cat_p)
+    cat_t, proto_t, tv_t = torch.from_numpy(cat_p), torch.from_numpy(proto_p), torch.from_numpy(tv_p)
+
+    def anchors(w: torch.Tensor, proto: bool) -> torch.Tensor:
+        own = F.normalize(cat_t @ w.T, dim=1)
+        if not proto:
+            return own
+        return F.normalize(own + F.normalize(proto_t @ w.T, dim=-1).mean(dim=1), dim=1)
+
+    for label, whole, proto in (("projection, in-batch negatives (pooled)", False, False),
+                                ("projection, whole-catalog negatives", True, False),
+                                ("projection, whole catalog, prototype anchors", True, True)):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(w0.clone())
+        opt = torch.optim.Adam([w], lr=2e-3)
+        g = torch.Generator().manual_seed(0)
+        losses = []
+        for _ in range(args.steps):
+            idx = torch.randperm(n, generator=g)[: args.batch]
+            vi = torch.randint(0, tv_t.shape[1], (len(idx),), generator=g)
+            q = F.normalize(tv_t[idx, vi] @ w.T, dim=1)
+            a = anchors(w, proto)
+            if whole:
+                loss = F.cross_entropy(q @ a.T / 0.05, idx)
+            else:
+                loss = info_nce(q, a[idx], 0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        print(f"{label}: loss {np.mean(losses[:20]):.3f} -> {np.mean(losses[-20:]):.3f}", flush=True)
+        evaluate(label, top, w.detach())
+
+
 def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=150)
@@ -137,7 +204,16 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     ap.add_argument("--scene-crops", action="store_true",
                     help="the second half of each image's views are crops of its box in composed training scenes "
                          "(embed.compose, the detector's training styles, training backgrounds) instead of crowded views")
-    ap.add_argument("--trainable", default="none,head,block+head", help="variants to train (comma-separated)")
+    ap.add_argument("--trainable", default="none,head,block+head",
+                    help="variants to train (comma-separated): none, head, block+head, or top (every block from --upto on)")
+    ap.add_argument("--upto", type=int, default=0,
+                    help="first block above the cached trunk (0: the last block, as in round 7; 8: stride-16 stage 5 on)")
+    ap.add_argument("--negatives", action="store_true",
+                    help="also train projections on pooled features against the whole catalog as negatives "
+                         "(anchors: the catalog images, or their prototypes as stored)")
+    ap.add_argument("--save", type=Path,
+                    help="write each trained variant's whole Lite0 state_dict and projection here "
+                         "(<label>-lite0.pth, <label>-projection.pt: an EMBED_WEIGHTS / EMBED_PROJECTION pair)")
     ap.add_argument("--replot", type=Path, help="only draw the plot of a JSON this script wrote")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "round7")
     args = ap.parse_args()
@@ -158,7 +234,7 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
     rows = {k: crops_of(v, 0.0) for k, v in sets.items()}
     from embed.onnxrt import OrtRunner, export, tensor_digest
 
-    upto = len(net._blocks) - 1  # the last MBConv block and the head are trainable ("block+head")
+    upto = args.upto or len(net._blocks) - 1  # blocks from here on are above the cached trunk
     trunk = Trunk(net, upto).eval()
     name = f"lite0-trunk{upto}-{tensor_digest(trunk)}-224.onnx"
     ort = OrtRunner(lambda: export(trunk, torch.zeros(2, 3, 224, 224), s.settings.artifacts_dir / name,
@@ -231,7 +307,8 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             p.requires_grad_(False)
         params = []
         if trainable != "none":
-            mods = [top.conv_head, top.bn1] + (list(top.blocks) if trainable == "block+head" else [])
+            blocks = {"head": [], "block+head": list(top.blocks)[-1:], "top": list(top.blocks)}[trainable]
+            mods = [top.conv_head, top.bn1, *blocks]
             params = [p for m in mods for p in m.parameters()]
             for p in params:
                 p.requires_grad_(True)
@@ -251,20 +328,29 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if len(losses) % 100 == 0:
+                print(f"  {label}: step {len(losses)}, {time.monotonic() - t:.0f} s, loss {np.mean(losses[-20:]):.3f}", flush=True)
         print(f"{label}: {args.steps} steps in {time.monotonic() - t:.0f} s, loss {np.mean(losses[:20]):.3f} -> "
               f"{np.mean(losses[-20:]):.3f}", flush=True)
         evaluate(label, top, w.detach())
+        if args.save:
+            save(args.save, trainable, net, top, w.detach())
 
-    labels = {"none": "projection only", "head": "head + projection", "block+head": "block + head + projection"}
-    for tr in args.trainable.split(","):
+    labels = {"none": "projection only", "head": "head + projection", "block+head": "block + head + projection",
+              "top": f"blocks {upto}-{len(net._blocks) - 1} + head + projection"}
+    for tr in filter(None, args.trainable.split(",")):
         train(labels[tr] + (" (scene crops)" if args.scene_crops else ""), tr, args.lr_top)
+
+    if args.negatives:
+        pooled_variants(args, Top(net, upto), w0, cat_m, proto_m, tv_m, k, evaluate)
 
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"command": "python bench/headft.py " + " ".join(sys.argv[1:]), "queries_per_split": n, "steps": args.steps,
+           "upto": upto,
            "batch": args.batch, "lr_top": args.lr_top, "views": args.views, "training_backgrounds": len(fit_tex),
            "load_average_at_start": s.load_start, "load_average_at_end": os.getloadavg(),
            "cpu_count": os.cpu_count(), "elapsed_s": time.monotonic() - t0, "results": results}
-    path = args.out / ("headft-scenes.json" if args.scene_crops else "headft.json")
+    path = args.out / (("headft-scenes" if args.scene_crops else "headft") + ("-negatives" if args.negatives else "") + (f"-upto{args.upto}" if args.upto else "") + ".json")
     path.write_text(json.dumps(out, indent=2))
     plot(results, path.with_suffix(".png"))
     print(f"wrote {path} and its plot ({time.monotonic() - t0:.0f} s)")
