@@ -10,7 +10,7 @@ and the detect time per photo.
 Validation photos: detector-training products on training textures, compositions of their own seeds
 (``bench.relsetup.validation_photos``); with ``--strict``, products and textures held out of the heads'
 training, disjoint from the test split's (``bench.relsetup.strict_split``). Variants are given as
-``NAME=HEAD[,HEAD...][@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]][+ft=PREFIX]``: HEAD is a head file (or ``default`` for the bench head of the shipped
+``NAME=HEAD[,HEAD...][@SIZE][+hard][+protoK][+viewsV][+stepsS][+crowdedC][+tex][+refine[ZOOM][+minPX]][+ft=PREFIX][+detbb=PATH]``: HEAD is a head file (or ``default`` for the bench head of the shipped
 config, ``w96dense`` for the width-96 head with dense targets, ``stride8`` for the stride-8 head,
 ``giou`` for the default head trained with a GIoU box loss of weight 1 next to the L1, ``giou2`` with
 weight 2, ``gioudense`` with weight 1 and dense targets 0.3, ``default-seed1`` / ``giou-seed1`` the
@@ -29,7 +29,8 @@ training textures (``EMBED_TRAIN_TEXTURES=1``; the heads' texture pool, never th
 box, default 6; ``+minPX`` refines only boxes at least PX input pixels long in the first pass; its time
 is counted in the detect time), ``+ft=PREFIX`` the embedder from ``PREFIX-lite0.pth`` and
 ``PREFIX-projection.pt`` (a backbone fine-tuned by ``bench/headft.py --save``; no adaptation runs, and the
-detector keeps the stock backbone).
+detector keeps the stock backbone), ``+detbb=PATH`` the detector's backbone from a Lite0 state_dict
+(``bench/detft.py``; default: the stock weights).
 
 ``--calibrate`` resizes every box by a size calibration fitted for that head on the (non-strict)
 validation photos (``fit_size_calibration``).
@@ -223,8 +224,12 @@ def main() -> None:  # noqa: C901 (a benchmark script reads top to bottom)
         min_px = flag_value(flags, "min", absent=0.0)
         head_s, _, size_s = rest.partition("@")
 
+        detbb = next((Path(f[6:]) for f in flags if f.startswith("detbb=")), None)
+        backbone = (Embedder(spec_from_settings(s.settings.model_copy(update={"weights": detbb})), runtime="torch")
+                    .backbone.net.eval() if detbb else s.emb.backbone.net)
+
         def detector(path: Path) -> ProductDetector:
-            return ProductDetector(sized(path, int(size_s) if size_s else None, tmp), s.emb.backbone.net, runtime="onnx",
+            return ProductDetector(sized(path, int(size_s) if size_s else None, tmp), backbone, runtime="onnx",
                                    export_dir=s.settings.artifacts_dir, threads=s.settings.threads, conf=0.1, iou=0.5,
                                    top_k=20, min_size=s.settings.min_box_size)
 
