@@ -48,7 +48,7 @@ from embed import prototypes  # noqa: E402
 from embed.augment import crowded_view, synthetic_view  # noqa: E402
 from embed.compose import compose, pick_style, product_cutout  # noqa: E402
 from embed.evalmetrics import product_ranks, rank_of, recall_at  # noqa: E402
-from embed.train import _neighbours, info_nce  # noqa: E402
+from embed.train import _neighbours, info_nce, train_projection  # noqa: E402
 
 
 class Trunk(torch.nn.Module):
@@ -169,9 +169,13 @@ def pooled_variants(args, top: Top, w0: torch.Tensor, cat_m, proto_m, tv_m, k: i
             return own
         return F.normalize(own + F.normalize(proto_t @ w.T, dim=-1).mean(dim=1), dim=1)
 
-    for label, whole, proto in (("projection, in-batch negatives (pooled)", False, False),
-                                ("projection, whole-catalog negatives", True, False),
-                                ("projection, whole catalog, prototype anchors", True, True)):
+    # in-batch negatives: the adaptation's own training, on these pooled features
+    w_in, losses = train_projection(cat_p, tv_p, w0.shape[0], steps=args.steps, batch=args.batch, init=w0)
+    print(f"projection, in-batch negatives (pooled): loss {np.mean(losses[:20]):.3f} -> {np.mean(losses[-20:]):.3f}",
+          flush=True)
+    evaluate("projection, in-batch negatives (pooled)", top, w_in)
+    for label, proto in (("projection, whole-catalog negatives", False),
+                         ("projection, whole catalog, prototype anchors", True)):
         torch.manual_seed(0)
         w = torch.nn.Parameter(w0.clone())
         opt = torch.optim.Adam([w], lr=2e-3)
@@ -181,11 +185,7 @@ def pooled_variants(args, top: Top, w0: torch.Tensor, cat_m, proto_m, tv_m, k: i
             idx = torch.randperm(n, generator=g)[: args.batch]
             vi = torch.randint(0, tv_t.shape[1], (len(idx),), generator=g)
             q = F.normalize(tv_t[idx, vi] @ w.T, dim=1)
-            a = anchors(w, proto)
-            if whole:
-                loss = F.cross_entropy(q @ a.T / 0.05, idx)
-            else:
-                loss = info_nce(q, a[idx], 0.05)
+            loss = F.cross_entropy(q @ anchors(w, proto).T / 0.05, idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
